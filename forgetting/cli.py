@@ -1,0 +1,90 @@
+"""Command line: parse options, call one library function, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from forgetting.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Study catastrophic forgetting in fast CIFAR-10 training (Page, 'How to Train Your ResNet', Part 2).",
+)
+
+DataOpt = typer.Option(None, "--data", help="CIFAR-10 .npz or cifar-10-batches-py folder (default: $FORGETTING_DATA, then torchvision's cache)")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
+
+
+@app.command()
+def data(
+    data: Optional[str] = DataOpt,
+    download: bool = typer.Option(False, "--download", help="fetch CIFAR-10 with torchvision into the user cache"),
+):
+    """Find, verify and describe the CIFAR-10 source."""
+    from forgetting import data as data_mod
+    from forgetting.console import console
+
+    d = data_mod.describe(data_mod.load_cifar10(data, download=download))
+    console.print(f"source: {d['source']}")
+    console.print(f"train: {d['train']:,} images   test: {d['test']:,} images")
+    console.print("per class (train / test):")
+    for name, a, b in zip(data_mod.CLASSES, d["train_per_class"], d["test_per_class"]):
+        console.print(f"  {name:<11}{a:>6,} / {b:,}")
+
+
+@app.command()
+def train(
+    net: Optional[str] = typer.Option(None, help="dawn18 or resnet9 (default: the preset's, else dawn18)"),
+    width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
+    preset: Optional[str] = typer.Option(None, help="part1, part2, part3 or part4 (the blog's stages)"),
+    subset: int = typer.Option(50_000, help="class-balanced training images"),
+    epochs: Optional[int] = typer.Option(None, help="epochs (a preset's schedule is stretched to fit)"),
+    batch_size: Optional[int] = typer.Option(None, help="images per step (default: the preset's, else 512)"),
+    lr: Optional[float] = typer.Option(None, help="peak LR, mean-loss convention (default: the preset's, else 0.4)"),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="random crop + flip (default on)"),
+    cutout: Optional[int] = typer.Option(None, help="Cutout square side in pixels (0 = off)"),
+    seed: int = typer.Option(0, help="seed for weights, subset and batch plans"),
+    eval_every: int = typer.Option(1, help="evaluate on the test set every N epochs (0 = final epoch only)"),
+    device: str = DeviceOpt,
+    data: Optional[str] = DataOpt,
+    out: Path = typer.Option(..., "--out", help="output folder (resumes from its checkpoint if interrupted)"),
+):
+    """Train one network; write config.json, history.csv, model.pt and result.json (last) into OUT."""
+    from forgetting import data as data_mod, train as train_mod
+    from forgetting.console import EpochTable, console, progress_bar
+
+    cfg = train_mod.make_config(
+        preset, lr=lr, net=net, width=width, subset=subset, epochs=epochs, batch_size=batch_size,
+        augment=augment, cutout=cutout, seed=seed, eval_every=eval_every,
+    )  # fmt: skip
+    dev = train_mod.resolve_device(device)
+    cifar = data_mod.load_cifar10(data)
+    with progress_bar(transient=True) as bar:
+        result = train_mod.train_to_dir(cfg, cifar, out, dev, callbacks=EpochTable(bar))
+    state = "diverged" if result["diverged"] else "finished"
+    console.print(
+        f"{state}: test loss {result['test_loss']:.4f}, test acc {result['test_acc']:.4f}, "
+        f"{result['seconds']:.1f} s on {result['device']} -> {out}"
+    )
+
+
+def main() -> None:
+    """Entry point: a UserError is one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

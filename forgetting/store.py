@@ -1,0 +1,83 @@
+"""Files on disk: atomic writes, run directories and the store lock.
+
+Every file that marks something as finished is written to a temporary name in the same folder and
+renamed into place, so a killed process leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from forgetting.errors import UserError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(obj):
+    """NaN and infinities become null: strict JSON readers reject them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def json_bytes(obj) -> bytes:
+    return (json.dumps(_json_safe(obj), indent=2, sort_keys=True) + "\n").encode()
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def csv_bytes(rows: list[dict], columns: list[str] | None = None) -> bytes:
+    columns = columns or (list(rows[0]) if rows else [])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def read_json(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextmanager
+def exclusive_lock(path: Path):
+    """Hold an advisory lock on ``path``; a second holder gets a one-line error, not a wait."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{path.parent} is in use by another sweep (lock {path.name} is held)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,401 @@
+"""One training run: batch plans -> steps -> history, records, weights, result.
+
+Recipe (protocol section 3): Nesterov SGD, momentum 0.9, weight decay 5e-4, LR in the mean-loss
+convention, a piecewise-linear schedule evaluated at every step. On CUDA: AMP (bf16 where supported,
+else fp16 with loss scaling; parameters and BN in fp32), channels-last, data resident on the device,
+no host sync per step. On CPU: fp32 and bit-for-bit repeatable.
+
+Besides the per-epoch history, a run records what the forgetting probe needs: each batch's digest and
+its loss as seen at the time, and every example's loss and correctness at each presentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from forgetting import augment, data as data_mod, models
+from forgetting.errors import UserError
+from forgetting.schedules import PiecewiseLinear, triangle
+from forgetting.store import atomic_write_bytes, csv_bytes, json_bytes
+
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+STEP_COLUMNS = ["epoch", "step", "lr", "digest", "loss", "acc", "n"]
+EVAL_BATCH = 1000  # images per forward pass when evaluating (no gradients, so larger than training)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run. Units: LR in the mean-loss convention, epochs, images."""
+
+    net: str = "dawn18"
+    width: float = 1.0  # channel multiplier
+    shortcut: str = "page"  # dawn18 only: "page" adds relu(bn(x)), "johnson" adds x
+    bn_init: str = "default"  # "default" = each net's faithful choice, or "uniform" / "ones"
+    subset: int = data_mod.TRAIN_SIZE  # class-balanced training images
+    epochs: int = 30
+    batch_size: int = 512
+    lr_knots: tuple[tuple[float, float], ...] = ((0, 0), (8, 0.4), (30, 0))  # (epoch, LR)
+    augment: bool = True  # random crop of the padded image + flip
+    cutout: int = 0  # Cutout square side in pixels (with augment only)
+    seed: int = 0  # initial weights, subset and every epoch's batch plan
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    eval_every: int = 0  # test-set evaluation every N epochs; 0 = final epoch only
+    label: str = ""  # free text carried into tables (e.g. the preset)
+
+    def __post_init__(self):
+        checks = [
+            (self.net in models.NETS, f"net must be one of {', '.join(models.NETS)}, not {self.net!r}"),
+            (self.width > 0, f"width must be positive, not {self.width}"),
+            (1 <= self.subset <= data_mod.TRAIN_SIZE, f"subset {self.subset} is outside 1..{data_mod.TRAIN_SIZE}"),
+            (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
+            (self.batch_size <= self.subset, f"batch size {self.batch_size} is larger than the subset ({self.subset})"),
+            (all(lr >= 0 for _, lr in self.lr_knots), "learning rates must not be negative"),
+            (self.bn_init in ("default", "uniform", "ones"), f"bn_init must be default, uniform or ones, not {self.bn_init!r}"),
+            (self.eval_every >= 0, "eval_every must not be negative"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+        PiecewiseLinear(self.lr_knots)  # validates the knots
+        augment.AugmentSpec.standard(self.augment, self.cutout)
+
+    @property
+    def schedule(self) -> PiecewiseLinear:
+        return PiecewiseLinear(self.lr_knots)
+
+    @property
+    def augment_spec(self) -> augment.AugmentSpec:
+        return augment.AugmentSpec.standard(self.augment, self.cutout)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr_knots"] = [list(k) for k in self.lr_knots]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["lr_knots"] = tuple(tuple(float(v) for v in k) for k in d["lr_knots"])
+        return cls(**d)
+
+
+# The blog's stages (protocol section 3). LR knots are (epoch, LR) in the mean-loss convention.
+PRESETS: dict[str, dict] = {
+    "part1": dict(net="dawn18", batch_size=128, epochs=35, lr_knots=((0, 0), (15, 0.1), (30, 0.005), (35, 0))),
+    "part2": dict(net="dawn18", batch_size=512, epochs=35, lr_knots=((0, 0), (15, 0.44), (30, 0.005), (35, 0))),
+    "part3": dict(net="dawn18", batch_size=768, epochs=30, cutout=8, lr_knots=((0, 0), (8, 0.6), (30, 0))),
+    "part4": dict(net="resnet9", batch_size=512, epochs=24, lr_knots=((0, 0), (5, 0.4), (24, 0))),
+}
+DEFAULT_PEAK_LR = 0.4
+
+
+def make_config(preset: str | None = None, lr: float | None = None, **overrides) -> TrainConfig:
+    """A preset's config with overrides; without a preset, Part 3's shape stretched to ``epochs``.
+
+    ``lr`` rescales a preset's knots so that their peak equals ``lr``.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        base = dict(PRESETS[preset], label=preset)
+        if "epochs" in overrides and overrides["epochs"] != base["epochs"]:
+            stretch = overrides["epochs"] / base["epochs"]
+            base["lr_knots"] = tuple((e * stretch, v) for e, v in base["lr_knots"])
+        if lr is not None:
+            peak = max(v for _, v in base["lr_knots"])
+            base["lr_knots"] = tuple((e, v * lr / peak) for e, v in base["lr_knots"])
+        base.update(overrides)
+        return TrainConfig(**base)
+    epochs = overrides.pop("epochs", 30)
+    knots = triangle(DEFAULT_PEAK_LR if lr is None else lr, epochs).knots
+    return TrainConfig(**{"epochs": epochs, "batch_size": 512, "lr_knots": knots, **overrides})
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"device must be auto, cpu or cuda, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 (with loss scaling); None = fp32 on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class Prepared:
+    """The data of one run, on the device, prepared once."""
+
+    subset: np.ndarray  # dataset indices of the training subset
+    train_padded: torch.Tensor  # (50000, 3, 40, 40) normalised, reflect-padded
+    train_labels: torch.Tensor  # (50000,)
+    test_x: torch.Tensor  # (10000, 3, 32, 32) normalised
+    test_y: torch.Tensor
+
+
+def prepare(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None = None) -> Prepared:
+    """Preprocess once per device (``cache`` lets a sweep reuse it across runs)."""
+    key = (str(device),)
+    if cache is not None and key in cache:
+        padded, labels, tx, ty = cache[key]
+    else:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32  # halves device memory on GPU
+        padded = data_mod.prepare_train(cifar.train_x, device, dtype)
+        labels = torch.as_tensor(cifar.train_y, device=device)
+        tx = data_mod.normalise(cifar.test_x, device, dtype)
+        ty = torch.as_tensor(cifar.test_y, device=device)
+        if cache is not None:
+            cache[key] = (padded, labels, tx, ty)
+    subset = data_mod.balanced_subset(cifar.train_y, cfg.subset, cfg.seed)
+    return Prepared(subset, padded, labels, tx, ty)
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(cfg.seed)
+    bn_init = None if cfg.bn_init == "default" else cfg.bn_init
+    model = models.build(cfg.net, cfg.width, cfg.shortcut, bn_init).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(), lr=0.0, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+    )
+
+
+def _to_device_batch(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+@torch.inference_mode()
+def per_example(model, x: torch.Tensor, y: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss (fp32) and correctness on the device, in whatever mode ``model`` is in."""
+    device = x.device
+    dt = amp_dtype(device)
+    losses, correct = [], []
+    for i in range(0, len(x), batch):
+        xb = _to_device_batch(x[i : i + batch], device)
+        with torch.autocast(device.type, dtype=dt, enabled=dt is not None):
+            logits = model(xb)
+        losses.append(F.cross_entropy(logits.float(), y[i : i + batch], reduction="none"))
+        correct.append(logits.argmax(1) == y[i : i + batch])
+    return torch.cat(losses), torch.cat(correct)
+
+
+def evaluate(model, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean loss and accuracy in eval mode (BN running statistics)."""
+    was = model.training
+    model.eval()
+    loss, correct = per_example(model, x, y)
+    model.train(was)
+    return float(loss.mean()), float(correct.float().mean())
+
+
+@dataclass
+class RunOutput:
+    """What a finished run produces; `write_run` puts it on disk (result.json last)."""
+
+    config: dict
+    history: list[dict]
+    steps: list[dict]
+    examples: dict[str, np.ndarray]  # order/loss/correct: (epochs, n) each
+    state_dict: dict
+    result: dict = field(default_factory=dict)
+
+    def files(self) -> dict[str, bytes]:
+        """The run's files as bytes, in the order they must be written (result.json last)."""
+        buf_model, buf_ex = io.BytesIO(), io.BytesIO()
+        torch.save(self.state_dict, buf_model)
+        np.savez_compressed(buf_ex, **self.examples)
+        return {
+            "config.json": json_bytes(self.config),
+            "history.csv": csv_bytes(self.history, HISTORY_COLUMNS),
+            "steps.csv": csv_bytes(self.steps, STEP_COLUMNS),
+            "examples.npz": buf_ex.getvalue(),
+            "model.pt": buf_model.getvalue(),
+            "result.json": json_bytes(self.result),
+        }
+
+
+def write_run(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Write a run's files atomically, result.json last: its presence means the run is complete."""
+    out_dir = Path(out_dir)
+    (out_dir / "result.json").unlink(missing_ok=True)
+    for name, blob in files.items():
+        if name != "result.json":
+            atomic_write_bytes(out_dir / name, blob)
+    atomic_write_bytes(out_dir / "result.json", files["result.json"])
+
+
+class Callbacks:
+    """Progress hooks; the command line passes one that draws bars. All optional."""
+
+    def start_epoch(self, epoch: int, steps: int) -> None: ...
+    def step(self, epoch: int, step: int) -> None: ...
+    def end_epoch(self, row: dict) -> None: ...
+
+
+def _finite(x: float) -> bool:
+    return bool(np.isfinite(x))
+
+
+def train(
+    cfg: TrainConfig,
+    cifar: data_mod.Cifar10,
+    device: torch.device | str = "auto",
+    checkpoint: Path | None = None,
+    callbacks: Callbacks | None = None,
+    cache: dict | None = None,
+) -> RunOutput:
+    """Train one run. With ``checkpoint``, save after every epoch and resume from it if present.
+
+    A non-finite loss ends the run early with ``diverged = True``; it is not raised.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    cb = callbacks or Callbacks()
+    dt = amp_dtype(device)
+    prep = prepare(cfg, cifar, device, cache)
+    model = build_model(cfg, device)
+    opt = make_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler("cuda", enabled=dt == torch.float16)
+    sched = cfg.schedule
+    spec = cfg.augment_spec
+
+    history: list[dict] = []
+    steps_rec: list[dict] = []
+    ex_order, ex_loss, ex_correct = [], [], []
+    start_epoch, elapsed, diverged = 0, 0.0, False
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["config"] == cfg.to_dict():
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            history, steps_rec = state["history"], state["steps"]
+            ex_order, ex_loss, ex_correct = state["ex_order"], state["ex_loss"], state["ex_correct"]
+            start_epoch, elapsed = state["epoch"], state["elapsed"]
+
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size)
+        dplan = augment.DevicePlan(plan, device)
+        n_steps = plan.steps
+        cb.start_epoch(epoch, n_steps)
+        # Per-step records stay on the device until the epoch ends: no host sync per step.
+        step_loss = torch.zeros(n_steps, device=device)
+        step_lr = np.empty(n_steps)
+        ex_l = torch.empty(len(plan.indices), device=device)
+        ex_c = torch.empty(len(plan.indices), dtype=torch.bool, device=device)
+        for s in range(n_steps):
+            lr = sched(epoch + (s + 1) / n_steps)
+            step_lr[s] = lr
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, y = dplan.batch(prep.train_padded, prep.train_labels, s)
+            x = _to_device_batch(x, device)
+            with torch.autocast(device.type, dtype=dt, enabled=dt is not None):
+                logits = model(x)
+            losses = F.cross_entropy(logits.float(), y, reduction="none")
+            loss = losses.mean()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sl = plan.batch(s)
+            ex_l[sl] = losses.detach()
+            ex_c[sl] = logits.detach().argmax(1) == y
+            step_loss[s] = loss.detach()
+            cb.step(epoch, s)
+        step_loss_h = step_loss.cpu().numpy()
+        ex_c_h = ex_c.cpu().numpy()
+        ex_order.append(plan.indices.astype(np.int32))
+        ex_loss.append(ex_l.cpu().numpy().astype(np.float32))
+        ex_correct.append(ex_c_h)
+        step_acc = ex_c_h.reshape(n_steps, -1).mean(1)
+        for s, d in enumerate(plan.digests()):
+            steps_rec.append(
+                dict(epoch=epoch, step=epoch * n_steps + s, lr=step_lr[s], digest=d,
+                     loss=float(step_loss_h[s]), acc=float(step_acc[s]), n=cfg.batch_size)
+            )  # fmt: skip
+        train_loss = float(step_loss_h.mean())
+        diverged = not _finite(train_loss)
+        last = epoch == cfg.epochs - 1 or diverged
+        test_loss = test_acc = float("nan")
+        if not diverged and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+            test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y)
+        secs = time.perf_counter() - t0
+        elapsed += secs
+        row = dict(epoch=epoch + 1, lr=float(step_lr[-1]), train_loss=train_loss, train_acc=float(step_acc.mean()),
+                   test_loss=test_loss, test_acc=test_acc, seconds=round(secs, 3))  # fmt: skip
+        history.append(row)
+        cb.end_epoch(row)
+        if diverged:
+            break
+        if checkpoint is not None and not last:
+            buf = io.BytesIO()
+            torch.save(
+                dict(config=cfg.to_dict(), model=model.state_dict(), optimizer=opt.state_dict(),
+                     scaler=scaler.state_dict(), history=history, steps=steps_rec, ex_order=ex_order,
+                     ex_loss=ex_loss, ex_correct=ex_correct, epoch=epoch + 1, elapsed=elapsed),
+                buf,
+            )  # fmt: skip
+            atomic_write_bytes(Path(checkpoint), buf.getvalue())
+
+    final = history[-1]
+    clean_loss = clean_acc = float("nan")
+    if not diverged:
+        clean = prep.train_padded[torch.as_tensor(prep.subset, device=device)][:, :, 4:36, 4:36]
+        clean_loss, clean_acc = evaluate(model, clean, prep.train_labels[torch.as_tensor(prep.subset, device=device)])
+    images = sum(len(o) for o in ex_order)
+    result = dict(
+        train_loss=final["train_loss"], train_acc=final["train_acc"],
+        test_loss=final["test_loss"], test_acc=final["test_acc"],
+        clean_train_loss=clean_loss, clean_train_acc=clean_acc,
+        diverged=diverged, epochs_completed=len(history), seconds=round(elapsed, 3),
+        train_images_per_second=round(images / max(elapsed, 1e-9), 2),
+        device=str(device), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        precision=str(dt).replace("torch.", "") if dt else "float32", torch=torch.__version__,
+        threads=torch.get_num_threads(),
+    )  # fmt: skip
+    return RunOutput(
+        config=cfg.to_dict(),
+        history=history,
+        steps=steps_rec,
+        examples=dict(order=np.stack(ex_order), loss=np.stack(ex_loss), correct=np.stack(ex_correct)),
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        result=result,
+    )
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def train_to_dir(cfg: TrainConfig, cifar: data_mod.Cifar10, out_dir: Path, device="auto", callbacks=None, cache=None) -> dict:
+    """Train into ``out_dir``: resumable from its epoch checkpoint, result.json written last."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = train(cfg, cifar, device, checkpoint=out_dir / CHECKPOINT, callbacks=callbacks, cache=cache)
+    write_run(out_dir, output.files())
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    return output.result
