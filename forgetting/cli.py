@@ -74,6 +74,74 @@ def train(
     )
 
 
+def _floats(text: Optional[str], name: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--{name} must be a comma-separated list of numbers, not {text!r}") from None
+
+
+def _ints(text: Optional[str], name: str) -> Optional[list[int]]:
+    values = _floats(text, name)
+    if values is not None and any(v != int(v) for v in values):
+        raise UserError(f"--{name} must be a comma-separated list of integers, not {text!r}")
+    return None if values is None else [int(v) for v in values]
+
+
+def _base_lr(text: Optional[str]):
+    if text is None or text == "find":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--base-lr must be 'find' or a number, not {text!r}") from None
+
+
+StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
+
+
+@app.command("sweep-lr")
+def sweep_lr(
+    study: str = typer.Argument("cpu-lr-sweep", help="study name in studies/ or a .toml path"),
+    multipliers: Optional[str] = typer.Option(None, help="LR multipliers of the base LR, comma-separated"),
+    sizes: Optional[str] = typer.Option(None, help="subset sizes, comma-separated"),
+    epochs: Optional[int] = typer.Option(None, help="epochs per run"),
+    warmup: Optional[float] = typer.Option(None, help="epochs of linear warm-up before the constant LR"),
+    batch_size: Optional[int] = typer.Option(None, help="images per step"),
+    seeds: Optional[str] = typer.Option(None, help="seeds, comma-separated"),
+    base_lr: Optional[str] = typer.Option(None, help="'find' (LR range test) or a number"),
+    width: Optional[float] = typer.Option(None, help="channel multiplier"),
+    store: Path = StoreOpt,
+    executor: str = typer.Option("local", help="local or ray"),
+    workers: int = typer.Option(1, help="local executor: runs at once (cores are split between them)"),
+    address: Optional[str] = typer.Option(None, help="ray executor: cluster address (default: start a local Ray)"),
+    gpus_per_run: float = typer.Option(0.0, help="ray executor: GPU fraction per run (0 = CPU)"),
+    cpus_per_run: float = typer.Option(1.0, help="ray executor: CPUs per run"),
+    device: str = DeviceOpt,
+    data: Optional[str] = DataOpt,
+):
+    """Train the study's network across LR multipliers x subset sizes; resumable; writes results.csv and the figure."""
+    from forgetting import data as data_mod, plots, studies, sweep
+    from forgetting.console import SweepProgress, console, lr_sweep_table, progress_bar
+
+    s = studies.load_study(study, kind="lr-sweep").with_overrides(
+        multipliers=_floats(multipliers, "multipliers"), sizes=_ints(sizes, "sizes"), epochs=epochs, warmup=warmup,
+        batch_size=batch_size, seeds=_ints(seeds, "seeds"), base_lr=_base_lr(base_lr), width=width,
+    )  # fmt: skip
+    cifar = data_mod.load_cifar10(data)
+    with progress_bar() as bar:
+        events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
+        outcome = sweep.run_sweep(s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events)
+    console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
+    paths = plots.plot_lr_sweep(outcome.table, outcome.store.dir / "figures" / "lr_sweep", s.scale)
+    console.print(f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs in {outcome.seconds:.0f} s")
+    console.print(f"wrote {outcome.store.dir / 'results.csv'} and {', '.join(str(p) for p in paths)}")
+    if events.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: a UserError is one line on stderr and exit code 2, never a traceback."""
     try:

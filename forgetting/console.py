@@ -70,3 +70,71 @@ class EpochTable(Callbacks):
         if self.progress is not None and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
+
+
+class SweepProgress:
+    """Bars for a sweep: one over runs (done/total, ETA) and one within the running run."""
+
+    def __init__(self, progress: Progress, inner_bars: bool = True):
+        self.progress = progress
+        self.inner_bars = inner_bars
+        self.task = None
+        self.failed = 0
+        self.current: EpochTable | None = None
+
+    def _close_run(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+    def start(self, total: int, done: int) -> None:
+        self.task = self.progress.add_task("runs", total=total, completed=done)
+        if done:
+            self.progress.console.print(f"{done} of {total} runs already finished in the store: skipped")
+
+    def run_started(self, spec) -> None:
+        pass
+
+    def run_finished(self, spec, result: dict) -> None:
+        self._close_run()
+        self.progress.advance(self.task)
+        state = "diverged" if result["diverged"] else f"test loss {result['test_loss']:.4f}"
+        self.progress.console.print(f"  {spec.id}  {spec.describe():<32} {state}  ({result['seconds']:.0f} s)")
+
+    def run_failed(self, spec, error: str) -> None:
+        self.failed += 1
+        self._close_run()
+        self.progress.advance(self.task)
+        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        self.progress.console.print(f"  {spec.id}  {spec.describe():<32} [red]failed[/red]: {last}")
+
+    def train_callbacks(self, spec):
+        if not self.inner_bars:
+            return None
+        self.current = EpochTable(self.progress, prefix=f"{spec.describe()} ", print_rows=False)
+        return self.current
+
+
+def lr_sweep_table(table, title: str):
+    """Test loss by LR multiplier (rows) x subset size (columns), mean over seeds; 'div' for diverged."""
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left")
+    sizes = sorted(table["subset"].unique())
+    out.add_column("multiplier", justify="right")
+    for size in sizes:
+        out.add_column(f"{size:,}", justify="right")
+    for m, rows in table.groupby("multiplier"):
+        cells = []
+        for size in sizes:
+            r = rows[rows["subset"] == size]
+            if r.empty:
+                cells.append("")
+            elif (r["status"] != "finished").all():
+                cells.append("failed")
+            elif r["diverged"].fillna(False).astype(bool).all():
+                cells.append("div")
+            else:
+                cells.append(f"{r['test_loss'].astype(float).mean():.4f}")
+        out.add_row(f"{m:g}", *cells)
+    return out

@@ -344,6 +344,7 @@ def train(
         test_loss = test_acc = float("nan")
         if not diverged and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
             test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y)
+            diverged = not _finite(test_loss)  # weights can blow up on an epoch's final steps
         secs = time.perf_counter() - t0
         elapsed += secs
         row = dict(epoch=epoch + 1, lr=float(step_lr[-1]), train_loss=train_loss, train_acc=float(step_acc.mean()),

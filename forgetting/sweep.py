@@ -1,0 +1,312 @@
+"""Study -> runs -> executor (local processes or Ray) -> store -> results.csv.
+
+Store layout::
+
+    STORE/<study>/runs/<run id>/   config.json history.csv steps.csv examples.npz model.pt meta.json result.json
+    STORE/<study>/results.csv      one row per run of the study as last expanded
+    STORE/<study>/lr_find.json     the base LR when the study says base_lr = "find"
+
+A run's id is a hash of its fully resolved TrainConfig, so changing any setting makes a new run and
+re-running a study skips every run whose result.json exists. result.json is written last and
+atomically; a run without it is restarted, from its epoch checkpoint when there is one. Only the
+driver writes the store (Ray tasks send their files back), under a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from forgetting import data as data_mod
+from forgetting.errors import UserError
+from forgetting.schedules import warmup_constant
+from forgetting.store import atomic_write_json, exclusive_lock, json_bytes, read_json
+from forgetting.studies import Study
+from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
+
+RESULT_COLUMNS = [
+    "run", "study", "condition", "net", "width", "subset", "multiplier", "base_lr", "lr", "batch_size",
+    "epochs", "warmup", "augment", "seed", "train_loss", "clean_train_loss", "clean_train_acc",
+    "test_loss", "test_acc", "diverged", "seconds", "device", "status",
+]  # fmt: skip
+RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
+
+
+def run_id(cfg: TrainConfig) -> str:
+    blob = json.dumps(cfg.to_dict(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    config: TrainConfig
+    meta: dict  # study, condition, multiplier, base_lr, lr, warmup: what the grid says about this run
+
+    @property
+    def id(self) -> str:
+        return run_id(self.config)
+
+    def describe(self) -> str:
+        cond = f"{self.meta['condition']} " if self.meta.get("condition") else ""
+        return f"{cond}n={self.config.subset} x{self.meta['multiplier']:g} seed {self.config.seed}"
+
+
+def expand(study: Study, base_lr: float) -> list[RunSpec]:
+    """Every run of the study, smallest subsets first (so results arrive early)."""
+    t = study.train
+    cells = []  # (subset, augment, condition)
+    if study.kind == "lr-sweep":
+        cells = [(size, t["augment"], "") for size in study.grid["sizes"]]
+    else:
+        cells = [(max(1, round(c.fraction * study.grid["subset"])), c.augment, c.name) for c in study.conditions]
+    specs = []
+    for subset, augment, condition in sorted(cells):
+        for m in study.grid["multipliers"]:
+            for seed in study.grid["seeds"]:
+                lr = m * base_lr
+                cfg = TrainConfig(
+                    net=t["net"], width=float(t["width"]), shortcut=t["shortcut"], bn_init=t["bn_init"],
+                    subset=subset, epochs=t["epochs"], batch_size=t["batch_size"],
+                    lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots, augment=augment,
+                    cutout=t["cutout"] if augment else 0, seed=seed, eval_every=t["eval_every"],
+                )  # fmt: skip
+                meta = dict(study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"])
+                specs.append(RunSpec(cfg, meta))
+    return specs
+
+
+class SweepEvents:
+    """Progress hooks for a sweep; the command line passes one that draws bars."""
+
+    def start(self, total: int, done: int) -> None: ...
+    def run_started(self, spec: RunSpec) -> None: ...
+    def run_finished(self, spec: RunSpec, result: dict) -> None: ...
+    def run_failed(self, spec: RunSpec, error: str) -> None: ...
+    def train_callbacks(self, spec: RunSpec) -> Callbacks | None:
+        return None
+
+
+class StudyStore:
+    def __init__(self, root: Path, study_name: str):
+        self.dir = Path(root) / study_name
+        self.runs = self.dir / "runs"
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        return self.runs / spec.id
+
+    def finished(self, spec: RunSpec) -> bool:
+        return (self.run_dir(spec) / "result.json").exists()
+
+    def lock(self):
+        return exclusive_lock(self.dir / "sweep.lock")
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing one run: the same function in-process, in a local worker process, or as a Ray task.
+
+_WORKER: dict = {}
+
+
+def _init_worker(source: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["cifar"] = data_mod.load_cifar10(source)
+    _WORKER["cache"] = {}
+
+
+def execute_run(cfg_dict: dict, meta: dict, cifar=None, device: str = "auto", checkpoint: str | None = None,
+                threads: int | None = None, callbacks=None, cache=None) -> dict[str, bytes]:  # fmt: skip
+    """Train one run and return its files (result.json last), ready for the driver to write."""
+    if threads:
+        torch.set_num_threads(threads)
+    cifar = cifar if cifar is not None else _WORKER["cifar"]
+    cache = cache if cache is not None else _WORKER.get("cache")
+    cfg = TrainConfig.from_dict(cfg_dict)
+    out = train(cfg, cifar, resolve_device(device), checkpoint=Path(checkpoint) if checkpoint else None,
+                callbacks=callbacks, cache=cache)  # fmt: skip
+    files = out.files()
+    result = files.pop("result.json")
+    files["meta.json"] = json_bytes(meta)
+    files["result.json"] = result
+    return files
+
+
+def _record(store: StudyStore, spec: RunSpec, files: dict[str, bytes]) -> dict:
+    run_dir = store.run_dir(spec)
+    write_run(run_dir, files)
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    return json.loads(files["result.json"])
+
+
+def _record_failure(store: StudyStore, spec: RunSpec, error: str) -> None:
+    atomic_write_json(store.run_dir(spec) / "failed.json", dict(error=error, meta=spec.meta, config=spec.config.to_dict()))
+
+
+def _run_local(specs, store, cifar, device, workers, events: SweepEvents) -> None:
+    if workers <= 1:
+        cache: dict = {}
+        for spec in specs:
+            events.run_started(spec)
+            try:
+                files = execute_run(spec.config.to_dict(), spec.meta, cifar, str(device),
+                                    checkpoint=str(store.run_dir(spec) / CHECKPOINT),
+                                    callbacks=events.train_callbacks(spec), cache=cache)  # fmt: skip
+            except (KeyboardInterrupt, UserError):
+                raise
+            except Exception:
+                error = traceback.format_exc(limit=3)
+                _record_failure(store, spec, error)
+                events.run_failed(spec, error)
+                continue
+            events.run_finished(spec, _record(store, spec, files))
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)  # share the cores, do not oversubscribe them
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(cifar.source, threads)) as pool:  # fmt: skip
+        pending = {}
+        for spec in specs:
+            store.run_dir(spec).mkdir(parents=True, exist_ok=True)
+            fut = pool.submit(execute_run, spec.config.to_dict(), spec.meta, None, str(device),
+                              str(store.run_dir(spec) / CHECKPOINT))  # fmt: skip
+            pending[fut] = spec
+            events.run_started(spec)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                spec = pending.pop(fut)
+                try:
+                    events.run_finished(spec, _record(store, spec, fut.result()))
+                except Exception as e:
+                    _record_failure(store, spec, repr(e))
+                    events.run_failed(spec, repr(e))
+
+
+def _run_ray(specs, store, cifar, address, gpus_per_run, cpus_per_run, events: SweepEvents) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray: pip install 'forgetting[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    device = "cuda" if gpus_per_run > 0 else "cpu"
+    cifar_ref = ray.put(cifar)  # shipped once to the object store: no shared filesystem needed
+    task = ray.remote(execute_run).options(
+        num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RAY_RETRIES, retry_exceptions=True
+    )
+    pending = {}
+    for spec in specs:
+        ref = task.remote(spec.config.to_dict(), spec.meta, cifar_ref, device, None, max(1, int(cpus_per_run)))
+        pending[ref] = spec
+        events.run_started(spec)
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        spec = pending.pop(done[0])
+        try:
+            events.run_finished(spec, _record(store, spec, ray.get(done[0])))
+        except Exception as e:  # the task failed RAY_RETRIES + 1 times
+            _record_failure(store, spec, f"{type(e).__name__}: {e}")
+            events.run_failed(spec, f"{type(e).__name__}: {e}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None) -> float:
+    """The study's base LR: a number, or the LR finder's suggestion (computed once, then reused)."""
+    if study.grid["base_lr"] != "find":
+        return float(study.grid["base_lr"])
+    from forgetting import lr_finder
+
+    f = study.lr_find
+    t = study.train
+    subset = f["subset"] or study.largest_subset()
+    cfg = TrainConfig(net=t["net"], width=float(t["width"]), shortcut=t["shortcut"], bn_init=t["bn_init"],
+                      subset=subset, epochs=t["epochs"], batch_size=t["batch_size"], augment=t["augment"],
+                      cutout=t["cutout"], seed=f["seeds"][0])  # fmt: skip
+    key = dict(config=cfg.to_dict(), method=f["method"], steps=f["steps"], start_lr=f["start_lr"],
+               end_lr=f["end_lr"], seeds=f["seeds"])  # fmt: skip
+    path = store.dir / "lr_find.json"
+    if path.exists():
+        saved = read_json(path)
+        if saved.get("key") == key:
+            return float(saved["suggestion"])
+    found = lr_finder.find_lr(cfg, cifar, device, method=f["method"], seeds=tuple(f["seeds"]), num_steps=f["steps"],
+                              start_lr=f["start_lr"], end_lr=f["end_lr"])  # fmt: skip
+    found.curves_frame().to_csv(store.dir / "lr_find.csv", index=False)
+    atomic_write_json(path, dict(key=key, **found.to_dict()))
+    return float(found.suggestion)
+
+
+def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.DataFrame:
+    rows = []
+    for spec in specs:
+        c, m = spec.config, spec.meta
+        row = dict(run=spec.id, study=study.name, condition=m.get("condition", ""), net=c.net, width=c.width,
+                   subset=c.subset, multiplier=m["multiplier"], base_lr=m["base_lr"], lr=m["lr"],
+                   batch_size=c.batch_size, epochs=c.epochs, warmup=m["warmup"], augment=c.augment, seed=c.seed)  # fmt: skip
+        run_dir = store.run_dir(spec)
+        if (run_dir / "result.json").exists():
+            r = read_json(run_dir / "result.json")
+            row.update({k: r.get(k) for k in ("train_loss", "clean_train_loss", "clean_train_acc", "test_loss",
+                                               "test_acc", "diverged", "seconds", "device")})  # fmt: skip
+            row["status"] = "finished"
+        else:
+            row["status"] = "failed" if (run_dir / "failed.json").exists() else "missing"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+@dataclass
+class SweepOutcome:
+    study: Study
+    store: StudyStore
+    specs: list[RunSpec]
+    base_lr: float
+    table: pd.DataFrame
+    seconds: float
+
+
+def run_sweep(
+    study: Study,
+    store_root: Path,
+    cifar: data_mod.Cifar10,
+    executor: str = "local",
+    workers: int = 1,
+    device: str = "auto",
+    address: str | None = None,
+    gpus_per_run: float = 0.0,
+    cpus_per_run: float = 1.0,
+    events: SweepEvents | None = None,
+) -> SweepOutcome:
+    """Run every unfinished run of ``study`` into ``store_root`` and write its results.csv."""
+    if executor not in ("local", "ray"):
+        raise UserError(f"executor must be local or ray, not {executor!r}")
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, not {workers}")
+    events = events or SweepEvents()
+    dev = resolve_device(device)
+    store = StudyStore(store_root, study.name)
+    t0 = time.perf_counter()
+    with store.lock():
+        base_lr = resolve_base_lr(study, store, cifar, dev, events)
+        specs = expand(study, base_lr)
+        todo = [s for s in specs if not store.finished(s)]
+        events.start(len(specs), len(specs) - len(todo))
+        if executor == "local":
+            _run_local(todo, store, cifar, dev, workers, events)
+        else:
+            _run_ray(todo, store, cifar, address, gpus_per_run, cpus_per_run, events)
+        table = results_table(study, store, specs)
+        table.to_csv(store.dir / ".results.csv.tmp", index=False)
+        os.replace(store.dir / ".results.csv.tmp", store.dir / "results.csv")
+    return SweepOutcome(study, store, specs, base_lr, table, time.perf_counter() - t0)
