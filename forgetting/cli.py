@@ -142,6 +142,48 @@ def sweep_lr(
         raise typer.Exit(1)
 
 
+@app.command("probe-epochs")
+def probe_epochs(
+    study: str = typer.Argument("cpu-probe", help="probe study name in studies/ or a .toml path"),
+    store: Path = StoreOpt,
+    last_epochs: Optional[int] = typer.Option(None, help="probe only the last K epochs (0 = all)"),
+    bn: Optional[str] = typer.Option(None, help="eval (running statistics) or batch (each batch's statistics)"),
+    epochs: Optional[int] = typer.Option(None, help="epochs per run"),
+    warmup: Optional[float] = typer.Option(None, help="epochs of linear warm-up before the constant LR"),
+    width: Optional[float] = typer.Option(None, help="channel multiplier"),
+    subset: Optional[int] = typer.Option(None, help="size of the full condition (half-noaug gets half)"),
+    batch_size: Optional[int] = typer.Option(None, help="images per step"),
+    multipliers: Optional[str] = typer.Option(None, help="LR multipliers of the base LR, comma-separated"),
+    base_lr: Optional[str] = typer.Option(None, help="'find' (LR range test) or a number"),
+    seeds: Optional[str] = typer.Option(None, help="seeds, comma-separated"),
+    executor: str = typer.Option("local", help="local or ray (for training missing runs)"),
+    workers: int = typer.Option(1, help="local executor: runs at once"),
+    device: str = DeviceOpt,
+    data: Optional[str] = DataOpt,
+):
+    """Train the probe study's runs if missing, then re-evaluate the frozen final weights on every earlier epoch's batches."""
+    from forgetting import data as data_mod, plots, probe, studies
+    from forgetting.console import ProbeProgress, SweepProgress, console, probe_table, progress_bar
+
+    s = studies.load_study(study, kind="probe").with_overrides(
+        epochs=epochs, warmup=warmup, width=width, subset=subset, batch_size=batch_size,
+        multipliers=_floats(multipliers, "multipliers"), base_lr=_base_lr(base_lr), seeds=_ints(seeds, "seeds"),
+        last_epochs=last_epochs, bn=bn,
+    )  # fmt: skip
+    cifar = data_mod.load_cifar10(data)
+    with progress_bar() as bar:
+        events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
+        outcome = probe.probe_study(s, store, cifar, device, sweep_kwargs=dict(executor=executor, workers=workers),
+                                    sweep_events=events, probe_events=ProbeProgress(bar))  # fmt: skip
+    console.print(probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})"))
+    folder = outcome.sweep.store.dir
+    paths = plots.plot_forgetting(outcome.probe, outcome.runs, folder / "figures" / "forgetting", s.scale)
+    paths += plots.plot_recency(outcome.recency, folder / "figures" / "recency", s.scale)
+    for run, (train_s, probe_s) in outcome.seconds.items():
+        console.print(f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)")
+    console.print(f"wrote {folder / 'probe.csv'} and {', '.join(str(p) for p in paths)}")
+
+
 def main() -> None:
     """Entry point: a UserError is one line on stderr and exit code 2, never a traceback."""
     try:

@@ -138,3 +138,42 @@ def lr_sweep_table(table, title: str):
                 cells.append(f"{r['test_loss'].astype(float).mean():.4f}")
         out.add_row(f"{m:g}", *cells)
     return out
+
+
+class ProbeProgress:
+    """A bar over the probed epochs of each run."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = None
+
+    def start_run(self, spec, epochs: int) -> None:
+        desc = f"probe {spec.describe()}"
+        if self.task is None:
+            self.task = self.progress.add_task(desc, total=epochs)
+        else:
+            self.progress.reset(self.task, total=epochs, description=desc)
+
+    def step(self, epoch: int, n_epochs: int) -> None:
+        self.progress.advance(self.task)
+
+
+def probe_table(epochs, runs, title: str):
+    """Mean frozen-model loss by epoch age (rows) x condition and multiplier (columns), test loss last."""
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left")
+    groups = sorted(epochs.groupby(["condition", "multiplier"]).groups)
+    out.add_column("epoch age", justify="right")
+    for cond, m in groups:
+        out.add_column(f"{cond} x{m:g}", justify="right")
+    ages = sorted(epochs["epoch_age"].unique())
+    for age in ages:
+        cells = []
+        for cond, m in groups:
+            r = epochs[(epochs["condition"] == cond) & (epochs["multiplier"] == m) & (epochs["epoch_age"] == age)]
+            cells.append(f"{r['loss_now'].mean():.4f}" if len(r) else "")
+        out.add_row(str(age), *cells)
+    ref = [f"{runs[(runs['condition'] == c) & (runs['multiplier'] == m)]['test_loss'].mean():.4f}" for c, m in groups]
+    out.add_row("test", *ref)
+    return out

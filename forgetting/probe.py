@@ -1,0 +1,255 @@
+"""The forgetting probe: replay a finished run's batch plans through its frozen final weights.
+
+For every probed epoch the plan is drawn again from the run's config and each batch's digest is
+checked against the one recorded in training, so the loss is measured on exactly the images and
+augmentation draws the network was trained on. Also: per-example forgetting events (Toneva et al.,
+ICLR 2019) from the correctness recorded at every presentation during training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from forgetting import augment, data as data_mod
+from forgetting.errors import UserError
+from forgetting.store import read_json
+from forgetting.train import TrainConfig, build_model, evaluate, per_example, prepare
+
+BN_MODES = ("eval", "batch")
+
+
+class ProbeError(UserError):
+    """A replayed batch does not match what training recorded, or a run is incomplete."""
+
+
+def count_forgetting(order: np.ndarray, correct: np.ndarray, n_index: int) -> pd.DataFrame:
+    """Toneva et al.'s statistics from per-presentation correctness.
+
+    ``order[e]`` lists the dataset indices presented in epoch ``e`` and ``correct[e]`` whether each
+    was classified correctly at that presentation. A forgetting event is a presentation that is
+    wrong right after one that was right. Returns one row per presented index.
+    """
+    epochs = order.shape[0]
+    seen = np.zeros((n_index, epochs), dtype=bool)
+    state = np.zeros((n_index, epochs), dtype=np.int8)
+    rows = np.arange(epochs)[:, None].repeat(order.shape[1], 1)
+    seen[order, rows] = True
+    state[order, rows] = correct
+    events = np.zeros(n_index, dtype=np.int64)
+    prev = np.full(n_index, -1, dtype=np.int8)  # -1: not yet presented
+    for e in range(epochs):  # a loop over epochs (<= tens), vectorised over examples
+        cur = np.where(seen[:, e], state[:, e], prev)
+        events += (seen[:, e] & (prev == 1) & (cur == 0)).astype(np.int64)
+        prev = cur
+    correct_seen = seen & (state == 1)
+    learned = correct_seen.any(1)
+    present = seen.any(1)
+    index = np.flatnonzero(present)
+    return pd.DataFrame(
+        dict(
+            index=index,
+            presentations=seen.sum(1)[index],
+            forgetting_events=events[index],
+            first_learned_epoch=np.where(learned, correct_seen.argmax(1), -1)[index],
+            never_learned=~learned[index],
+        )
+    )
+
+
+@dataclass
+class RunProbe:
+    steps: pd.DataFrame  # one row per training step probed
+    examples: pd.DataFrame  # one row per training example: forgetting statistics and loss now
+    recency: pd.DataFrame  # one row per example: steps since its most recent presentation, loss now
+    run: dict  # reference: test loss/acc of the same weights, run facts
+
+
+def _load_run(run_dir: Path):
+    run_dir = Path(run_dir)
+    for name in ("result.json", "config.json", "steps.csv", "model.pt", "examples.npz"):
+        if not (run_dir / name).exists():
+            raise ProbeError(f"run {run_dir.name}: {name} missing; the run has not finished")
+    cfg = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    steps = pd.read_csv(run_dir / "steps.csv", dtype={"digest": str})
+    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    with np.load(run_dir / "examples.npz") as f:
+        examples = {k: f[k] for k in f.files}
+    return cfg, steps, state, examples, read_json(run_dir / "result.json")
+
+
+def _batch_stat_mode(model: torch.nn.Module) -> dict:
+    """BN uses each batch's own statistics, with momentum 0 so running statistics stay as they are."""
+    saved = {}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            saved[name] = (m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+            m.momentum = 0.0
+    model.train()
+    return saved
+
+
+def _restore_bn(model: torch.nn.Module, saved: dict) -> None:
+    for name, m in model.named_modules():
+        if name in saved:
+            m.momentum, rm, rv, nb = saved[name]
+            m.running_mean.copy_(rm)
+            m.running_var.copy_(rv)
+            m.num_batches_tracked.copy_(nb)
+    model.eval()
+
+
+def probe_run(
+    run_dir: Path,
+    cifar: data_mod.Cifar10,
+    device: torch.device,
+    last_epochs: int = 0,
+    bn: str = "eval",
+    cache: dict | None = None,
+    callbacks=None,
+) -> RunProbe:
+    """Loss of the frozen final weights on every probed epoch's exact training batches."""
+    if bn not in BN_MODES:
+        raise UserError(f"--bn must be eval or batch, not {bn!r}")
+    if last_epochs < 0:
+        raise UserError(f"--last-epochs must not be negative, not {last_epochs}")
+    run_dir = Path(run_dir)
+    cfg, steps, state, examples, result = _load_run(run_dir)
+    if result.get("diverged"):
+        raise ProbeError(f"run {run_dir.name} diverged: there is nothing to probe")
+    prep = prepare(cfg, cifar, device, cache)
+    model = build_model(cfg, device)
+    model.load_state_dict(state)
+    model.eval()
+    n_epochs = cfg.epochs
+    first = 0 if last_epochs == 0 else max(0, n_epochs - last_epochs)
+    spec = cfg.augment_spec
+    recorded = {(int(r.epoch), int(r.step)): r for r in steps.itertuples()}
+    rows, pres_index, pres_step, pres_loss = [], [], [], []
+    saved = _batch_stat_mode(model) if bn == "batch" else None
+    total_steps = None
+    for epoch in range(first, n_epochs):
+        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size)
+        n_steps = plan.steps
+        total_steps = n_epochs * n_steps
+        digests = plan.digests()
+        for s, d in enumerate(digests):
+            rec = recorded.get((epoch, epoch * n_steps + s))
+            if rec is None or rec.digest != d:
+                raise ProbeError(
+                    f"run {run_dir.name}: batch at epoch {epoch} step {epoch * n_steps + s} does not match the one "
+                    f"recorded in training (digest {d} vs {getattr(rec, 'digest', 'none')}); the replay is not exact"
+                )
+        dplan = augment.DevicePlan(plan, device)
+        if bn == "eval":  # per-example losses do not depend on batch composition: use big chunks
+            idx = dplan.indices
+            x = augment.apply_choices(prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, spec.cutout)
+            loss, correct = per_example(model, x, prep.train_labels[idx])
+        else:  # batch statistics depend on the batch: replay the training batches as they were
+            parts = [per_example(model, *dplan.batch(prep.train_padded, prep.train_labels, s), batch=cfg.batch_size)
+                     for s in range(n_steps)]  # fmt: skip
+            loss, correct = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        loss_h = loss.float().cpu().numpy()
+        acc_h = correct.cpu().numpy()
+        by_step_loss = loss_h.reshape(n_steps, -1).mean(1)
+        by_step_acc = acc_h.reshape(n_steps, -1).mean(1)
+        for s in range(n_steps):
+            rec = recorded[(epoch, epoch * n_steps + s)]
+            rows.append(dict(step=epoch * n_steps + s, epoch=epoch, epoch_age=n_epochs - 1 - epoch, step_lr=rec.lr,
+                             loss_now=float(by_step_loss[s]), acc_now=float(by_step_acc[s]),
+                             loss_when_seen=rec.loss, n=cfg.batch_size))  # fmt: skip
+        pres_index.append(plan.indices)
+        pres_step.append(epoch * n_steps + np.arange(len(plan.indices)) // cfg.batch_size)
+        pres_loss.append(loss_h)
+        if callbacks is not None:
+            callbacks.step(epoch, n_epochs)
+    if saved is not None:
+        _restore_bn(model, saved)
+
+    # Loss now on each example's most recent presentation, and how many steps ago that was.
+    idx_all, step_all, loss_all = map(np.concatenate, (pres_index, pres_step, pres_loss))
+    order = np.lexsort((step_all, idx_all))  # by index, then step: the last of each index is its newest
+    last = np.r_[idx_all[order][1:] != idx_all[order][:-1], True]
+    recency = pd.DataFrame(dict(index=idx_all[order][last], steps_since_seen=total_steps - 1 - step_all[order][last],
+                                loss_now=loss_all[order][last]))  # fmt: skip
+
+    # Toneva statistics from training records; loss now on the clean (unaugmented) image.
+    forget = count_forgetting(examples["order"], examples["correct"], data_mod.TRAIN_SIZE)
+    clean_idx = torch.as_tensor(forget["index"].to_numpy().copy(), device=device)
+    clean_loss, _ = per_example(model, prep.train_padded[clean_idx][:, :, 4:36, 4:36], prep.train_labels[clean_idx])
+    forget["label"] = cifar.train_y[forget["index"].to_numpy()]
+    forget["loss_now"] = clean_loss.float().cpu().numpy()
+    forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)
+
+    test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y)
+    run = dict(test_loss=test_loss, test_acc=test_acc, train_loss=result.get("train_loss"), epochs=n_epochs,
+               subset=cfg.subset, train_seconds=result.get("seconds"))  # fmt: skip
+    return RunProbe(pd.DataFrame(rows), forget, recency, run)
+
+
+PROBE_COLUMNS = ["run", "condition", "multiplier", "lr", "seed", "step", "epoch", "epoch_age", "step_lr",
+                 "loss_now", "acc_now", "loss_when_seen", "n"]  # fmt: skip
+KEYS = ["run", "condition", "multiplier", "lr", "seed"]
+
+
+@dataclass
+class ProbeOutcome:
+    sweep: object  # the SweepOutcome that trained (or found) the runs
+    probe: pd.DataFrame  # probe.csv
+    runs: pd.DataFrame  # probe_runs.csv
+    recency: pd.DataFrame  # probe_recency.csv
+    examples: pd.DataFrame  # probe_examples.csv
+    epochs: pd.DataFrame  # probe_epochs.csv
+    seconds: dict  # run id -> (train seconds, probe seconds)
+
+
+def probe_study(study, store_root: Path, cifar, device="auto", last_epochs=None, bn=None, sweep_kwargs=None,
+                sweep_events=None, probe_events=None) -> ProbeOutcome:  # fmt: skip
+    """Train the probe study's runs through the sweep engine (finished ones reused), then probe them."""
+    import time
+
+    from forgetting import analysis, sweep
+    from forgetting.store import atomic_write_bytes
+    from forgetting.train import resolve_device
+
+    last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
+    bn = study.probe["bn"] if bn is None else bn
+    if bn not in BN_MODES:
+        raise UserError(f"--bn must be eval or batch, not {bn!r}")
+    outcome = sweep.run_sweep(study, store_root, cifar, device=device, events=sweep_events, **(sweep_kwargs or {}))
+    dev = resolve_device(device)
+    cache: dict = {}
+    tables = {"probe": [], "runs": [], "recency": [], "examples": []}
+    seconds = {}
+    for spec in outcome.specs:
+        keys = dict(run=spec.id, condition=spec.meta["condition"], multiplier=spec.meta["multiplier"],
+                    lr=spec.meta["lr"], seed=spec.config.seed)  # fmt: skip
+        run_dir = outcome.store.run_dir(spec)
+        result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else None
+        if result is None or result.get("diverged"):
+            continue  # failed or diverged runs are in results.csv; there is nothing to probe
+        if probe_events is not None:
+            probe_events.start_run(spec, spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs))
+        t0 = time.perf_counter()
+        rp = probe_run(run_dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
+        seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)
+        for name, df in (("probe", rp.steps), ("recency", rp.recency), ("examples", rp.examples)):
+            tables[name].append(df.assign(**keys))
+        tables["runs"].append(dict(keys, **rp.run, probe_seconds=round(seconds[spec.id][1], 3), bn=bn))
+    if not tables["runs"]:
+        raise ProbeError(f"{study.name}: no finished, non-diverged run to probe")
+    probe = pd.concat(tables["probe"], ignore_index=True)[PROBE_COLUMNS]
+    runs = pd.DataFrame(tables["runs"])
+    recency = pd.concat(tables["recency"], ignore_index=True)
+    recency = recency[KEYS + [c for c in recency.columns if c not in KEYS]]
+    examples = pd.concat(tables["examples"], ignore_index=True)
+    examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
+    epochs = analysis.epoch_aggregates(probe)
+    for name, df in (("probe", probe), ("probe_runs", runs), ("probe_recency", recency),
+                     ("probe_examples", examples), ("probe_epochs", epochs)):  # fmt: skip
+        atomic_write_bytes(outcome.store.dir / f"{name}.csv", df.to_csv(index=False).encode())
+    return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)

@@ -1,0 +1,129 @@
+"""Sweep engine: grid expansion, run ids, resumability after SIGKILL, divergence, lock, Ray = local."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forgetting import studies, sweep
+from forgetting.errors import UserError
+from forgetting.store import exclusive_lock
+
+TINY = ["--multipliers", "1,1000", "--sizes", "500,1000", "--epochs", "1", "--width", "0.125",
+        "--base-lr", "0.4", "--seeds", "0", "--workers", "1"]  # fmt: skip
+
+
+def tiny_study(**kw):
+    base = dict(multipliers=[1.0, 1000.0], sizes=[500, 1000], epochs=1, width=0.125, base_lr=0.4, seeds=[0])
+    return studies.load_study("cpu-lr-sweep").with_overrides(**{**base, **kw})
+
+
+def test_expand_is_the_full_grid_with_stable_distinct_ids():
+    s = tiny_study(multipliers=[0.5, 1.0, 2.0], sizes=[500, 1000], seeds=[0, 1])
+    specs = sweep.expand(s, base_lr=0.4)
+    assert len(specs) == 3 * 2 * 2
+    assert len({sp.id for sp in specs}) == len(specs)
+    assert [sp.id for sp in specs] == [sp.id for sp in sweep.expand(s, base_lr=0.4)]
+    assert {round(sp.meta["lr"], 6) for sp in specs} == {0.2, 0.4, 0.8}
+    # warm-up then constant LR at multiplier x base
+    knots = specs[0].config.lr_knots
+    assert knots[0] == (0.0, 0.0) and knots[-1][1] == pytest.approx(specs[0].meta["lr"])
+    # a different base LR is a different run
+    assert sweep.expand(s, base_lr=0.3)[0].id != specs[0].id
+
+
+def test_lock_refuses_a_second_writer(tmp_path):
+    with exclusive_lock(tmp_path / "sweep.lock"):
+        with pytest.raises(UserError, match="in use"):
+            with exclusive_lock(tmp_path / "sweep.lock"):
+                pass
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "forgetting.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)  # fmt: skip
+
+
+@pytest.mark.integration
+def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_path):
+    env = dict(os.environ, FORGETTING_DATA=str(cifar_path))
+    store = tmp_path / "store"
+    proc = _cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", env=env)
+    runs = store / "cpu-lr-sweep" / "runs"
+    deadline = time.time() + 300
+    first = None
+    while time.time() < deadline and proc.poll() is None:
+        done = sorted(runs.glob("*/result.json")) if runs.exists() else []
+        if done:
+            first = done[0]
+            break
+        time.sleep(0.05)
+    assert first is not None, "no run finished before the deadline"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = sorted(runs.glob("*/result.json"))
+    assert len(finished_before) < 4, "the sweep finished before it could be killed"
+    snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in finished_before}
+
+    proc = _cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", env=env)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "already finished" in out
+    for p, (blob, mtime) in snapshot.items():
+        assert p.read_bytes() == blob and p.stat().st_mtime_ns == mtime, f"{p} was recomputed"
+    table = pd.read_csv(store / "cpu-lr-sweep" / "results.csv")
+    assert len(table) == 4
+    for col in ["run", "net", "width", "subset", "multiplier", "base_lr", "lr", "batch_size", "epochs", "augment",
+                "seed", "train_loss", "clean_train_loss", "test_loss", "test_acc", "diverged", "seconds", "device"]:  # fmt: skip
+        assert col in table.columns, col
+    assert (table["status"] == "finished").all()
+    # the huge multiplier diverges and is recorded as such; the sweep still finished
+    assert table.loc[table["multiplier"] == 1000, "diverged"].all()
+    assert not table.loc[table["multiplier"] == 1, "diverged"].any()
+    assert (store / "cpu-lr-sweep" / "figures" / "lr_sweep.png").stat().st_size > 0
+    assert not list(runs.glob("*/checkpoint.pt")), "checkpoints must be removed once a run finishes"
+
+
+@pytest.mark.integration
+def test_ray_executor_matches_local(tmp_path, cifar):
+    ray = pytest.importorskip("ray")
+    s = tiny_study(multipliers=[1.0], sizes=[500])
+    local = sweep.run_sweep(s, tmp_path / "local", cifar, "local", 1, "cpu")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        # 2 CPUs per task = the threads the local run used, so the arithmetic is the same
+        remote = sweep.run_sweep(s, tmp_path / "ray", cifar, "ray", device="cpu", cpus_per_run=2)
+    finally:
+        ray.shutdown()
+    cols = ["run", "train_loss", "test_loss", "clean_train_loss"]
+    assert (remote.table["status"] == "finished").all()
+    pd.testing.assert_frame_equal(local.table[cols], remote.table[cols])
+    # the driver alone wrote the store: the Ray run's files are all there
+    run_dir = remote.store.run_dir(remote.specs[0])
+    assert {"config.json", "history.csv", "model.pt", "result.json", "meta.json"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, synthetic_cifar, monkeypatch):
+    s = tiny_study(multipliers=[1.0, 2.0], sizes=[100], batch_size=50)
+    calls = []
+    real = sweep.execute_run
+
+    def flaky(cfg_dict, meta, *a, **k):
+        calls.append(meta["multiplier"])
+        if meta["multiplier"] == 1.0:
+            raise RuntimeError("simulated out-of-memory")
+        return real(cfg_dict, meta, *a, **k)
+
+    monkeypatch.setattr(sweep, "execute_run", flaky)
+    out = sweep.run_sweep(s, tmp_path, synthetic_cifar, "local", 1, "cpu")
+    assert calls == [1.0, 2.0]
+    status = dict(zip(out.table["multiplier"], out.table["status"]))
+    assert status == {1.0: "failed", 2.0: "finished"}
+    assert (out.store.run_dir(out.specs[0]) / "failed.json").exists()
