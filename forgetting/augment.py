@@ -83,6 +83,8 @@ def plan_epoch(subset: np.ndarray, seed: int, epoch: int, spec: AugmentSpec, bat
     order and the other draws unchanged (a disabled choice is a constant, which changes the digest).
     """
     n = len(subset)
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, not {batch_size}")
     steps = n // batch_size
     if steps == 0:
         raise UserError(f"batch size {batch_size} is larger than the subset ({n} images)")

@@ -106,6 +106,8 @@ def build(net: str, width: float = 1.0, shortcut: str = "page", bn_init: str | N
     """Construct a network by name; ``bn_init`` defaults to each net's faithful choice."""
     if not width > 0:
         raise UserError(f"width must be positive, not {width}")
+    if bn_init not in (None, "uniform", "ones"):
+        raise UserError(f"bn_init must be uniform or ones, not {bn_init!r}")
     if net == "dawn18":
         return dawn18(width, shortcut, bn_init or "uniform")
     if net == "resnet9":

@@ -153,7 +153,7 @@ class Prepared:
 
 def prepare(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None = None) -> Prepared:
     """Preprocess once per device (``cache`` lets a sweep reuse it across runs)."""
-    key = (str(device),)
+    key = (id(cifar), str(device))
     if cache is not None and key in cache:
         padded, labels, tx, ty = cache[key]
     else:
@@ -350,8 +350,8 @@ def train(
         row = dict(epoch=epoch + 1, lr=float(step_lr[-1]), train_loss=train_loss, train_acc=float(step_acc.mean()),
                    test_loss=test_loss, test_acc=test_acc, seconds=round(secs, 3))  # fmt: skip
         history.append(row)
-        cb.end_epoch(row)
         if diverged:
+            cb.end_epoch(row)
             break
         if checkpoint is not None and not last:
             buf = io.BytesIO()
@@ -362,6 +362,7 @@ def train(
                 buf,
             )  # fmt: skip
             atomic_write_bytes(Path(checkpoint), buf.getvalue())
+        cb.end_epoch(row)  # after the checkpoint: an interrupt while printing loses no finished epoch
 
     final = history[-1]
     clean_loss = clean_acc = float("nan")

@@ -1,0 +1,165 @@
+"""The command line: `forgetting data` and `forgetting train`, in process (CliRunner) and as a real process.
+
+forgetting.cli.main, not the typer app, turns a UserError into one 'error:' line and exit code 2, so exit
+codes are checked by running `python -m forgetting.cli` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from forgetting import data as data_mod
+from forgetting.cli import app
+from forgetting.data import DataError
+from forgetting.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def run_cli(*args: str, tmp_path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m forgetting.cli ARGS` with no FORGETTING_DATA and an empty user cache, unless ``env`` says so."""
+    full_env = {k: v for k, v in os.environ.items() if k != data_mod.ENV_VAR}
+    full_env.update(XDG_CACHE_HOME=str(tmp_path / "empty-cache"), OMP_NUM_THREADS="1", COLUMNS="200")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "forgetting.cli", *args],
+        capture_output=True, text=True, env=full_env, cwd=REPO_ROOT, timeout=300,
+    )  # fmt: skip
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected exactly one line on stderr, got:\n{proc.stderr}"
+    assert lines[0].startswith("error:"), lines[0]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def check_data_listing(output: str, per_train: int, per_test: int) -> None:
+    for name in data_mod.CLASSES:
+        assert re.search(rf"^\s*{name}\s+{per_train:,} / {per_test:,}\s*$", output, re.M), f"no counts for {name}"
+
+
+@pytest.mark.integration
+def test_data_prints_per_class_counts(cifar_path):
+    result = runner.invoke(app, ["data", "--data", str(cifar_path)])
+    assert result.exit_code == 0, result.output
+    assert str(cifar_path) in result.output
+    assert "train: 50,000 images" in result.output and "test: 10,000 images" in result.output
+    check_data_listing(result.output, 5000, 1000)
+
+
+def test_data_with_env_var_and_small_file(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "small.npz"
+    np.savez(
+        path,
+        train_x=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), train_y=np.arange(30) % 10,
+        test_x=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), test_y=np.arange(20) % 10,
+    )  # fmt: skip
+    result = runner.invoke(app, ["data"], env={data_mod.ENV_VAR: str(path)})
+    assert result.exit_code == 0, result.output
+    assert str(path) in result.output
+    check_data_listing(result.output, 3, 2)
+
+
+def test_data_corrupt_in_process_raises_data_error(tmp_path):
+    bad = tmp_path / "corrupt.npz"
+    bad.write_bytes(b"\x00garbage" * 100)
+    result = runner.invoke(app, ["data", "--data", str(bad)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, DataError)
+
+
+def test_data_corrupt_file_exits_2(tmp_path):
+    bad = tmp_path / "corrupt.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip" * 50)
+    assert_one_line_error(run_cli("data", "--data", str(bad), tmp_path=tmp_path), str(bad))
+
+
+def test_data_missing_path_exits_2(tmp_path):
+    missing = tmp_path / "no" / "such.npz"
+    assert_one_line_error(run_cli("data", "--data", str(missing), tmp_path=tmp_path), str(missing), "--data")
+
+
+def test_data_without_any_source_exits_2(tmp_path):
+    line = assert_one_line_error(run_cli("data", tmp_path=tmp_path))
+    assert "FORGETTING_DATA" in line and "--data" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+def test_train_bad_net_exits_2(tmp_path):
+    proc = run_cli("train", "--net", "vgg", "--out", str(tmp_path / "run"), tmp_path=tmp_path)
+    assert_one_line_error(proc, "vgg")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--net", "vgg"], "vgg"),
+        (["--preset", "part9"], "part9"),
+        (["--subset", "100", "--batch-size", "200"], "batch size"),
+        (["--width", "0"], "width"),
+        (["--cutout", "40"], "cutout"),
+        (["--device", "tpu"], "device"),
+    ],
+)
+def test_train_bad_values_are_user_errors(tmp_path, args, fragment):
+    result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run")])
+    assert isinstance(result.exception, UserError), result.output
+    assert fragment in str(result.exception)
+    assert not (tmp_path / "run").exists(), "nothing may be written before the inputs are checked"
+
+
+def test_train_needs_out():
+    result = runner.invoke(app, ["train", "--width", "0.125"])
+    assert result.exit_code == 2  # click's usage error
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "data" in result.output and "train" in result.output
+
+
+@pytest.mark.integration
+def test_train_tiny_run_writes_run_files(cifar_path, tmp_path, one_thread):
+    out = tmp_path / "run"
+    args = ["train", "--width", "0.125", "--subset", "500", "--epochs", "1", "--batch-size", "100",
+            "--device", "cpu", "--data", str(cifar_path), "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert "finished" in result.output
+    for name in ("config.json", "history.csv", "model.pt", "result.json"):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoint.pt").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert (config["width"], config["subset"], config["epochs"], config["batch_size"]) == (0.125, 500, 1, 100)
+    assert config["net"] == "dawn18"
+    assert config["lr_knots"][1][1] == pytest.approx(0.4)
+    res = json.loads((out / "result.json").read_text())
+    assert res["diverged"] is False and res["epochs_completed"] == 1 and res["device"] == "cpu"
+    assert 0 < res["test_loss"] < 10 and 0 <= res["test_acc"] <= 1
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 2  # header + 1 epoch
