@@ -99,6 +99,47 @@ def _base_lr(text: Optional[str]):
         raise UserError(f"--base-lr must be 'find' or a number, not {text!r}") from None
 
 
+@app.command("lr-find")
+def lr_find(
+    net: str = typer.Option("dawn18", help="dawn18 or resnet9"),
+    width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
+    subset: int = typer.Option(50_000, help="class-balanced training images"),
+    batch_size: int = typer.Option(512, help="images per step"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="random crop + flip, as in training"),
+    method: str = typer.Option("valley", help="valley, steepest or min10 (LR of the minimum / 10)"),
+    seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2 (median and spread reported)"),
+    start_lr: float = typer.Option(1e-4, help="first LR of the geometric ramp (mean-loss convention)"),
+    end_lr: float = typer.Option(10.0, help="last LR of the ramp (the test stops early when the loss explodes)"),
+    steps: int = typer.Option(100, help="steps of the ramp, one batch each"),
+    device: str = DeviceOpt,
+    data: Optional[str] = DataOpt,
+    out: Path = typer.Option(..., "--out", help="output folder: lr_find.csv, lr_find.json, lr_find.png/.svg"),
+):
+    """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
+    from forgetting import data as data_mod, lr_finder, plots, train as train_mod
+    from forgetting.console import LRFindProgress, console, progress_bar
+    from forgetting.store import atomic_write_bytes, json_bytes
+
+    seed_list = tuple(_ints(seeds, "seeds") or ())
+    cfg = train_mod.TrainConfig(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment)
+    dev = train_mod.resolve_device(device)
+    cifar = data_mod.load_cifar10(data)
+    with progress_bar(transient=True) as bar:
+        res = lr_finder.find_lr(cfg, cifar, dev, method=method, seeds=seed_list, num_steps=steps,
+                                start_lr=start_lr, end_lr=end_lr, callbacks=LRFindProgress(bar))  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    frame = res.curves_frame()
+    atomic_write_bytes(out / "lr_find.csv", frame.to_csv(index=False).encode())
+    atomic_write_bytes(out / "lr_find.json", json_bytes(res.to_dict()))
+    aug = "crop+flip" if augment else "no augmentation"
+    title = f"{net} x{width:g}, {subset:,} images, batch {batch_size}, {aug}, {steps} steps, {dev.type}"
+    plots.plot_lr_find(frame, res.suggestion, method, out / "lr_find", title)
+    spread = f" (median of {len(seed_list)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})" if len(seed_list) > 1 else ""
+    console.print(f"suggested LR ({method}): {res.suggestion:.4g}{spread} -> {out}")
+    others = ", ".join(f"{m} {v['suggestion']:.4g}" for m, v in res.all_methods().items() if m != method)
+    console.print(f"other rules: {others}; " + ", ".join(f"seed {s} {c.stopped} after {len(c)} steps" for s, c in res.curves.items()))
+
+
 StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
 
 
@@ -123,7 +164,7 @@ def sweep_lr(
     data: Optional[str] = DataOpt,
 ):
     """Train the study's network across LR multipliers x subset sizes; resumable; writes results.csv and the figure."""
-    from forgetting import data as data_mod, plots, studies, sweep
+    from forgetting import data as data_mod, report, studies, sweep
     from forgetting.console import SweepProgress, console, lr_sweep_table, progress_bar
 
     s = studies.load_study(study, kind="lr-sweep").with_overrides(
@@ -135,9 +176,10 @@ def sweep_lr(
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
         outcome = sweep.run_sweep(s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events)
     console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
-    paths = plots.plot_lr_sweep(outcome.table, outcome.store.dir / "figures" / "lr_sweep", s.scale)
+    rep = report.study_report(outcome.store.dir)
+    console.print(rep.text())
     console.print(f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs in {outcome.seconds:.0f} s")
-    console.print(f"wrote {outcome.store.dir / 'results.csv'} and {', '.join(str(p) for p in paths)}")
+    console.print(f"wrote {outcome.store.dir / 'results.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}")
     if events.failed:
         raise typer.Exit(1)
 
@@ -162,7 +204,7 @@ def probe_epochs(
     data: Optional[str] = DataOpt,
 ):
     """Train the probe study's runs if missing, then re-evaluate the frozen final weights on every earlier epoch's batches."""
-    from forgetting import data as data_mod, plots, probe, studies
+    from forgetting import data as data_mod, probe, report, studies
     from forgetting.console import ProbeProgress, SweepProgress, console, probe_table, progress_bar
 
     s = studies.load_study(study, kind="probe").with_overrides(
@@ -176,12 +218,27 @@ def probe_epochs(
         outcome = probe.probe_study(s, store, cifar, device, sweep_kwargs=dict(executor=executor, workers=workers),
                                     sweep_events=events, probe_events=ProbeProgress(bar))  # fmt: skip
     console.print(probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})"))
-    folder = outcome.sweep.store.dir
-    paths = plots.plot_forgetting(outcome.probe, outcome.runs, folder / "figures" / "forgetting", s.scale)
-    paths += plots.plot_recency(outcome.recency, folder / "figures" / "recency", s.scale)
+    rep = report.study_report(outcome.sweep.store.dir)
+    console.print(rep.text())
     for run, (train_s, probe_s) in outcome.seconds.items():
         console.print(f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)")
-    console.print(f"wrote {folder / 'probe.csv'} and {', '.join(str(p) for p in paths)}")
+    console.print(f"wrote {outcome.sweep.store.dir / 'probe.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}")
+
+
+@app.command()
+def figures(
+    store: Path = typer.Option(Path("store"), "--store", help="a run store, or a folder of study tables such as results/"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write (default: beside the tables)"),
+):
+    """Regenerate every figure and summary.json from stored tables alone (no training, no weights)."""
+    from forgetting import report
+    from forgetting.console import console
+
+    for rep in report.regenerate(store, out):
+        console.print(f"[bold]{rep.name}[/bold] -> {rep.folder}")
+        console.print(rep.text())
+        for p in rep.figures:
+            console.print(f"  {p}")
 
 
 def main() -> None:
@@ -191,9 +248,10 @@ def main() -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except SystemExit as e:  # typer turns Ctrl-C into exit code 130 itself
+        if e.code == 130:
+            print("interrupted: run the same command again to resume", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

@@ -108,6 +108,9 @@ class SweepProgress:
         last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
         self.progress.console.print(f"  {spec.id}  {spec.describe():<32} [red]failed[/red]: {last}")
 
+    def lr_find_callbacks(self):
+        return LRFindProgress(self.progress)
+
     def train_callbacks(self, spec):
         if not self.inner_bars:
             return None
@@ -177,3 +180,14 @@ def probe_table(epochs, runs, title: str):
     ref = [f"{runs[(runs['condition'] == c) & (runs['multiplier'] == m)]['test_loss'].mean():.4f}" for c, m in groups]
     out.add_row("test", *ref)
     return out
+
+
+class LRFindProgress:
+    """One bar over every step of the range tests (all seeds)."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = progress.add_task("lr range test", total=None)
+
+    def step(self, i: int, n: int) -> None:
+        self.progress.update(self.task, completed=i, total=n)

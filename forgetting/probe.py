@@ -18,7 +18,7 @@ import torch
 from forgetting import augment, data as data_mod
 from forgetting.errors import UserError
 from forgetting.store import read_json
-from forgetting.train import TrainConfig, build_model, evaluate, per_example, prepare
+from forgetting.train import TrainConfig, build_model, per_example, prepare
 
 BN_MODES = ("eval", "batch")
 
@@ -185,8 +185,8 @@ def probe_run(
     forget["loss_now"] = clean_loss.float().cpu().numpy()
     forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)
 
-    test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y)
-    run = dict(test_loss=test_loss, test_acc=test_acc, train_loss=result.get("train_loss"), epochs=n_epochs,
+    # The reference line: the same weights on the test set, as training measured it in eval mode.
+    run = dict(test_loss=result["test_loss"], test_acc=result["test_acc"], train_loss=result.get("train_loss"), epochs=n_epochs,
                subset=cfg.subset, train_seconds=result.get("seconds"))  # fmt: skip
     return RunProbe(pd.DataFrame(rows), forget, recency, run)
 
@@ -234,6 +234,7 @@ def probe_study(study, store_root: Path, cifar, device="auto", last_epochs=None,
             continue  # failed or diverged runs are in results.csv; there is nothing to probe
         if probe_events is not None:
             probe_events.start_run(spec, spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs))
+        prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
         t0 = time.perf_counter()
         rp = probe_run(run_dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
         seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)

@@ -95,6 +95,9 @@ class SweepEvents:
     def train_callbacks(self, spec: RunSpec) -> Callbacks | None:
         return None
 
+    def lr_find_callbacks(self):
+        return None
+
 
 class StudyStore:
     def __init__(self, root: Path, study_name: str):
@@ -241,7 +244,8 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None)
         if saved.get("key") == key:
             return float(saved["suggestion"])
     found = lr_finder.find_lr(cfg, cifar, device, method=f["method"], seeds=tuple(f["seeds"]), num_steps=f["steps"],
-                              start_lr=f["start_lr"], end_lr=f["end_lr"])  # fmt: skip
+                              start_lr=f["start_lr"], end_lr=f["end_lr"],
+                              callbacks=events.lr_find_callbacks() if events else None)  # fmt: skip
     found.curves_frame().to_csv(store.dir / "lr_find.csv", index=False)
     atomic_write_json(path, dict(key=key, **found.to_dict()))
     return float(found.suggestion)
@@ -264,6 +268,13 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             row["status"] = "failed" if (run_dir / "failed.json").exists() else "missing"
         rows.append(row)
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def study_record(study: Study, base_lr: float) -> dict:
+    """What figures need to know about a study without its TOML: name, kind, scale, resolved grid."""
+    return dict(name=study.name, kind=study.kind, scale=study.scale, description=study.description,
+                base_lr=base_lr, train=study.train, grid=study.grid, probe=study.probe,
+                conditions=[vars(c) for c in study.conditions], source=study.source)  # fmt: skip
 
 
 @dataclass
@@ -299,6 +310,7 @@ def run_sweep(
     t0 = time.perf_counter()
     with store.lock():
         base_lr = resolve_base_lr(study, store, cifar, dev, events)
+        atomic_write_json(store.dir / "study.json", study_record(study, base_lr))
         specs = expand(study, base_lr)
         todo = [s for s in specs if not store.finished(s)]
         events.start(len(specs), len(specs) - len(todo))

@@ -1,0 +1,91 @@
+"""Stored tables -> summary.json and every figure of a study. Reads CSV/JSON only, never weights.
+
+A study folder (``STORE/<study>/`` or a copy of its tables such as ``results/<study>/``) holds
+``study.json`` (name, kind, scale) and the tidy tables the sweep and the probe wrote. This is what
+``sweep-lr`` and ``probe-epochs`` call when they finish, and what ``forgetting figures`` calls to
+regenerate everything from tables alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from forgetting import analysis, plots
+from forgetting.errors import UserError
+from forgetting.store import atomic_write_json, read_json
+
+# The tables a study folder may hold; `figures --out` copies them so the output stands on its own.
+TABLES = ("study.json", "results.csv", "lr_find.csv", "lr_find.json", "probe.csv", "probe_runs.csv",
+          "probe_epochs.csv", "probe_recency.csv", "probe_examples.csv")  # fmt: skip
+
+
+@dataclass
+class StudyReport:
+    name: str
+    folder: Path
+    summary: dict
+    figures: list[Path]
+
+    def text(self) -> str:
+        return analysis.format_table(self.summary)
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame | None:
+    path = folder / name
+    return pd.read_csv(path, dtype={"run": str}) if path.exists() else None
+
+
+def study_report(folder: Path, out: Path | None = None) -> StudyReport:
+    """Write summary.json and the figures of the study in ``folder`` into ``out`` (default: folder)."""
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
+    if not (folder / "study.json").exists():
+        raise UserError(f"{folder}: no study.json; not a study folder written by sweep-lr or probe-epochs")
+    study = read_json(folder / "study.json")
+    if out.resolve() != folder.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in TABLES:
+            if (folder / name).exists():
+                shutil.copyfile(folder / name, out / name)
+    scale = study["scale"]
+    results = _read(folder, "results.csv")
+    probe, probe_runs, recency = _read(folder, "probe.csv"), _read(folder, "probe_runs.csv"), _read(folder, "probe_recency.csv")
+    finished = results[results["status"] == "finished"] if results is not None else None
+    summary = analysis.summarise(results=finished if study["kind"] == "lr-sweep" else None,
+                                 probe=probe, probe_runs=probe_runs, recency=recency)  # fmt: skip
+    summary = dict(study=study, **summary)
+    figures: list[Path] = []
+    fig_dir = out / "figures"
+    if study["kind"] == "lr-sweep" and finished is not None and len(finished):
+        optimum = pd.DataFrame(summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
+        figures += plots.plot_lr_sweep(finished, fig_dir / "lr_sweep", scale, optimum if len(optimum) else None)
+    if probe is not None and len(probe):
+        figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
+    if recency is not None and len(recency):
+        figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
+    curves = _read(folder, "lr_find.csv")
+    if curves is not None and (folder / "lr_find.json").exists():
+        found = read_json(folder / "lr_find.json")
+        title = f"LR range test: {study['name']} ({scale})"
+        figures += plots.plot_lr_find(curves, found["suggestion"], found["method"], fig_dir / "lr_find", title)
+    atomic_write_json(out / "summary.json", summary)
+    return StudyReport(study["name"], out, summary, figures)
+
+
+def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
+    """Every study folder under ``store`` (or ``store`` itself if it is one)."""
+    store = Path(store)
+    if not store.is_dir():
+        raise UserError(f"{store}: no such folder")
+    folders = [store] if (store / "study.json").exists() else sorted(p.parent for p in store.glob("*/study.json"))
+    if not folders:
+        raise UserError(f"{store}: no study folders (folders with a study.json) found")
+    reports = []
+    for folder in folders:
+        target = None if out is None else (Path(out) if folder == store else Path(out) / folder.name)
+        reports.append(study_report(folder, target))
+    return reports

@@ -1,0 +1,130 @@
+"""Each figure is written as non-empty PNG and SVG, with the panels and lines it promises."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgetting import analysis, plots
+from forgetting.errors import UserError
+
+SCALE = "test scale: dawn18 width 0.25, batch 128, 8 epochs"
+MULTIPLIERS = [0.125, 0.5, 2.0, 8.0]
+
+
+@pytest.fixture(scope="module")
+def results() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for subset, mt in ((1250, 2.0), (10000, 0.5)):
+        for m in MULTIPLIERS:
+            for seed in (0, 1):
+                blown = m == 8.0 and (subset == 10000 or seed == 1)
+                test = math.nan if blown else 1 + 0.05 * (math.log2(m / mt)) ** 2 + rng.normal(0, 0.01)
+                rows.append(dict(subset=subset, multiplier=m, base_lr=0.025, lr=0.025 * m, seed=seed, status="finished",
+                                 diverged=blown, test_loss=test, clean_train_loss=math.nan if blown else 0.4 + 0.01 * m))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def probe() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for cond, b in (("half-noaug", 0.05), ("full-aug", 0.1)):
+        for m in (0.5, 1.0, 2.0):
+            for age in range(6):
+                for step in range(5):
+                    loss = 1.7 - b * m * math.exp(-age / 2) + rng.normal(0, 0.01)
+                    rows.append(dict(run=f"{cond}{m}", condition=cond, multiplier=m, lr=0.4 * m, seed=0, step=step,
+                                     epoch=5 - age, epoch_age=age, loss_now=loss, acc_now=0.5, loss_when_seen=loss + 0.02 * age, n=64))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def probe_runs() -> pd.DataFrame:
+    return pd.DataFrame([dict(run=f"{c}{m}", condition=c, multiplier=m, lr=0.4 * m, seed=0, test_loss=1.72, test_acc=0.4,
+                              train_loss=1.6, epochs=6, subset=5000) for c in ("half-noaug", "full-aug") for m in (0.5, 1.0, 2.0)])  # fmt: skip
+
+
+def _assert_written(saved, stem):
+    assert [p.name for p in saved] == [stem.name + ".png", stem.name + ".svg"]
+    for p in saved:
+        assert p.exists() and p.stat().st_size > 1000
+    assert saved[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in saved[1].read_bytes()[:2000]
+
+
+def _data_lines(ax, prefix=""):
+    """Lines with a visible legend label (not helpers, whose labels start with '_')."""
+    return [ln for ln in ax.get_lines() if not ln.get_label().startswith("_") and ln.get_label().startswith(prefix)]
+
+
+def test_lr_sweep_figure(tmp_path, results):
+    stem = tmp_path / "fig1_w0.25"  # a dot in the stem must survive
+    optimum = analysis.optimum_by_subset(results, n_boot=50)
+    saved = plots.plot_lr_sweep(results, stem, SCALE, optimum=optimum)
+    _assert_written(saved, stem)
+    fig = saved.figure
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert len(_data_lines(ax)) == 2  # one line per subset
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1/8", "1/2", "2", "8"]
+    left = fig.axes[0]
+    diverged = [ln for ln in left.get_lines() if ln.get_label() == "_diverged"]
+    assert sorted(len(ln.get_xdata()) for ln in diverged) == [1, 1]  # x8 blew up in both subsets
+    assert len([ln for ln in left.get_lines() if ln.get_label() == "_opt"]) == 2
+    assert SCALE in fig._suptitle.get_text()
+
+
+def test_forgetting_figure_has_a_panel_per_lr(tmp_path, probe, probe_runs):
+    saved = plots.plot_forgetting(probe, probe_runs, tmp_path / "fig2", SCALE)
+    _assert_written(saved, tmp_path / "fig2")
+    axes = saved.figure.axes
+    assert len(axes) == 3
+    for ax in axes:
+        assert sorted(ln.get_label() for ln in _data_lines(ax)) == ["full-aug", "half-noaug"]
+        assert len([ln for ln in ax.get_lines() if ln.get_label().startswith("_test")]) == 2
+        assert len([ln for ln in ax.get_lines() if ln.get_label().startswith("_seen")]) == 2
+        left, right = ax.get_xlim()
+        assert left > right  # time reads left to right: age 0 at the right
+    assert axes[0].get_title().startswith("LR ×1/2")
+
+
+def test_forgetting_figure_without_reference_or_loss_when_seen(tmp_path, probe):
+    saved = plots.plot_forgetting(probe.drop(columns="loss_when_seen").query("multiplier == 1.0"), None, tmp_path / "f", SCALE)
+    (ax,) = saved.figure.axes
+    assert len(ax.get_lines()) == 2
+
+
+def test_recency_figure(tmp_path, probe_runs):
+    rng = np.random.default_rng(2)
+    steps = rng.integers(0, 300, 600)
+    rec = pd.DataFrame(dict(run="r", condition=np.repeat(["half-noaug", "full-aug"], 300), multiplier=np.tile([0.5, 2.0], 300),
+                            lr=0.2, seed=0, index=np.arange(600), steps_since_seen=steps, loss_now=1.6 + 0.001 * steps))  # fmt: skip
+    saved = plots.plot_recency(rec, tmp_path / "recency", SCALE, probe_runs=probe_runs, bins=6)
+    _assert_written(saved, tmp_path / "recency")
+    assert len(saved.figure.axes) == 2
+    assert all(len(_data_lines(ax)) == 2 for ax in saved.figure.axes)
+
+
+def test_lr_find_figure(tmp_path):
+    lrs = np.geomspace(1e-4, 10, 50)
+    curves = pd.concat([pd.DataFrame(dict(seed=s, lr=lrs, loss=2.3 - 0.5 * np.tanh(lrs) + 0.05 * s, smoothed_loss=2.3 - 0.5 * np.tanh(lrs)))
+                        for s in (0, 1)])  # fmt: skip
+    saved = plots.plot_lr_find(curves, 0.4, "steepest", tmp_path / "lrfind", "lr-find: dawn18 width 0.25")
+    _assert_written(saved, tmp_path / "lrfind")
+    (ax,) = saved.figure.axes
+    assert [ln.get_label() for ln in _data_lines(ax)] == ["seed 0", "seed 1", "steepest: 0.4"]
+    assert ax.get_xscale() == "log"
+
+
+def test_empty_tables_are_a_user_error(tmp_path, results):
+    with pytest.raises(UserError):
+        plots.plot_lr_sweep(results.assign(status="failed"), tmp_path / "x", SCALE)
+
+
+def test_multiplier_labels():
+    assert [plots.multiplier_label(m) for m in (0.125, 0.25, 1.0, 16.0, 0.3)] == ["1/8", "1/4", "1", "16", "0.3"]
