@@ -263,7 +263,7 @@ def range_test(
                 break
             x, y = item
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if device.type == "cuda" and x.dim() == 4:
+            if x.dim() == 4:  # channels-last as in training (train._to_device_batch)
                 x = x.contiguous(memory_format=torch.channels_last)
             for g in optimizer.param_groups:
                 g["lr"] = float(lr)

@@ -37,7 +37,7 @@ from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device,
 RESULT_COLUMNS = [
     "run", "study", "condition", "net", "width", "subset", "multiplier", "base_lr", "lr", "batch_size",
     "epochs", "warmup", "augment", "seed", "train_loss", "clean_train_loss", "clean_train_acc",
-    "test_loss", "test_acc", "diverged", "seconds", "device", "status",
+    "test_loss", "test_acc", "diverged", "seconds", "device", "threads", "status",
 ]  # fmt: skip
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
 
@@ -262,7 +262,7 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
         if (run_dir / "result.json").exists():
             r = read_json(run_dir / "result.json")
             row.update({k: r.get(k) for k in ("train_loss", "clean_train_loss", "clean_train_acc", "test_loss",
-                                               "test_acc", "diverged", "seconds", "device")})  # fmt: skip
+                                               "test_acc", "diverged", "seconds", "device", "threads")})  # fmt: skip
             row["status"] = "finished"
         else:
             row["status"] = "failed" if (run_dir / "failed.json").exists() else "missing"
