@@ -30,7 +30,9 @@ from forgetting.store import atomic_write_bytes, csv_bytes, json_bytes
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 STEP_COLUMNS = ["epoch", "step", "lr", "digest", "loss", "acc", "n"]
-EVAL_BATCH = 1000  # images per forward pass when evaluating (no gradients, so larger than training)
+# Images per forward pass when evaluating. On CPU, 256 ran 1.4x faster than 1,000 (activations that
+# fit in cache); on a GPU larger batches keep it busy.
+EVAL_BATCH = {"cpu": 256, "cuda": 1024}
 
 
 @dataclass(frozen=True)
@@ -190,9 +192,10 @@ def _to_device_batch(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def per_example(model, x: torch.Tensor, y: torch.Tensor, batch: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+def per_example(model, x: torch.Tensor, y: torch.Tensor, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example loss (fp32) and correctness on the device, in whatever mode ``model`` is in."""
     device = x.device
+    batch = batch or EVAL_BATCH.get(device.type, 256)
     dt = amp_dtype(device)
     losses, correct = [], []
     for i in range(0, len(x), batch):

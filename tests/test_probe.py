@@ -138,3 +138,17 @@ def test_probe_epochs_command_end_to_end_and_reuses_runs(tmp_path, cifar_path):
     assert r2.returncode == 0, r2.stderr
     assert "2 of 2 runs already finished" in r2.stdout
     assert stamps == {q: q.stat().st_mtime_ns for q in folder.glob("runs/*/result.json")}
+    # every figure and summary regenerates from the tables alone: no runs, no weights
+    import shutil
+
+    tables = tmp_path / "tables" / "cpu-probe"
+    shutil.copytree(folder, tables, ignore=shutil.ignore_patterns("runs", "figures", "summary.json", "*.lock"))
+    r3 = subprocess.run([sys.executable, "-m", "forgetting.cli", "figures", "--store", str(tmp_path / "tables"),
+                         "--out", str(tmp_path / "regen")], capture_output=True, text=True, env=env)  # fmt: skip
+    assert r3.returncode == 0, r3.stderr
+    regen = tmp_path / "regen" / "cpu-probe"
+    for name in ("summary.json", "figures/forgetting.png", "figures/forgetting.svg", "figures/recency.png",
+                 "probe.csv", "study.json"):  # fmt: skip
+        assert (regen / name).stat().st_size > 0, name
+    summary = json.loads((regen / "summary.json").read_text())
+    assert {r["condition"] for r in summary["forgetting"]} == {"half-noaug", "full-aug"}
