@@ -96,7 +96,7 @@ def _ordered_conditions(conditions) -> list[str]:
     return [c for c in CONDITION_ORDER if c in present] + sorted(present - set(CONDITION_ORDER))
 
 
-def _capped_ylim(ax, lows, highs, minima, headroom=0.0) -> None:
+def _capped_ylim(ax, lows, highs, minima, headroom=0.0, footroom=0.0) -> None:
     """y range over the data, its top capped near chance level (or 1.5x the worst curve's minimum)."""
     lows, highs = np.asarray(lows, float), np.asarray(highs, float)
     lows, highs = lows[np.isfinite(lows)], highs[np.isfinite(highs)]
@@ -105,7 +105,8 @@ def _capped_ylim(ax, lows, highs, minima, headroom=0.0) -> None:
     cap = max(CHANCE_LOSS * 1.15, 1.5 * np.nanmax(minima))
     lo, hi = float(lows.min()), float(min(highs.max(), cap))
     pad = 0.05 * (hi - lo or abs(hi) or 1.0)
-    ax.set_ylim(lo - pad, hi + pad + headroom * (hi - lo + 2 * pad))
+    span = hi - lo + 2 * pad
+    ax.set_ylim(lo - pad - footroom * span, hi + pad + headroom * span)
 
 
 def _panel_title(mult: float, lr: float) -> str:
@@ -132,8 +133,10 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
     with _style():
         fig = Figure(figsize=(11, 4.8), layout="constrained")
         axes = fig.subplots(1, 2)
-        panels = (("test_loss", "test loss"), ("clean_train_loss", "clean train loss (no augmentation)"))
-        for ax, (col, name) in zip(axes, panels):
+        panels = (("test_loss", "test loss", "test loss (test set)"),
+                  ("clean_train_loss", "clean train loss", "clean train loss (training subset, no augmentation)"))  # fmt: skip
+        marks = optimum is not None and len(optimum)
+        for ax, (col, name, title) in zip(axes, panels):
             minima = agg.groupby("subset")[col].min()
             n_rows = len(colours)
             for row, (subset, colour) in enumerate(colours.items()):
@@ -147,12 +150,12 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
                 ax.plot(blown["multiplier"], np.full(len(blown), y), "x", color=colour, ms=7, mew=2,
                         transform=ax.get_xaxis_transform(), clip_on=False, label="_diverged")  # fmt: skip
             _capped_ylim(ax, agg[f"{col}_lo"].fillna(agg[col]), agg[f"{col}_hi"].fillna(agg[col]), minima,
-                         headroom=0.04 * n_rows + 0.04)  # fmt: skip
+                         headroom=0.04 * n_rows + 0.04, footroom=0.04 * n_rows + 0.04 if marks and col == "test_loss" else 0)  # fmt: skip
             _log2_axis(ax, agg["multiplier"])
             ax.set_xlabel(xlabel)
             ax.set_ylabel(f"{name} ({LOSS_UNIT})")
-            ax.set_title(name)
-        if optimum is not None and len(optimum):
+            ax.set_title(title)
+        if marks:
             ax = axes[0]
             for row, r in enumerate(optimum.sort_values("subset").itertuples()):
                 if r.subset not in colours or not np.isfinite(r.m_opt):
@@ -166,7 +169,7 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
         if (agg["n_diverged"] > 0).any():
             handles.append(Line2D([], [], ls="", marker="x", color="0.3", mew=2))
             labels.append("runs diverged (top)")
-        if optimum is not None and len(optimum):
+        if marks:
             handles.append(Line2D([], [], ls="-", marker="v", color="0.3", mec="white", ms=8))
             labels.append("fitted optimum, 95% interval (bottom)")
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
@@ -274,6 +277,7 @@ def plot_recency(recency: pd.DataFrame, path_stem, scale: str, probe_runs: pd.Da
             lows += refs
             highs += refs
             ax.set_xscale("symlog", linthresh=1, linscale=0.4)
+            ax.set_xlim(0, float(panel["bin_hi"].max()))  # autoscaling would reach into negative steps
             ax.set_title(_panel_title(mult, float(panel["lr"].mean())))
             ax.set_xlabel("training steps since last presented (symlog)")
         axes[0].set_ylabel(f"loss of the final weights ({LOSS_UNIT})")
@@ -317,6 +321,6 @@ def plot_lr_find(curves: pd.DataFrame, suggestion: float | None, method: str, pa
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (mean-loss convention, log scale)")
         ax.set_ylabel(f"training loss ({LOSS_UNIT})")
-        ax.legend(loc="upper left", frameon=True)
+        ax.legend(loc="lower left", frameon=True)  # range-test curves start top left and end top right
         fig.suptitle(f"LR range test: smoothed loss (raw faint), one line per seed\n{title}")
     return _save(fig, path_stem)
