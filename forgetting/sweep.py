@@ -200,7 +200,8 @@ def _run_ray(specs, store, cifar, address, gpus_per_run, cpus_per_run, events: S
     except ImportError:
         raise UserError("--executor ray needs Ray: pip install 'forgetting[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        # A cluster's own settings stand when joining one; a local Ray gets no dashboard.
+        ray.init(address=address, log_to_driver=False) if address else ray.init(include_dashboard=False, log_to_driver=False)
     device = "cuda" if gpus_per_run > 0 else "cpu"
     cifar_ref = ray.put(cifar)  # shipped once to the object store: no shared filesystem needed
     task = ray.remote(execute_run).options(
