@@ -131,7 +131,9 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
     base = agg["base_lr"].dropna().unique()
     xlabel = f"LR multiplier (× base LR {base[0]:g})" if len(base) == 1 else "LR multiplier (× base LR)"
     with _style():
-        fig = Figure(figsize=(11, 4.8), layout="constrained")
+        # Fixed margins: constrained layout collapsed these axes when a panel had marks outside it.
+        fig = Figure(figsize=(11, 5.4))
+        fig.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.27, wspace=0.2)
         axes = fig.subplots(1, 2)
         panels = (("test_loss", "test loss", "test loss (test set)"),
                   ("clean_train_loss", "clean train loss", "clean train loss (training subset, no augmentation)"))  # fmt: skip
@@ -172,7 +174,7 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
         if marks:
             handles.append(Line2D([], [], ls="-", marker="v", color="0.3", mec="white", ms=8))
             labels.append("fitted optimum, 95% interval (bottom)")
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 3), frameon=False)
         fig.suptitle(f"Loss against learning rate, one line per training-set size\n{scale}")
     return _save(fig, path_stem)
 
