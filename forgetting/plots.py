@@ -202,6 +202,21 @@ def _condition_legend(fig, conditions, colours, extra: list[tuple[str, dict]]) -
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
 
 
+def _condition_lines(ax, panel, x: str, conditions, colours, lows: list, highs: list, with_seen=False) -> None:
+    """One line per condition (mean loss_now, 95% band) against ``x``; extends lows/highs for the y range."""
+    for cond in conditions:
+        d = panel[panel["condition"] == cond].sort_values(x)
+        if d.empty:
+            continue
+        c = colours[cond]
+        ax.plot(d[x], d["loss_now"], "o-", color=c, ms=3.5, label=cond)
+        ax.fill_between(d[x], d["loss_now_lo"], d["loss_now_hi"], color=c, alpha=0.2, lw=0)
+        if with_seen:
+            ax.plot(d[x], d["loss_when_seen"], ":", color=c, alpha=0.55, lw=1.2, label=f"_seen {cond}")
+        lows += list(d["loss_now_lo"].fillna(d["loss_now"]))
+        highs += list(d["loss_now_hi"].fillna(d["loss_now"]))
+
+
 def plot_forgetting(probe: pd.DataFrame, probe_runs: pd.DataFrame | None, path_stem, scale: str) -> SavedFigure:
     """Figure 2: the final weights' loss on each earlier epoch's exact batches, against epoch age.
 
@@ -223,17 +238,7 @@ def plot_forgetting(probe: pd.DataFrame, probe_runs: pd.DataFrame | None, path_s
         lows, highs = [], []
         for ax, mult in zip(axes, mults):
             panel = agg[agg["multiplier"] == mult]
-            for cond in conditions:
-                d = panel[panel["condition"] == cond].sort_values("epoch_age")
-                if d.empty:
-                    continue
-                c = colours[cond]
-                ax.plot(d["epoch_age"], d["loss_now"], "o-", color=c, ms=3.5, label=cond)
-                ax.fill_between(d["epoch_age"], d["loss_now_lo"], d["loss_now_hi"], color=c, alpha=0.2, lw=0)
-                if has_seen:
-                    ax.plot(d["epoch_age"], d["loss_when_seen"], ":", color=c, alpha=0.55, lw=1.2, label=f"_seen {cond}")
-                lows += list(d["loss_now_lo"].fillna(d["loss_now"]))
-                highs += list(d["loss_now_hi"].fillna(d["loss_now"]))
+            _condition_lines(ax, panel, "epoch_age", conditions, colours, lows, highs, with_seen=has_seen)
             refs = _reference_lines(ax, probe_runs, mult, colours)
             lows += refs
             highs += refs
@@ -266,15 +271,7 @@ def plot_recency(recency: pd.DataFrame, path_stem, scale: str, probe_runs: pd.Da
         lows, highs = [], []
         for ax, mult in zip(axes, mults):
             panel = agg[agg["multiplier"] == mult]
-            for cond in conditions:
-                d = panel[panel["condition"] == cond].sort_values("steps")
-                if d.empty:
-                    continue
-                c = colours[cond]
-                ax.plot(d["steps"], d["loss_now"], "o-", color=c, ms=3.5, label=cond)
-                ax.fill_between(d["steps"], d["loss_now_lo"], d["loss_now_hi"], color=c, alpha=0.2, lw=0)
-                lows += list(d["loss_now_lo"].fillna(d["loss_now"]))
-                highs += list(d["loss_now_hi"].fillna(d["loss_now"]))
+            _condition_lines(ax, panel, "steps", conditions, colours, lows, highs)
             refs = _reference_lines(ax, probe_runs, mult, colours)
             lows += refs
             highs += refs
