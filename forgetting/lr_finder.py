@@ -440,7 +440,7 @@ def find_lr(
         suggestions=per_seed,
         suggestion=_median_log(vals),
         spread=(min(vals), max(vals)),
-        config={k: v for k, v in cfg.to_dict().items() if k not in ("seed", "epochs", "lr_knots", "eval_every")},
+        config={k: v for k, v in cfg.to_dict().items() if k not in ("seed", "epochs", "lr_knots", "eval_every", "eval_last")},
         settings=dict(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, beta=beta, diverge_factor=diverge_factor),
         device=str(device),
         seconds=round(time.perf_counter() - t0, 3),

@@ -90,6 +90,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "augment": (_boolean, True),
         "cutout": (_number(integer=True, lo=0, hi=32), 0),
         "eval_every": (_number(integer=True, lo=0), 0),
+        "eval_last": (_number(integer=True, lo=0), 0),  # also evaluate on each of the last N epochs
         "bn_init": (_one_of("default", "uniform", "ones"), "default"),
         "shortcut": (_one_of("page", "johnson"), "page"),
     },
@@ -194,6 +195,8 @@ def _check_consistency(study: Study, where: str) -> None:
     small = min(sizes)
     if study.train["batch_size"] > small:
         raise StudyError(f"{where}: batch size {study.train['batch_size']} is larger than the smallest subset ({small})")
+    if study.train["eval_last"] > study.train["epochs"]:
+        raise StudyError(f"{where}: eval_last {study.train['eval_last']} is longer than epochs {study.train['epochs']}")
     if study.train["warmup"] > study.train["epochs"]:
         raise StudyError(f"{where}: warmup {study.train['warmup']} is longer than epochs {study.train['epochs']}")
     if study.lr_find["start_lr"] >= study.lr_find["end_lr"]:

@@ -52,6 +52,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     eval_every: int = 0  # test-set evaluation every N epochs; 0 = final epoch only
+    eval_last: int = 0  # also evaluate on each of the last N epochs (a constant-LR tail is noisy)
     label: str = ""  # free text carried into tables (e.g. the preset)
 
     def __post_init__(self):
@@ -65,6 +66,7 @@ class TrainConfig:
             (all(lr >= 0 for _, lr in self.lr_knots), "learning rates must not be negative"),
             (self.bn_init in ("default", "uniform", "ones"), f"bn_init must be default, uniform or ones, not {self.bn_init!r}"),
             (self.eval_every >= 0, "eval_every must not be negative"),
+            (self.eval_last >= 0, "eval_last must not be negative"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -85,11 +87,24 @@ class TrainConfig:
         d["lr_knots"] = [list(k) for k in self.lr_knots]
         return d
 
+    def identity(self) -> dict:
+        """What names a run (its id hashes this): to_dict without settings added after runs were
+        committed, while they are at the value that reproduces those runs, so old run ids stay."""
+        d = self.to_dict()
+        for key, neutral in IDENTITY_NEUTRAL.items():
+            if d.get(key) == neutral:
+                d.pop(key)
+        return d
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
         d["lr_knots"] = tuple(tuple(float(v) for v in k) for k in d["lr_knots"])
         return cls(**d)
+
+
+# Settings added after results were committed -> the value at which a run is the same as before.
+IDENTITY_NEUTRAL: dict = {"eval_last": 0}
 
 
 # The blog's stages (protocol section 3). LR knots are (epoch, LR) in the mean-loss convention.
@@ -346,7 +361,8 @@ def train(
         diverged = not _finite(train_loss)
         last = epoch == cfg.epochs - 1 or diverged
         test_loss = test_acc = float("nan")
-        if not diverged and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+        scheduled = (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch >= cfg.epochs - cfg.eval_last
+        if not diverged and (last or scheduled):
             test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y)
             diverged = not _finite(test_loss)  # weights can blow up on an epoch's final steps
         secs = time.perf_counter() - t0
@@ -374,9 +390,16 @@ def train(
         clean = prep.train_padded[torch.as_tensor(prep.subset, device=device)][:, :, 4:36, 4:36]
         clean_loss, clean_acc = evaluate(model, clean, prep.train_labels[torch.as_tensor(prep.subset, device=device)])
     images = sum(len(o) for o in ex_order)
+    # Mean over the evaluated last epochs: at a constant LR the final snapshot alone is noisy.
+    tail = [r["test_loss"] for r in history[-max(cfg.eval_last, 1):]]
+    tail_acc = [r["test_acc"] for r in history[-max(cfg.eval_last, 1):]]
+    test_loss_tail = float("nan") if diverged else float(np.nanmean(tail))
+    test_acc_tail = float("nan") if diverged else float(np.nanmean(tail_acc))
     result = dict(
         train_loss=final["train_loss"], train_acc=final["train_acc"],
         test_loss=final["test_loss"], test_acc=final["test_acc"],
+        test_loss_tail=test_loss_tail, test_acc_tail=test_acc_tail,
+        tail_epochs=int(np.isfinite(tail).sum()) if not diverged else 0,
         clean_train_loss=clean_loss, clean_train_acc=clean_acc,
         diverged=diverged, epochs_completed=len(history), seconds=round(elapsed, 3),
         train_images_per_second=round(images / max(elapsed, 1e-9), 2),
