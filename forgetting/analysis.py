@@ -9,6 +9,7 @@ them together.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -416,50 +417,256 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return _clean(df.to_dict("records"))
 
 
-def optimum_ratio_check(optimum: pd.DataFrame) -> dict:
-    """Paper check (a): the smallest subset's optimal multiplier is at least twice the largest's."""
-    ok = optimum.dropna(subset=["m_opt"]).sort_values("subset")
+# ---------------------------------------------------------------- pre-registered verdicts
+# The rules below were fixed in results/README.md ("Pre-registered readings") before the runs they
+# decide. Change them only with a new, dated pre-registration; never to make a result agree.
+
+TURN_UP_RISE = 0.10  # (a) turn-up: seed-mean test loss >= (1 + this) x the curve's minimum
+TURN_UP_RATIO = 2.0  # (a) turn-up(smallest subset) / turn-up(largest) must be at least this
+BOOT_SHARE = 0.80  # (a) ... in at least this share of the bootstrap resamples over seeds
+DIVERGENCE_FACTOR = 2.0  # (a) the two divergence multipliers within this factor of each other
+N_BOOT = 1000  # resamples of every pre-registered bootstrap
+RNG_SEED = 0  # the bootstraps' seed, so that summary.json repeats to the digit
+CONSISTENT_FACTOR = 2.0  # tau law: turn-up within this factor of m* (tau(m*) = N / B) is "consistent"
+LOSS_READINGS = {"final": "test_loss", "last5": "test_loss_tail"}  # (a) is read on both
+
+
+def _past_grid(grid: np.ndarray) -> float:
+    """One grid step past the last multiplier (the step of the last two, on a log grid)."""
+    return float(grid[-1] * (grid[-1] / grid[-2])) if len(grid) >= 2 else float(grid[-1] * 2)
+
+
+def _seed_matrix(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """(multipliers, seeds x multipliers losses) of one subset with +inf where a run blew up, NaN where
+    a run is missing; the multiplier grid is every multiplier the subset was run at."""
+    loss = pd.to_numeric(df[col], errors="coerce").where(~df["blew_up"], np.inf)
+    table = df.assign(_loss=loss).pivot_table(index="seed", columns="multiplier", values="_loss", aggfunc="mean",
+                                              dropna=False)
+    return table.columns.to_numpy(dtype=float), table.to_numpy(dtype=float)
+
+
+def _turn_up(grid: np.ndarray, losses: np.ndarray, rise: float = TURN_UP_RISE) -> float:
+    """First multiplier past the seed-mean curve's minimum whose mean is >= (1 + rise) x that minimum.
+
+    A multiplier where any seed blew up has an infinite mean (counts as above). A curve that never
+    turns up inside the grid turns up one grid step past its last multiplier."""
+    with warnings.catch_warnings():  # an all-missing multiplier is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(losses, axis=0) if losses.size else np.full(len(grid), np.nan)
+    finite = np.isfinite(mean)
+    if not finite.any():
+        return float(grid[0])  # every multiplier blew up: the curve is up from the first one
+    i = int(np.argmin(np.where(finite, mean, np.inf)))
+    above = np.flatnonzero(mean[i + 1 :] >= (1 + rise) * mean[i])
+    return float(grid[i + 1 + above[0]]) if len(above) else _past_grid(grid)
+
+
+def _divergence(grid: np.ndarray, losses: np.ndarray) -> float:
+    """Smallest multiplier with any blown-up seed; one grid step past the last if none."""
+    blown = np.isinf(losses).any(axis=0)
+    return float(grid[blown][0]) if blown.any() else _past_grid(grid)
+
+
+def sweep_readings(results: pd.DataFrame, col: str = "test_loss") -> pd.DataFrame:
+    """Per subset, on the loss column ``col``: turn-up and divergence multipliers (pre-registered
+    rules), whether each lies past the grid, the fitted optimum and its bootstrap interval, n_seeds."""
+    runs = _runs(results)
+    if col != "test_loss":  # the optimum fit and blow-up test read test_loss; point them at ``col``
+        runs = runs.assign(test_loss=pd.to_numeric(runs[col], errors="coerce"))
+        runs["blew_up"] = runs["blew_up"] | ~np.isfinite(runs["test_loss"])
+    optimum = optimum_by_subset(runs.drop(columns="blew_up"), n_boot=N_BOOT, rng_seed=RNG_SEED).set_index("subset")
+    rows = []
+    for subset, df in runs.groupby("subset", sort=True):
+        grid, losses = _seed_matrix(df, "test_loss")
+        turn, div = _turn_up(grid, losses), _divergence(grid, losses)
+        o = optimum.loc[subset]
+        rows.append(dict(
+            subset=int(subset), turn_up=turn, turn_up_past_grid=bool(turn > grid[-1]), divergence=div,
+            divergence_past_grid=bool(div > grid[-1]), m_opt=o["m_opt"], m_opt_lo=o["m_opt_lo"],
+            m_opt_hi=o["m_opt_hi"], n_seeds=int(df["seed"].nunique()),
+        ))
+    return pd.DataFrame(rows)
+
+
+def sweep_verdict(results: pd.DataFrame, col: str = "test_loss", n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> dict:
+    """Pre-registered verdict on claim (a), read on the loss column ``col`` (see results/README.md).
+
+    (a) holds when turn-up(smallest) / turn-up(largest) >= 2 on the seed-mean curves and in >= 80% of
+    bootstrap resamples over seeds (independently per subset), and the two divergence multipliers are
+    within a factor of 2. ``holds`` is None when there are not two subset sizes with data.
+    """
+    runs = _runs(results)
+    if col not in runs or not np.isfinite(pd.to_numeric(runs[col], errors="coerce")).any():
+        return dict(holds=None, reason=f"no finite {col} in the table")
+    readings = sweep_readings(results, col)
+    if len(readings) < 2:
+        return dict(holds=None, reason="needs two or more subset sizes", readings=_records(readings))
+    small, large = readings.iloc[0], readings.iloc[-1]
+    ratio = float(small["turn_up"] / large["turn_up"])
+    rng = np.random.default_rng(rng_seed)
+    mats = {}
+    for subset in (small["subset"], large["subset"]):
+        df = runs[runs["subset"] == subset]
+        if col != "test_loss":
+            df = df.assign(test_loss=pd.to_numeric(df[col], errors="coerce"))
+            df["blew_up"] = df["blew_up"] | ~np.isfinite(df["test_loss"])
+        mats[subset] = _seed_matrix(df, "test_loss")
+    ratios = np.empty(n_boot)
+    for k in range(n_boot):
+        t = []
+        for grid, losses in mats.values():
+            t.append(_turn_up(grid, losses[rng.integers(0, len(losses), len(losses))]))
+        ratios[k] = t[0] / t[1]
+    share = float((ratios >= TURN_UP_RATIO).mean()) if n_boot else math.nan
+    div_ratio = float(max(small["divergence"], large["divergence"]) / min(small["divergence"], large["divergence"]))
+    holds = bool(ratio >= TURN_UP_RATIO and share >= BOOT_SHARE and div_ratio <= DIVERGENCE_FACTOR)
+    return dict(
+        holds=holds, loss=col, subset_smallest=int(small["subset"]), subset_largest=int(large["subset"]),
+        turn_up_smallest=float(small["turn_up"]), turn_up_largest=float(large["turn_up"]), turn_up_ratio=ratio,
+        boot_share_ratio_ge_2=share, divergence_smallest=float(small["divergence"]),
+        divergence_largest=float(large["divergence"]), divergence_ratio=div_ratio, n_boot=n_boot,
+        readings=_records(readings),
+    )
+
+
+def _per_seed_age_means(g: pd.DataFrame, age_col: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ages, seeds x ages) mean loss_now of each seed's run at each age (NaN where missing)."""
+    t = g.pivot_table(index="seed", columns=age_col, values="loss_now", aggfunc="mean")
+    return t.columns.to_numpy(dtype=float), t.to_numpy(dtype=float)
+
+
+def _seed_boot_taus(ages: np.ndarray, per_seed: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """tau refitted to the mean curve of seeds drawn with replacement, n_boot times (profile fit)."""
+    if n_boot <= 0 or len(per_seed) < 2:
+        return np.full(max(n_boot, 0), np.nan)
+    draws = per_seed[rng.integers(0, len(per_seed), (n_boot, len(per_seed)))].mean(axis=1)  # (n_boot, ages)
+    return _profile_fit(ages, draws, TAU_MAX_FACTOR * float(ages.max()))[2]
+
+
+def seed_timescale(probe: pd.DataFrame, condition: str = FULL_AUG, age: str = "epoch", n_boot: int = N_BOOT,
+                   rng_seed: int = RNG_SEED, keep_draws: bool = False) -> pd.DataFrame:
+    """Per multiplier in ``condition``: gap and tau with intervals over seeds (pre-registered (b)).
+
+    ``age`` is "epoch" (epoch_age) or "step" (SGD steps before the end of training: the run's last
+    step minus the step). gap: per seed, mean loss of the oldest probed epoch minus the final epoch's;
+    mean over seeds and its t interval. tau: fit of a - b exp(-age/tau) to the seed-mean curve;
+    interval from refitting on seeds drawn with replacement (expanded percentile interval).
+    """
+    df = _probe(probe)
+    df = df[(df["condition"] == condition) & np.isfinite(df["loss_now"])]
+    if age == "step":
+        df = df.assign(step_age=df.groupby("run")["step"].transform("max") - df["step"])
+    age_col = "epoch_age" if age == "epoch" else "step_age"
+    rng = np.random.default_rng(rng_seed)
+    rows, draws = [], {}
+    for mult, g in df.groupby("multiplier", sort=True):
+        ages, per_seed = _per_seed_age_means(g, age_col)
+        fit = _fit_timescale(ages, np.nanmean(per_seed, axis=0))
+        taus = _seed_boot_taus(ages, per_seed, n_boot, rng)
+        tau_lo, tau_hi = _percentile_interval(taus, n_units=len(per_seed)) if fit["fit_ok"] else (math.nan, math.nan)
+        e_ages, e_seed = _per_seed_age_means(g, "epoch_age")
+        seed_gaps = e_seed[:, -1] - e_seed[:, 0] if len(e_ages) >= 2 and e_ages[0] == 0 else np.full(len(e_seed), np.nan)
+        n = int(np.isfinite(seed_gaps).sum())
+        gap = float(np.nanmean(seed_gaps)) if n else math.nan
+        h = float(_t_halfwidth(np.nanstd(seed_gaps, ddof=1), n)) if n >= 2 else math.nan
+        rows.append(dict(
+            condition=condition, multiplier=float(mult), lr=float(g["lr"].mean()), age_unit=age, tau=fit["tau"],
+            tau_lo=tau_lo, tau_hi=tau_hi, a=fit["a"], b=fit["b"], fit_ok=bool(fit["fit_ok"]), gap=gap,
+            gap_lo=gap - h, gap_hi=gap + h, oldest_epoch_age=int(e_ages.max()) if len(e_ages) else -1, n_seeds=len(per_seed),
+        ))
+        draws[float(mult)] = taus
+    out = pd.DataFrame(rows)
+    if keep_draws:
+        out.attrs["draws"] = draws
+    return out
+
+
+def probe_verdict(probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> dict:
+    """Pre-registered verdict on claim (b) in ``condition`` (see results/README.md).
+
+    (b) holds when every LR's gap interval (over seeds) lies above 0 and the bootstrap interval of
+    tau(highest LR) / tau(lowest LR) lies below 1. None (undecided) when a point fit of tau fails, when
+    there are fewer than two LRs, or fewer than two seeds (no interval over seeds).
+    """
+    t = seed_timescale(probe, condition, "epoch", n_boot, rng_seed, keep_draws=True)
+    if len(t) < 2:
+        return dict(holds=None, reason=f"needs two or more LRs in {condition}")
+    lo, hi = t.iloc[0], t.iloc[-1]
+    draws = t.attrs["draws"]
+    ratio = float(hi["tau"] / lo["tau"]) if lo["fit_ok"] and hi["fit_ok"] else math.nan
+    r_lo, r_hi = _percentile_interval(draws[hi["multiplier"]] / draws[lo["multiplier"]],
+                                      n_units=int(min(lo["n_seeds"], hi["n_seeds"])))
+    gaps_above = bool((t["gap_lo"] > 0).all())
+    out = dict(
+        condition=condition, multipliers=t["multiplier"].tolist(), gaps=t["gap"].tolist(),
+        gap_lo=t["gap_lo"].tolist(), gap_hi=t["gap_hi"].tolist(), gaps_above_zero=gaps_above,
+        taus=t["tau"].tolist(), tau_lo=t["tau_lo"].tolist(), tau_hi=t["tau_hi"].tolist(),
+        tau_ratio=ratio, tau_ratio_lo=r_lo, tau_ratio_hi=r_hi, n_seeds=int(t["n_seeds"].min()), n_boot=n_boot,
+    )
+    if not (lo["fit_ok"] and hi["fit_ok"]):
+        return dict(holds=None, reason="a point fit of tau failed (no rise, or tau at a bound)", **out)
+    if out["n_seeds"] < 2:
+        return dict(holds=None, reason="needs two or more seeds for intervals over seeds", **out)
+    return dict(holds=bool(gaps_above and r_hi < 1), **out)
+
+
+def tau_lr_law(probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> dict:
+    """tau in SGD steps per LR, and the fit log tau = c - alpha log LR with a seed-bootstrap interval.
+
+    Every bootstrap draw resamples the seeds at each LR, refits every tau and the line. Returns the
+    per-LR table (``taus``), alpha, c (natural logs, LR in absolute units), their intervals, and the
+    LRs used (those whose point fit succeeded); alpha is None with fewer than two such LRs.
+    """
+    t = seed_timescale(probe, condition, "step", n_boot, rng_seed, keep_draws=True)
+    out = dict(condition=condition, taus=_records(t.drop(columns=["condition"])), n_boot=n_boot)
+    ok = t[t["fit_ok"]]
     if len(ok) < 2:
-        return dict(optimum_ratio_ok=None, reason="needs fitted optima for two or more subset sizes")
-    small, large = ok.iloc[0], ok.iloc[-1]
-    ratio = float(small["m_opt"] / large["m_opt"])
-    return dict(
-        optimum_ratio_ok=bool(ratio >= 2), optimum_ratio=ratio,
-        subset_smallest=int(small["subset"]), m_opt_smallest=float(small["m_opt"]),
-        subset_largest=int(large["subset"]), m_opt_largest=float(large["m_opt"]),
-    )  # fmt: skip
+        return dict(out, alpha=None, reason="needs a tau fit at two or more LRs")
+    x = np.log(ok["lr"].to_numpy(dtype=float))
+    slope, intercept = np.polyfit(x, np.log(ok["tau"].to_numpy(dtype=float)), 1)
+    draws = np.column_stack([t.attrs["draws"][m] for m in ok["multiplier"]])  # (n_boot, LRs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = np.array([np.polyfit(x, np.log(d), 1)[0] if np.isfinite(np.log(d)).all() else np.nan for d in draws])
+    a_lo, a_hi = _percentile_interval(-boot, n_units=int(ok["n_seeds"].min()))
+    return dict(out, alpha=float(-slope), alpha_lo=a_lo, alpha_hi=a_hi, c=float(intercept),
+                lrs=ok["lr"].tolist(), multipliers=ok["multiplier"].tolist())
 
 
-def forgetting_gap_check(timescale: pd.DataFrame, condition: str = FULL_AUG) -> dict:
-    """Paper check (b): in ``condition``, old batches cost more than recent ones at every LR, and more so
-    at the highest LR than at the lowest. Decided on the point estimates; gap_lo > 0 everywhere is
-    reported too (gap_significant) because at CPU scale the effect is small (calibration.md)."""
-    t = timescale[timescale["condition"] == condition].sort_values("multiplier")
-    if len(t) < 2 or t["gap"].isna().any():
-        return dict(forgetting_gap_ok=None, reason=f"needs a finite gap at two or more LRs in {condition}")
-    gaps = t["gap"].to_numpy(dtype=float)
-    return dict(
-        forgetting_gap_ok=bool((gaps > 0).all() and gaps[-1] > gaps[0]),
-        gap_significant=bool((t["gap_lo"] > 0).all()),
-        condition=condition, multipliers=t["multiplier"].tolist(), gaps=gaps.tolist(),
-        gap_lo=t["gap_lo"].tolist(), gap_hi=t["gap_hi"].tolist(),
-    )  # fmt: skip
+def tau_vs_turn_up(law: dict, readings: pd.DataFrame | list, batch_size: int, base_lr: float) -> list[dict]:
+    """Per subset of an LR sweep at ``batch_size``: the multiplier m* (of ``base_lr``) at which the tau
+    law gives tau = N / B steps, against the sweep's turn-up multiplier; consistent when within 2x."""
+    if not law.get("alpha"):
+        return []
+    rows = []
+    for r in pd.DataFrame(readings).to_dict("records"):
+        revisit = r["subset"] / batch_size
+        lr_star = math.exp((law["c"] - math.log(revisit)) / law["alpha"])
+        m_star = lr_star / base_lr
+        ratio = r["turn_up"] / m_star
+        rows.append(dict(subset=int(r["subset"]), revisit_steps=revisit, lr_star=lr_star, m_star=m_star,
+                         turn_up=r["turn_up"], turn_up_past_grid=r.get("turn_up_past_grid"), turn_up_over_m_star=ratio,
+                         consistent=bool(1 / CONSISTENT_FACTOR <= ratio <= CONSISTENT_FACTOR)))
+    return _clean(rows)
 
 
 def summarise(results=None, probe=None, probe_runs=None, recency=None, n_boot: int = 1000) -> dict:
-    """Everything above as one JSON-ready dict (tables as lists of records, NaN as None), with the two
-    paper checks: checks.optimum_ratio_ok and checks.forgetting_gap_ok (None where not computable)."""
-    out: dict = {"checks": {}}
+    """Everything above as one JSON-ready dict (tables as lists of records, NaN as None), with the
+    pre-registered verdicts under ``verdicts``: (a) on the final and on the last-5-epoch test loss,
+    (b) in full-aug, and the tau-LR law (``holds`` / ``alpha`` None where not computable)."""
+    out: dict = {"verdicts": {}}
     if results is not None and len(results):
         optimum = optimum_by_subset(results, n_boot=n_boot)
         out["optimum"] = _records(optimum)
         out["curvature"] = _records(curvature_limit(results))
-        out["checks"].update(optimum_ratio_check(optimum))
+        for name, col in LOSS_READINGS.items():
+            out["verdicts"][f"a_{name}"] = sweep_verdict(results, col, n_boot=n_boot)
     if probe is not None and len(probe):
         timescale = forgetting_timescale(probe, n_boot=max(n_boot // 2, 0))
         out["forgetting"] = _records(timescale)
         out["epochs"] = _records(epoch_aggregates(probe))
-        out["checks"].update(forgetting_gap_check(timescale))
+        if (probe["condition"] == FULL_AUG).any():
+            out["verdicts"]["b"] = probe_verdict(probe, n_boot=n_boot)
+            out["verdicts"]["tau_law"] = tau_lr_law(probe, n_boot=n_boot)
     if probe_runs is not None and len(probe_runs):
         out["reference"] = _records(probe_reference(probe_runs))
     if recency is not None and len(recency):
@@ -495,21 +702,52 @@ def format_table(summary: dict) -> str:
     for title, key, cols in sections:
         if summary.get(key):
             parts.append(f"{title}\n{_text_table(summary[key], cols)}")
-    checks = summary.get("checks", {})
-    lines = []
-    if "optimum_ratio_ok" in checks:
-        c = checks
-        detail = (f"m_opt {_fmt(c.get('m_opt_smallest'))} at {_fmt(c.get('subset_smallest'))} images vs "
-                  f"{_fmt(c.get('m_opt_largest'))} at {_fmt(c.get('subset_largest'))}, ratio {_fmt(c.get('optimum_ratio'))}"
-                  if c["optimum_ratio_ok"] is not None else c.get("reason", ""))  # fmt: skip
-        lines.append(f"(a) smallest subset's optimum >= 2x the largest's: {_fmt(c['optimum_ratio_ok'])}  ({detail})")
-    if "forgetting_gap_ok" in checks:
-        c = checks
-        detail = (", ".join(f"x{_fmt(m)}: {_fmt(g)}" for m, g in zip(c["multipliers"], c["gaps"]))
-                  + f"; every interval above 0: {_fmt(c['gap_significant'])}"
-                  if c["forgetting_gap_ok"] is not None else c.get("reason", ""))  # fmt: skip
-        lines.append(f"(b) {c.get('condition', FULL_AUG)}: oldest-minus-final gap > 0 everywhere, largest at top LR: "
-                     f"{_fmt(c['forgetting_gap_ok'])}  ({detail})")  # fmt: skip
+    lines = verdict_lines(summary.get("verdicts", {}))
     if lines:
-        parts.append("Paper checks\n" + "\n".join(lines))
+        parts.append("Pre-registered verdicts (results/README.md)\n" + "\n".join(lines))
     return "\n\n".join(parts)
+
+
+def _holds(v) -> str:
+    return "undecided" if v is None else ("HOLDS" if v else "does not hold")
+
+
+def verdict_lines(verdicts: dict) -> list[str]:
+    """One line per verdict, with the numbers it was decided on."""
+    lines = []
+    for name in LOSS_READINGS:
+        v = verdicts.get(f"a_{name}")
+        if v is None:
+            continue
+        reading = "final snapshot" if name == "final" else "mean of the last 5 epochs"
+        if v.get("holds") is None:
+            lines.append(f"(a) on the {reading}: undecided ({v.get('reason', '')})")
+            continue
+        lines.append(
+            f"(a) on the {reading}: {_holds(v['holds'])}  (turn-up x{_fmt(v['turn_up_smallest'])} at "
+            f"{v['subset_smallest']:,} images vs x{_fmt(v['turn_up_largest'])} at {v['subset_largest']:,}: ratio "
+            f"{_fmt(v['turn_up_ratio'])}, >= 2 in {v['boot_share_ratio_ge_2']:.0%} of resamples; divergence "
+            f"x{_fmt(v['divergence_smallest'])} vs x{_fmt(v['divergence_largest'])})"
+        )
+    b = verdicts.get("b")
+    if b is not None:
+        gaps = ", ".join(f"x{_fmt(m)}: {_fmt(g)} [{_fmt(lo)}, {_fmt(hi)}]"
+                         for m, g, lo, hi in zip(b.get("multipliers", []), b.get("gaps", []), b.get("gap_lo", []), b.get("gap_hi", [])))
+        why = f"; {b['reason']}" if b.get("holds") is None and b.get("reason") else ""
+        lines.append(
+            f"(b) {b.get('condition', FULL_AUG)}: {_holds(b.get('holds'))}  (gap oldest - final: {gaps}; "
+            f"tau(high)/tau(low) {_fmt(b.get('tau_ratio'))} [{_fmt(b.get('tau_ratio_lo'))}, {_fmt(b.get('tau_ratio_hi'))}]{why})"
+        )
+    law = verdicts.get("tau_law")
+    if law is not None:
+        if law.get("alpha") is None:
+            lines.append(f"tau law: not fitted ({law.get('reason', '')})")
+        else:
+            lines.append(f"tau law: log tau[steps] = {_fmt(law['c'])} - alpha log LR, alpha {_fmt(law['alpha'])} "
+                         f"[{_fmt(law['alpha_lo'])}, {_fmt(law['alpha_hi'])}] over {len(law['lrs'])} LRs")
+        for r in law.get("versus_sweep", []):
+            lines.append(
+                f"  vs {r['sweep']} N={r['subset']:,}: tau = N/B = {_fmt(r['revisit_steps'])} steps at x{_fmt(r['m_star'])}; "
+                f"turn-up x{_fmt(r['turn_up'])} ({'consistent' if r['consistent'] else 'not consistent'}, within 2x)"
+            )
+    return lines
