@@ -743,11 +743,12 @@ def verdict_lines(verdicts: dict) -> list[str]:
         if law.get("alpha") is None:
             lines.append(f"tau law: not fitted ({law.get('reason', '')})")
         else:
-            lines.append(f"tau law: log tau[steps] = {_fmt(law['c'])} - alpha log LR, alpha {_fmt(law['alpha'])} "
+            lines.append(f"tau law (tau in SGD steps, natural logs): log tau = {_fmt(law['c'])} - alpha log LR, alpha {_fmt(law['alpha'])} "
                          f"[{_fmt(law['alpha_lo'])}, {_fmt(law['alpha_hi'])}] over {len(law['lrs'])} LRs")
         for r in law.get("versus_sweep", []):
             lines.append(
-                f"  vs {r['sweep']} N={r['subset']:,}: tau = N/B = {_fmt(r['revisit_steps'])} steps at x{_fmt(r['m_star'])}; "
-                f"turn-up x{_fmt(r['turn_up'])} ({'consistent' if r['consistent'] else 'not consistent'}, within 2x)"
+                f"  vs {r['sweep']} ({r['reading']}) N={r['subset']:,}: tau = N/B = {_fmt(r['revisit_steps'])} steps at "
+                f"x{_fmt(r['m_star'])}; turn-up x{_fmt(r['turn_up'])}: "
+                + ("consistent (within 2x)" if r["consistent"] else "not consistent (more than 2x apart)")
             )
     return lines

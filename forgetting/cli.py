@@ -177,7 +177,7 @@ def sweep_lr(
         outcome = sweep.run_sweep(s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events)
     console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
     rep = report.study_report(outcome.store.dir)
-    console.print(rep.text())
+    console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
     console.print(f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs in {outcome.seconds:.0f} s")
     console.print(f"wrote {outcome.store.dir / 'results.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}")
     if events.failed:
@@ -219,7 +219,7 @@ def probe_epochs(
                                     sweep_events=events, probe_events=ProbeProgress(bar))  # fmt: skip
     console.print(probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})"))
     rep = report.study_report(outcome.sweep.store.dir)
-    console.print(rep.text())
+    console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
     for run, (train_s, probe_s) in outcome.seconds.items():
         console.print(f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)")
     console.print(f"wrote {outcome.sweep.store.dir / 'probe.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}")
@@ -236,7 +236,7 @@ def figures(
 
     for rep in report.regenerate(store, out):
         console.print(f"[bold]{rep.name}[/bold] -> {rep.folder}")
-        console.print(rep.text())
+        console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)  # tables: no wrapping, no markup
         for p in rep.figures:
             console.print(f"  {p}")
 

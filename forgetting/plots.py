@@ -323,3 +323,42 @@ def plot_lr_find(curves: pd.DataFrame, suggestion: float | None, method: str, pa
         ax.legend(loc="lower left", frameon=True)  # range-test curves start top left and end top right
         fig.suptitle(f"LR range test: smoothed loss (raw faint), one line per seed\n{title}")
     return _save(fig, path_stem)
+
+
+# ---------------------------------------------------------------- forgetting timescale against LR
+
+
+def plot_tau_lr(law: dict, path_stem, scale: str) -> SavedFigure:
+    """tau (SGD steps, log) against LR (log): per-LR fits with their seed-bootstrap intervals, the
+    fitted line log tau = c - alpha log LR, and for each LR-sweep subset the revisit interval N/B
+    (dotted) with that subset's turn-up LR marked on it, where a matching sweep was found."""
+    taus = pd.DataFrame(law.get("taus") or [])
+    if taus.empty:
+        raise UserError("the tau-LR law has no fitted timescales to plot")
+    taus = taus.apply(pd.to_numeric, errors="coerce")
+    ok = taus[taus["tau"].notna()]
+    with _style():
+        fig = Figure(figsize=(7, 4.8), layout="constrained")
+        ax = fig.subplots()
+        err = np.vstack([ok["tau"] - ok["tau_lo"].fillna(ok["tau"]), ok["tau_hi"].fillna(ok["tau"]) - ok["tau"]])
+        ax.errorbar(ok["lr"], ok["tau"], yerr=np.clip(err, 0, None), fmt="o", color="C0", capsize=3,
+                    label="fitted tau, 95% seed-bootstrap interval")
+        if law.get("alpha") is not None:
+            lrs = np.geomspace(taus["lr"].min() / 1.5, taus["lr"].max() * 1.5, 50)
+            ax.plot(lrs, np.exp(law["c"]) * lrs ** -law["alpha"], "-", color="C0", alpha=0.6,
+                    label=f"tau ∝ LR^-α, α = {law['alpha']:.2f} [{law['alpha_lo']:.2f}, {law['alpha_hi']:.2f}]")
+        palette = sns.color_palette("colorblind")
+        for i, r in enumerate(law.get("versus_sweep") or []):
+            colour = palette[(i + 2) % len(palette)]
+            ax.axhline(r["revisit_steps"], ls=":", color=colour, lw=1.2)
+            turn_lr = r["turn_up"] * r["base_lr"]
+            past = " (past the grid)" if r.get("turn_up_past_grid") else ""
+            ax.plot([turn_lr], [r["revisit_steps"]], marker="v", ms=9, color=colour, ls="none",
+                    label=f"{r['sweep']} N={r['subset']:,}: N/B = {r['revisit_steps']:g} steps, turn-up LR{past}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("learning rate (mean-loss convention, log scale)")
+        ax.set_ylabel("forgetting timescale tau (SGD steps, log scale)")
+        ax.legend(loc="best", fontsize="small", frameon=True)
+        fig.suptitle(f"Forgetting timescale against LR (full-aug; fit of a - b exp(-steps ago / tau))\n{scale}")
+    return _save(fig, path_stem)

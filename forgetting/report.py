@@ -39,8 +39,31 @@ def _read(folder: Path, name: str) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype={"run": str}) if path.exists() else None
 
 
-def study_report(folder: Path, out: Path | None = None) -> StudyReport:
-    """Write summary.json and the figures of the study in ``folder`` into ``out`` (default: folder)."""
+def _comparable_sweeps(study: dict, sweeps: list[dict]) -> list[dict]:
+    """LR-sweep summaries trained like ``study`` (same net, width and batch size): the ones whose
+    revisit interval N/B can be set against this probe study's forgetting timescale in steps."""
+    same = ("net", "width", "batch_size")
+    return [s for s in sweeps if all(s["study"]["train"].get(k) == study["train"].get(k) for k in same)]
+
+
+def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
+    rows = []
+    for sweep in _comparable_sweeps(study, sweeps):
+        for reading in ("final", "last5"):
+            verdict = sweep.get("verdicts", {}).get(f"a_{reading}") or {}
+            if not verdict.get("readings"):
+                continue
+            base_lr = sweep["study"]["base_lr"]
+            for r in analysis.tau_vs_turn_up(law, verdict["readings"], sweep["study"]["train"]["batch_size"], base_lr):
+                rows.append(dict(sweep=sweep["study"]["name"], reading=reading, base_lr=base_lr, **r))
+    return rows
+
+
+def study_report(folder: Path, out: Path | None = None, sweeps: list[dict] | None = None) -> StudyReport:
+    """Write summary.json and the figures of the study in ``folder`` into ``out`` (default: folder).
+
+    ``sweeps``: summaries of LR-sweep studies to set a probe study's tau law against (see
+    _comparable_sweeps); ``regenerate`` passes every sweep it found."""
     folder = Path(folder)
     out = Path(out) if out is not None else folder
     if not (folder / "study.json").exists():
@@ -58,6 +81,9 @@ def study_report(folder: Path, out: Path | None = None) -> StudyReport:
     summary = analysis.summarise(results=finished if study["kind"] == "lr-sweep" else None,
                                  probe=probe, probe_runs=probe_runs, recency=recency)  # fmt: skip
     summary = dict(study=study, **summary)
+    law = summary["verdicts"].get("tau_law")
+    if law and law.get("alpha") is not None and sweeps:
+        law["versus_sweep"] = analysis._clean(_versus_sweeps(law, study, sweeps))
     figures: list[Path] = []
     fig_dir = out / "figures"
     if study["kind"] == "lr-sweep" and finished is not None and len(finished):
@@ -65,6 +91,8 @@ def study_report(folder: Path, out: Path | None = None) -> StudyReport:
         figures += plots.plot_lr_sweep(finished, fig_dir / "lr_sweep", scale, optimum if len(optimum) else None)
     if probe is not None and len(probe):
         figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
+    if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
+        figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
     if recency is not None and len(recency):
         figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
     curves = _read(folder, "lr_find.csv")
@@ -84,8 +112,12 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
     folders = [store] if (store / "study.json").exists() else sorted(p.parent for p in store.glob("*/study.json"))
     if not folders:
         raise UserError(f"{store}: no study folders (folders with a study.json) found")
+    # sweeps first: a probe study's tau law is set against the sweeps trained like it
+    kinds = {folder: read_json(folder / "study.json")["kind"] for folder in folders}
+    folders.sort(key=lambda f: (kinds[f] != "lr-sweep", f.name))
     reports = []
     for folder in folders:
         target = None if out is None else (Path(out) if folder == store else Path(out) / folder.name)
-        reports.append(study_report(folder, target))
+        sweeps = [r.summary for r in reports if r.summary["study"]["kind"] == "lr-sweep"]
+        reports.append(study_report(folder, target, sweeps))
     return reports

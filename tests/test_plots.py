@@ -128,3 +128,20 @@ def test_empty_tables_are_a_user_error(tmp_path, results):
 
 def test_multiplier_labels():
     assert [plots.multiplier_label(m) for m in (0.125, 0.25, 1.0, 16.0, 0.3)] == ["1/8", "1/4", "1", "16", "0.3"]
+
+
+def test_tau_lr_figure_has_points_fit_and_revisit_lines(tmp_path):
+    law = dict(
+        taus=[dict(multiplier=m, lr=0.03 * m, tau=40.0 / m, tau_lo=30.0 / m, tau_hi=55.0 / m) for m in (0.5, 1, 2, 4)],
+        alpha=1.0, alpha_lo=0.8, alpha_hi=1.2, c=math.log(40 * 0.03),
+        versus_sweep=[dict(sweep="s", reading="final", subset=1280, revisit_steps=10.0, turn_up=4.0, base_lr=0.03,
+                           turn_up_past_grid=False)],
+    )
+    saved = plots.plot_tau_lr(law, tmp_path / "tau_lr", SCALE)
+    assert [p.suffix for p in saved] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in saved)
+    ax = saved.figure.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("α = 1.00" in t for t in labels) and any("N/B = 10 steps" in t for t in labels)
+    with pytest.raises(UserError):
+        plots.plot_tau_lr(dict(taus=[]), tmp_path / "empty", SCALE)
