@@ -30,7 +30,7 @@ import torch
 from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.schedules import warmup_constant
-from forgetting.store import atomic_write_json, exclusive_lock, json_bytes, read_json
+from forgetting.store import atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
 from forgetting.studies import Study
 from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
 
@@ -112,6 +112,7 @@ class StudyStore:
         return (self.run_dir(spec) / "result.json").exists()
 
     def lock(self):
+        ensure_folder(self.dir.parent, "store")  # names --store itself when it is a file
         return exclusive_lock(self.dir / "sweep.lock")
 
 
