@@ -12,7 +12,7 @@ preprocessing CIFAR-10, every run's training and final evaluation, and writing t
 the ratio, and checks that both stores' results.csv hold the same set of run ids, all finished. With
 --repeats 2 the order is 1, 2, 2, 1 so that a drift in the machine's load hits both alike.
 
-    python benchmarks/sweep_workers.py --data /work/shared/data/cifar10.npz
+    .venv/bin/python benchmarks/sweep_workers.py --data ../shared/data/cifar10.npz
 """
 
 from __future__ import annotations

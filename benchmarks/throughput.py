@@ -33,7 +33,7 @@ on this kind of CPU, MKL's fp32 matmul is far from the cores' peak while oneDNN'
 not, so utilisation against the matmul can exceed 100%. Load averages (os.getloadavg) are recorded
 before and after every measurement.
 
-    python benchmarks/throughput.py --data /work/shared/data/cifar10.npz --csv benchmarks/throughput_cpu.csv
+    .venv/bin/python benchmarks/throughput.py --data ../shared/data/cifar10.npz --csv benchmarks/throughput_cpu.csv
 """
 
 from __future__ import annotations

@@ -1,3 +1,24 @@
-"""forgetting: reproduce and extend Page's "How to Train Your ResNet" Part 2 (catastrophic forgetting)."""
+"""forgetting: reproduce and extend Page's "How to Train Your ResNet" Part 2 (catastrophic forgetting).
+
+The Python API (see `forgetting.api`): ``load_data``, ``load_study``, ``train_run``, ``run_sweep``,
+``probe_study``, ``summarise``, ``figures``. They load torch and pandas on first use, so importing the
+package (as the command line does) stays cheap.
+"""
 
 __version__ = "0.1.0"
+
+# Not `train`, `sweep` or `probe`: those are submodules, and a submodule's import replaces a
+# package attribute of the same name.
+__all__ = ["load_data", "load_study", "train_run", "run_sweep", "probe_study", "summarise", "figures"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from forgetting import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'forgetting' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -118,16 +118,16 @@ def lr_find(
     """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
     from forgetting import data as data_mod, lr_finder, plots, train as train_mod
     from forgetting.console import LRFindProgress, console, progress_bar
-    from forgetting.store import atomic_write_bytes, json_bytes
+    from forgetting.store import atomic_write_bytes, ensure_folder, json_bytes
 
     seed_list = tuple(_ints(seeds, "seeds") or ())
     cfg = train_mod.TrainConfig(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment)
     dev = train_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
+    ensure_folder(out, "--out folder")  # before the range test, not after it
     with progress_bar(transient=True) as bar:
         res = lr_finder.find_lr(cfg, cifar, dev, method=method, seeds=seed_list, num_steps=steps,
                                 start_lr=start_lr, end_lr=end_lr, callbacks=LRFindProgress(bar))  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     frame = res.curves_frame()
     atomic_write_bytes(out / "lr_find.csv", frame.to_csv(index=False).encode())
     atomic_write_bytes(out / "lr_find.json", json_bytes(res.to_dict()))

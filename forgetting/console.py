@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
+from datetime import timedelta
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from forgetting.train import Callbacks
 
@@ -13,14 +17,61 @@ console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+class WorkEta:
+    """Remaining time of a sweep from the work done so far, not the runs done so far.
+
+    Runs differ in cost by 10x and more (subset x epochs), and a sweep runs the small ones first, so
+    a count of runs makes the first estimates several times too short. The rate is measured over
+    finished work since the start; between two finishes the estimate counts down.
+    """
+
+    def __init__(self, total_work: float, clock: Callable[[], float] = time.monotonic):
+        self.total = float(total_work)
+        self.done = 0.0
+        self.clock = clock
+        self.t0 = clock()
+        self.t_last = self.t0
+
+    def finished(self, work: float) -> None:
+        self.done += work
+        self.t_last = self.clock()
+
+    def remaining(self) -> float | None:
+        """Seconds left, or None until the first run has finished."""
+        if self.done <= 0 or self.t_last <= self.t0:
+            return None
+        rate = self.done / (self.t_last - self.t0)
+        return max(0.0, (self.total - self.done) / rate - (self.clock() - self.t_last))
+
+
+class CountColumn(MofNCompleteColumn):
+    """done/total, or a task's own count when its bar measures something else (the sweep's work)."""
+
+    def render(self, task) -> Text:
+        count = task.fields.get("count")
+        return Text(count, style="progress.download") if count else super().render(task)
+
+
+class EtaColumn(TimeRemainingColumn):
+    """A task's own WorkEta when it has one, else rich's estimate from the bar's recent speed."""
+
+    def render(self, task) -> Text:
+        eta = task.fields.get("eta")
+        if eta is None:
+            return super().render(task)
+        left = eta.remaining()
+        text = "-:--:--" if left is None else str(timedelta(seconds=round(left)))
+        return Text(text, style="progress.remaining")
+
+
 def progress_bar(transient: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
-        TimeRemainingColumn(),
+        EtaColumn(),
         console=console,
         transient=transient,
     )
@@ -87,24 +138,33 @@ class SweepProgress:
             self.current.close()
             self.current = None
 
-    def start(self, total: int, done: int) -> None:
-        self.task = self.progress.add_task("runs", total=total, completed=done)
+    def start(self, total: int, done: int, todo=None) -> None:
+        # The bar measures work (subset x epochs + evaluation) of the runs left to do; the count is of runs.
+        work = sum(spec.work for spec in todo or ())
+        self.runs_total, self.runs_done = total, done
+        self.eta = WorkEta(work)
+        self.task = self.progress.add_task("runs", total=work or None, count=f"{done}/{total}", eta=self.eta)
         if done:
             self.progress.console.print(f"{done} of {total} runs already finished in the store: skipped")
+
+    def _advance(self, spec) -> None:
+        self.runs_done += 1
+        self.eta.finished(spec.work)
+        self.progress.update(self.task, advance=spec.work, count=f"{self.runs_done}/{self.runs_total}")
 
     def run_started(self, spec) -> None:
         pass
 
     def run_finished(self, spec, result: dict) -> None:
         self._close_run()
-        self.progress.advance(self.task)
+        self._advance(spec)
         state = "diverged" if result["diverged"] else f"test loss {result['test_loss']:.4f}"
         self.progress.console.print(f"  {spec.id}  {spec.describe():<32} {state}  ({result['seconds']:.0f} s)")
 
     def run_failed(self, spec, error: str) -> None:
         self.failed += 1
         self._close_run()
-        self.progress.advance(self.task)
+        self._advance(spec)
         last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
         self.progress.console.print(f"  {spec.id}  {spec.describe():<32} [red]failed[/red]: {last}")
 

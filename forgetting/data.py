@@ -21,11 +21,15 @@ from forgetting.errors import UserError
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = 10
 TRAIN_SIZE = 50_000
+TEST_SIZE = 10_000
 # Per-channel statistics of the training pixels / 255 (protocol section 3).
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2471, 0.2435, 0.2616)
 PAD = 4  # reflect padding before the random 32x32 crop
 ENV_VAR = "FORGETTING_DATA"
+# A data set in CIFAR-10's format but of other sizes (a reduced copy, a test fixture) is accepted only
+# when the user says so: a file with 10 training images must not pass as CIFAR-10.
+SIZES_ENV_VAR = "FORGETTING_DATA_SIZES"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "forgetting"
 
 
@@ -60,6 +64,7 @@ def _verify(arrays: dict[str, np.ndarray], source: str) -> Cifar10:
             raise DataError(f"{source}: {split}_x has {len(x)} images but {split}_y has {len(y)} labels")
         if y.min() < 0 or y.max() >= NUM_CLASSES:
             raise DataError(f"{source}: {split}_y holds labels outside 0..9 ({y.min()}..{y.max()})")
+    _verify_sizes(len(arrays["train_y"]), len(arrays["test_y"]), source)
     return Cifar10(
         train_x=np.ascontiguousarray(arrays["train_x"]),
         train_y=arrays["train_y"].astype(np.int64),
@@ -67,6 +72,16 @@ def _verify(arrays: dict[str, np.ndarray], source: str) -> Cifar10:
         test_y=arrays["test_y"].astype(np.int64),
         source=source,
     )
+
+
+def _verify_sizes(n_train: int, n_test: int, source: str) -> None:
+    if os.environ.get(SIZES_ENV_VAR, "").strip().lower() == "any":
+        return
+    if (n_train, n_test) != (TRAIN_SIZE, TEST_SIZE):
+        raise DataError(
+            f"{source}: {n_train:,} training and {n_test:,} test images, but CIFAR-10 has {TRAIN_SIZE:,} and "
+            f"{TEST_SIZE:,} (for a different data set in CIFAR-10's format set {SIZES_ENV_VAR}=any)"
+        )
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

@@ -30,13 +30,57 @@ class StudyReport:
     summary: dict
     figures: list[Path]
 
+    warning: str | None = None  # mixed thread counts / precisions / devices among the runs
+
     def text(self) -> str:
-        return analysis.format_table(self.summary)
+        table = analysis.format_table(self.summary)
+        return f"{table}\n{self.warning}" if self.warning else table
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame | None:
     path = folder / name
-    return pd.read_csv(path, dtype={"run": str}) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path, dtype={"run": str})
+    except (ValueError, OSError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise UserError(f"{path}: not a readable table ({type(e).__name__})") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = read_json(path)
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not readable JSON ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return obj
+
+
+# Execution settings that change a run's numbers without changing its id (see README: run identity).
+EXECUTION_COLUMNS = {"threads": "thread counts", "precision": "precisions", "device": "devices"}
+
+
+def mixed_execution_warning(results: pd.DataFrame | None) -> str | None:
+    """One line when a study's finished runs were trained at different thread counts, precisions or devices.
+
+    Their numbers are not comparable (1 vs 2 CPU threads gave test loss 2.30 vs 2.86 for the same run id),
+    so this must never pass silently. Tables written before a column existed simply lack it.
+    """
+    if results is None or "status" not in results.columns:
+        return None
+    finished = results[results["status"] == "finished"]
+    mixed = []
+    for column, what in EXECUTION_COLUMNS.items():
+        if column not in finished.columns:
+            continue
+        counts = finished[column].dropna().astype(str).value_counts().sort_index()
+        if len(counts) > 1:
+            mixed.append(f"{what} " + ", ".join(f"{v} ({n} runs)" for v, n in counts.items()))
+    if not mixed:
+        return None
+    study = finished["study"].iloc[0] if "study" in finished.columns and len(finished) else "this study"
+    return f"warning: the runs of {study} were trained at different {'; '.join(mixed)}: compare them with care"
 
 
 def _comparable_sweeps(study: dict, sweeps: list[dict]) -> list[dict]:
@@ -68,7 +112,10 @@ def study_report(folder: Path, out: Path | None = None, sweeps: list[dict] | Non
     out = Path(out) if out is not None else folder
     if not (folder / "study.json").exists():
         raise UserError(f"{folder}: no study.json; not a study folder written by sweep-lr or probe-epochs")
-    study = read_json(folder / "study.json")
+    study = _read_json(folder / "study.json")
+    missing = [k for k in ("name", "kind", "scale") if k not in study]
+    if missing:
+        raise UserError(f"{folder / 'study.json'}: lacks {', '.join(missing)}; not written by sweep-lr or probe-epochs")
     if out.resolve() != folder.resolve():
         out.mkdir(parents=True, exist_ok=True)
         for name in TABLES:
@@ -77,9 +124,12 @@ def study_report(folder: Path, out: Path | None = None, sweeps: list[dict] | Non
     scale = study["scale"]
     results = _read(folder, "results.csv")
     probe, probe_runs, recency = _read(folder, "probe.csv"), _read(folder, "probe_runs.csv"), _read(folder, "probe_recency.csv")
-    finished = results[results["status"] == "finished"] if results is not None else None
-    summary = analysis.summarise(results=finished if study["kind"] == "lr-sweep" else None,
-                                 probe=probe, probe_runs=probe_runs, recency=recency)  # fmt: skip
+    try:
+        finished = results[results["status"] == "finished"] if results is not None else None
+        summary = analysis.summarise(results=finished if study["kind"] == "lr-sweep" else None,
+                                     probe=probe, probe_runs=probe_runs, recency=recency)  # fmt: skip
+    except KeyError as e:
+        raise UserError(f"{folder}: a table lacks the column {e}; not written by this version of the toolkit") from None
     summary = dict(study=study, **summary)
     law = summary["verdicts"].get("tau_law")
     if law and law.get("alpha") is not None and sweeps:
@@ -97,11 +147,11 @@ def study_report(folder: Path, out: Path | None = None, sweeps: list[dict] | Non
         figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
     curves = _read(folder, "lr_find.csv")
     if curves is not None and (folder / "lr_find.json").exists():
-        found = read_json(folder / "lr_find.json")
+        found = _read_json(folder / "lr_find.json")
         title = f"LR range test: {study['name']} ({scale})"
         figures += plots.plot_lr_find(curves, found["suggestion"], found["method"], fig_dir / "lr_find", title)
     atomic_write_json(out / "summary.json", summary)
-    return StudyReport(study["name"], out, summary, figures)
+    return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results))
 
 
 def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:

@@ -12,8 +12,10 @@ import io
 import json
 import math
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from forgetting.errors import UserError
@@ -68,17 +70,49 @@ def read_json(path: Path):
         return json.load(f)
 
 
+def ensure_folder(path: Path, what: str) -> Path:
+    """Create ``path`` as a folder, or say in one line why it cannot be one (a file, no permission)."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise UserError(f"{path}: {what} must be a folder, but {p} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{path}: cannot create the {what} ({e.strerror})") from None
+    return path
+
+
+def _holder(text: str) -> str:
+    try:
+        h = json.loads(text)
+        return f"pid {h['pid']} on {h['host']} since {h['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "a process that has not yet written its name"
+
+
 @contextmanager
 def exclusive_lock(path: Path):
-    """Hold an advisory lock on ``path``; a second holder gets a one-line error, not a wait."""
+    """Hold an advisory lock on ``path``; a second holder gets a one-line error naming the first, not a wait.
+
+    The kernel releases a flock when its process dies, however it dies, so a lock file left behind by a
+    killed sweep never blocks the next one; the pid, host and start time written into it are for people.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    ensure_folder(path.parent, "store")
+    with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"{path.parent} is in use by another sweep (lock {path.name} is held)") from None
+            f.seek(0)
+            raise UserError(f"{path.parent} is in use by another sweep: {_holder(f.read())} (lock {path})") from None
         try:
+            f.seek(0)
+            f.truncate()
+            since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=since)))
+            f.flush()
             yield
         finally:
+            f.truncate(0)  # an empty lock file after a clean exit; a named holder is one that was killed
             fcntl.flock(f, fcntl.LOCK_UN)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from forgetting import augment, data as data_mod, models
 from forgetting.errors import UserError
 from forgetting.schedules import PiecewiseLinear, triangle
-from forgetting.store import atomic_write_bytes, csv_bytes, json_bytes
+from forgetting.store import atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 STEP_COLUMNS = ["epoch", "step", "lr", "digest", "loss", "acc", "n"]
@@ -422,8 +422,7 @@ CHECKPOINT = "checkpoint.pt"
 
 def train_to_dir(cfg: TrainConfig, cifar: data_mod.Cifar10, out_dir: Path, device="auto", callbacks=None, cache=None) -> dict:
     """Train into ``out_dir``: resumable from its epoch checkpoint, result.json written last."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_folder(out_dir, "--out folder")
     output = train(cfg, cifar, device, checkpoint=out_dir / CHECKPOINT, callbacks=callbacks, cache=cache)
     write_run(out_dir, output.files())
     (out_dir / CHECKPOINT).unlink(missing_ok=True)

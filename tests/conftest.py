@@ -56,6 +56,12 @@ def synthetic_cifar() -> data_mod.Cifar10:
     return make_synthetic(500, 100, seed=0)
 
 
+@pytest.fixture
+def any_size_data(monkeypatch):
+    """Accept data files in CIFAR-10's format but of any size (the small fakes the tests write)."""
+    monkeypatch.setenv(data_mod.SIZES_ENV_VAR, "any")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Train on one CPU thread: on a shared 2-core machine, 2 threads that contend run several times slower."""

@@ -74,7 +74,7 @@ def test_data_with_env_var_and_small_file(tmp_path):
         train_x=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), train_y=np.arange(30) % 10,
         test_x=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), test_y=np.arange(20) % 10,
     )  # fmt: skip
-    result = runner.invoke(app, ["data"], env={data_mod.ENV_VAR: str(path)})
+    result = runner.invoke(app, ["data"], env={data_mod.ENV_VAR: str(path), data_mod.SIZES_ENV_VAR: "any"})
     assert result.exit_code == 0, result.output
     assert str(path) in result.output
     check_data_listing(result.output, 3, 2)

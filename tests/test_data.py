@@ -13,6 +13,8 @@ from forgetting.data import DataError, balanced_subset
 from forgetting.errors import UserError
 
 CPU = torch.device("cpu")
+# The fake files here are tiny: tell the loader they are a different data set, as a user would.
+pytestmark = pytest.mark.usefixtures("any_size_data")
 
 
 def expected_per_class(size: int) -> list[int]:
@@ -174,6 +176,20 @@ def test_verify_direct_messages():
         data_mod._verify({**a, "test_y": a["test_y"].astype(np.int64) + 1}, "src")
     with pytest.raises(DataError, match="labels"):
         data_mod._verify({**a, "train_y": a["train_y"][:5]}, "src")
+
+
+@pytest.mark.parametrize("n_train,n_test", [(10, 10), (50_000, 20), (20, 10_000)])
+def test_sizes_other_than_cifar10_are_refused_unless_the_user_says_so(tmp_path, monkeypatch, n_train, n_test):
+    a = good_arrays(n_train=20, n_test=10)
+    monkeypatch.delenv(data_mod.SIZES_ENV_VAR, raising=False)
+    # only the lengths matter to the check: fake them with strides of zero instead of 150 MB of pixels
+    size = {"train": n_train, "test": n_test}
+    arrays = {k: np.broadcast_to(v[:1], (size[k.split("_")[0]],) + v.shape[1:]) for k, v in a.items()}
+    with pytest.raises(DataError, match=f"{n_train:,} training and {n_test:,} test images") as err:
+        data_mod._verify(arrays, "ten.npz")
+    assert data_mod.SIZES_ENV_VAR in str(err.value) and "ten.npz" in str(err.value)
+    monkeypatch.setenv(data_mod.SIZES_ENV_VAR, "any")
+    assert len(data_mod._verify(a, "ten.npz").train_y) == 20
 
 
 def test_data_error_is_user_error():

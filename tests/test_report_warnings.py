@@ -1,0 +1,50 @@
+"""report.mixed_execution_warning: runs of one study trained at different thread counts or precisions are never mixed silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from forgetting import report
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def table(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    return pd.DataFrame(dict(study=["s"] * n, status=["finished"] * n, **columns))
+
+
+def test_one_thread_count_and_no_precision_column_is_quiet():
+    assert report.mixed_execution_warning(table(threads=[2, 2, 2], device=["cpu"] * 3)) is None
+    assert report.mixed_execution_warning(None) is None
+
+
+def test_mixed_threads_are_named_with_their_run_counts():
+    line = report.mixed_execution_warning(table(threads=[1, 2, 2], device=["cpu"] * 3))
+    assert line is not None and "\n" not in line
+    assert "thread counts 1 (1 runs), 2 (2 runs)" in line and "s" in line
+
+
+def test_mixed_precisions_are_named_and_unfinished_runs_do_not_count():
+    t = table(threads=[2, 2, 2], precision=["fp32", "bf16", "fp32"])
+    assert "precisions bf16 (1 runs), fp32 (2 runs)" in report.mixed_execution_warning(t)
+    t.loc[1, "status"] = "failed"
+    assert report.mixed_execution_warning(t) is None
+
+
+def test_committed_results_are_not_mixed():
+    for study in ("cpu-lr-sweep", "cpu-probe"):
+        assert report.mixed_execution_warning(pd.read_csv(RESULTS / study / "results.csv")) is None
+
+
+def test_figures_report_carries_the_warning(tmp_path):
+    for name in ("study.json", "results.csv"):
+        (tmp_path / name).write_bytes((RESULTS / "cpu-lr-sweep" / name).read_bytes())
+    results = pd.read_csv(tmp_path / "results.csv", dtype={"run": str})
+    results.loc[0, "threads"] = 1
+    results.to_csv(tmp_path / "results.csv", index=False)
+    (rep,) = report.regenerate(tmp_path)
+    assert rep.warning is not None and rep.text().endswith(rep.warning)
+    assert "thread counts 1 (1 runs), 2 (83 runs)" in rep.warning

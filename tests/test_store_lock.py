@@ -1,0 +1,89 @@
+"""Two sweeps on one store: the second exits 2 naming the holder; a lock left by a killed sweep does not block."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forgetting import data as data_mod
+from forgetting.store import exclusive_lock
+
+TINY = ["--multipliers", "1", "--batch-size", "100", "--epochs", "1", "--warmup", "0",
+        "--width", "0.125", "--base-lr", "0.4", "--seeds", "0", "--device", "cpu"]  # fmt: skip
+
+
+def test_lock_names_its_holder_and_is_empty_after_release(tmp_path):
+    lock = tmp_path / "sweep.lock"
+    with exclusive_lock(lock):
+        holder = json.loads(lock.read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname() and holder["since"]
+    assert lock.read_text() == ""
+    with exclusive_lock(lock):  # released: a second holder gets it at once
+        pass
+
+
+def sweep(store: Path, cifar_path: Path, sizes: str = "200") -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    env[data_mod.ENV_VAR] = str(Path(cifar_path).resolve())
+    return subprocess.Popen([sys.executable, "-m", "forgetting.cli", "sweep-lr", *TINY, "--sizes", sizes, "--store", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+
+
+def wait_until_locked(proc: subprocess.Popen, lock: Path) -> None:
+    """Poll until ``proc`` has written its name into the lock, that is, holds it."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert proc.poll() is None, f"the sweep ended before it took the lock: {proc.communicate()}"
+        try:
+            if json.loads(lock.read_text())["pid"] == proc.pid:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the sweep did not take the store lock within 300 s")
+
+
+@pytest.mark.integration
+def test_second_sweep_on_a_held_store_exits_2_and_a_killed_holder_does_not_block(tmp_path, cifar_path):
+    store = tmp_path / "store"
+    lock = store / "cpu-lr-sweep" / "sweep.lock"
+    first = sweep(store, cifar_path)
+    wait_until_locked(first, lock)
+    os.kill(first.pid, signal.SIGSTOP)  # hold it mid-sweep, however fast this machine is
+    try:
+        second = sweep(store, cifar_path)
+        out, err = second.communicate(timeout=300)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert second.returncode == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"pid {first.pid}" in lines[0] and socket.gethostname() in lines[0] and "since" in lines[0], lines[0]
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    table = pd.read_csv(store / "cpu-lr-sweep" / "results.csv")
+    assert len(table) == 1 and (table["status"] == "finished").all()
+    assert len(list((store / "cpu-lr-sweep" / "runs").glob("*/result.json"))) == 1
+    assert lock.read_text() == ""
+
+    # A sweep killed while it holds the lock leaves its name in the file, but not the lock itself.
+    killed = sweep(store, cifar_path, "200,400")  # one new run: it holds the lock for a while
+    wait_until_locked(killed, lock)
+    killed.kill()
+    killed.communicate()
+    assert json.loads(lock.read_text())["pid"] == killed.pid
+    again = sweep(store, cifar_path, "200,400")
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert "1 of 2 runs already finished" in out
+    assert (pd.read_csv(store / "cpu-lr-sweep" / "results.csv")["status"] == "finished").sum() == 2
