@@ -1,10 +1,16 @@
 """One training run: batch plans -> steps -> history, records, weights, result.
 
 Recipe (protocol section 3): Nesterov SGD, momentum 0.9, weight decay 5e-4, LR in the mean-loss
-convention, a piecewise-linear schedule evaluated at every step. On CUDA: AMP (bf16 where supported,
-else fp16 with loss scaling; parameters and BN in fp32), channels-last, data resident on the device,
-no host sync per step. On CPU: fp32 and bit-for-bit repeatable at a fixed torch thread count
-(recorded in result.json; the sweep's local executor keeps it fixed per worker count).
+convention, a piecewise-linear schedule evaluated at every step. Each epoch ends with its partial
+batch, as Page's loader does (``drop_last=False``); that step's loss is summed over its images and
+divided by the nominal batch size (Page's summed loss with LR / batch size), so it moves the weights
+in proportion to the images it holds. Channels-last, data resident on the device, no host sync per
+step. ``precision="auto"``: on CUDA AMP (bf16 where supported, else fp16 with loss scaling;
+parameters and BN in fp32, data in fp16), on CPU fp32 and bit-for-bit repeatable at a fixed torch
+thread count (recorded in result.json; the sweep's local executor keeps it fixed per worker count).
+``bf16``/``fp16`` take the same AMP code on any device, so CPU tests exercise the CUDA path.
+``compile`` (default: CUDA only) runs the training step through torch.compile; the first step of each
+batch shape compiles, and its time is recorded as ``compile_seconds``, apart from ``seconds``.
 
 Besides the per-epoch history, a run records what the forgetting probe needs: each batch's digest and
 its loss as seen at the time, and every example's loss and correctness at each presentation.
