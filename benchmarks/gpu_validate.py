@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch._dynamo
 
 from forgetting import data as data_mod, models, probe, report, studies, sweep, train as train_mod
 from forgetting.console import console, progress_bar
@@ -169,6 +170,11 @@ def throughput_row(net, batch, precision, compiled, scale: Scale, cifar, device,
 
 
 def run_throughput(scale: Scale, cifar, device, out: Path, tick) -> dict:
+    # Every (net, batch, precision) is a graph of its own: past dynamo's default limit of 8 recompiles
+    # the compiled rows would silently run eager.
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 64)
     peak = bf16_matmul_flops(device, scale.matmul_n)
     rows, cache = [], {}
     for net in scale.nets:
