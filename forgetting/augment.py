@@ -46,19 +46,23 @@ class AugmentSpec:
 
 @dataclass(frozen=True)
 class EpochPlan:
-    """One epoch's presentation order and augmentation draws, batch by batch (last partial batch dropped)."""
+    """One epoch's presentation order and augmentation draws, batch by batch (the last one may be partial)."""
 
     epoch: int
     batch_size: int
     spec: AugmentSpec
-    indices: np.ndarray  # (steps * batch_size,) int64 dataset indices in presentation order
+    indices: np.ndarray  # (n,) int64 dataset indices in presentation order
     crop: np.ndarray  # (n, 2) int64 top-left (y, x) of the crop in the padded image, 0..8
     flip: np.ndarray  # (n,) bool
     cutout: np.ndarray  # (n, 2) int64 top-left (y, x) of the Cutout square, or -1 when off
 
     @property
     def steps(self) -> int:
-        return len(self.indices) // self.batch_size
+        return -(-len(self.indices) // self.batch_size)  # a partial last batch is a step
+
+    def sizes(self) -> np.ndarray:
+        """Images in each step: batch_size, except a partial last batch."""
+        return np.diff(np.minimum(np.arange(self.steps + 1) * self.batch_size, len(self.indices)))
 
     def batch(self, step: int) -> slice:
         return slice(step * self.batch_size, (step + 1) * self.batch_size)
@@ -76,8 +80,13 @@ class EpochPlan:
         return out
 
 
-def plan_epoch(subset: np.ndarray, seed: int, epoch: int, spec: AugmentSpec, batch_size: int) -> EpochPlan:
+def plan_epoch(
+    subset: np.ndarray, seed: int, epoch: int, spec: AugmentSpec, batch_size: int, drop_last: bool = True
+) -> EpochPlan:
     """Draw the whole epoch's randomness from a generator seeded by (seed, epoch).
+
+    ``drop_last=False`` keeps the partial last batch (Page's loader); the full batches and their
+    digests are the same either way.
 
     Each kind of choice has its own child stream, so switching one augmentation off leaves the
     order and the other draws unchanged (a disabled choice is a constant, which changes the digest).
@@ -89,7 +98,9 @@ def plan_epoch(subset: np.ndarray, seed: int, epoch: int, spec: AugmentSpec, bat
     if steps == 0:
         raise UserError(f"batch size {batch_size} is larger than the subset ({n} images)")
     order_ss, crop_ss, flip_ss, cut_ss = np.random.SeedSequence([seed, epoch]).spawn(4)
-    order = np.random.default_rng(order_ss).permutation(n)[: steps * batch_size]
+    order = np.random.default_rng(order_ss).permutation(n)
+    if drop_last:
+        order = order[: steps * batch_size]
     m = len(order)
     if spec.crop:
         crop = np.random.default_rng(crop_ss).integers(0, 2 * PAD + 1, size=(m, 2))

@@ -19,6 +19,11 @@ app = typer.Typer(
 
 DataOpt = typer.Option(None, "--data", help="CIFAR-10 .npz or cifar-10-batches-py folder (default: $FORGETTING_DATA, then torchvision's cache)")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
+PrecisionOpt = typer.Option(None, "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
+CompileOpt = typer.Option(None, "--compile/--no-compile", help="torch.compile the training step (default: CUDA only)")
+DropLastOpt = typer.Option(
+    None, "--drop-last/--keep-last", help="drop or keep each epoch's partial batch (default: keep, as Page's loader)"
+)
 
 
 @app.command()
@@ -51,6 +56,9 @@ def train(
     cutout: Optional[int] = typer.Option(None, help="Cutout square side in pixels (0 = off)"),
     seed: int = typer.Option(0, help="seed for weights, subset and batch plans"),
     eval_every: int = typer.Option(1, help="evaluate on the test set every N epochs (0 = final epoch only)"),
+    precision: Optional[str] = PrecisionOpt,
+    compile: Optional[bool] = CompileOpt,
+    drop_last: Optional[bool] = DropLastOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
     out: Path = typer.Option(..., "--out", help="output folder (resumes from its checkpoint if interrupted)"),
@@ -61,16 +69,18 @@ def train(
 
     cfg = train_mod.make_config(
         preset, lr=lr, net=net, width=width, subset=subset, epochs=epochs, batch_size=batch_size,
-        augment=augment, cutout=cutout, seed=seed, eval_every=eval_every,
+        augment=augment, cutout=cutout, seed=seed, eval_every=eval_every, precision=precision, compile=compile,
+        drop_last=drop_last,
     )  # fmt: skip
     dev = train_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
     with progress_bar(transient=True) as bar:
         result = train_mod.train_to_dir(cfg, cifar, out, dev, callbacks=EpochTable(bar))
     state = "diverged" if result["diverged"] else "finished"
+    compiled = f" (+{result['compile_seconds']:.1f} s compiling)" if result["compiled"] else ""
     console.print(
         f"{state}: test loss {result['test_loss']:.4f}, test acc {result['test_acc']:.4f}, "
-        f"{result['seconds']:.1f} s on {result['device']} -> {out}"
+        f"{result['seconds']:.1f} s{compiled} on {result['device']} in {result['precision']} -> {out}"
     )
 
 
@@ -111,6 +121,8 @@ def lr_find(
     start_lr: float = typer.Option(1e-4, help="first LR of the geometric ramp (mean-loss convention)"),
     end_lr: float = typer.Option(10.0, help="last LR of the ramp (the test stops early when the loss explodes)"),
     steps: int = typer.Option(100, help="steps of the ramp, one batch each"),
+    precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16"),
+    compile: Optional[bool] = CompileOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
     out: Path = typer.Option(..., "--out", help="output folder: lr_find.csv, lr_find.json, lr_find.png/.svg"),
@@ -121,7 +133,9 @@ def lr_find(
     from forgetting.store import atomic_write_bytes, ensure_folder, json_bytes
 
     seed_list = tuple(_ints(seeds, "seeds") or ())
-    cfg = train_mod.TrainConfig(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment)
+    cfg = train_mod.TrainConfig(
+        net=net, width=width, subset=subset, batch_size=batch_size, augment=augment, precision=precision, compile=compile
+    )
     dev = train_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
     ensure_folder(out, "--out folder")  # before the range test, not after it
@@ -154,6 +168,9 @@ def sweep_lr(
     seeds: Optional[str] = typer.Option(None, help="seeds, comma-separated"),
     base_lr: Optional[str] = typer.Option(None, help="'find' (LR range test) or a number"),
     width: Optional[float] = typer.Option(None, help="channel multiplier"),
+    precision: Optional[str] = PrecisionOpt,
+    compile: Optional[bool] = CompileOpt,
+    drop_last: Optional[bool] = DropLastOpt,
     store: Path = StoreOpt,
     executor: str = typer.Option("local", help="local or ray"),
     workers: int = typer.Option(1, help="local executor: runs at once (cores are split between them)"),
@@ -170,6 +187,7 @@ def sweep_lr(
     s = studies.load_study(study, kind="lr-sweep").with_overrides(
         multipliers=_floats(multipliers, "multipliers"), sizes=_ints(sizes, "sizes"), epochs=epochs, warmup=warmup,
         batch_size=batch_size, seeds=_ints(seeds, "seeds"), base_lr=_base_lr(base_lr), width=width,
+        precision=precision, compile=compile, drop_last=drop_last,
     )  # fmt: skip
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
@@ -198,6 +216,9 @@ def probe_epochs(
     multipliers: Optional[str] = typer.Option(None, help="LR multipliers of the base LR, comma-separated"),
     base_lr: Optional[str] = typer.Option(None, help="'find' (LR range test) or a number"),
     seeds: Optional[str] = typer.Option(None, help="seeds, comma-separated"),
+    precision: Optional[str] = PrecisionOpt,
+    compile: Optional[bool] = CompileOpt,
+    drop_last: Optional[bool] = DropLastOpt,
     executor: str = typer.Option("local", help="local or ray (for training missing runs)"),
     workers: int = typer.Option(1, help="local executor: runs at once"),
     device: str = DeviceOpt,
@@ -210,7 +231,7 @@ def probe_epochs(
     s = studies.load_study(study, kind="probe").with_overrides(
         epochs=epochs, warmup=warmup, width=width, subset=subset, batch_size=batch_size,
         multipliers=_floats(multipliers, "multipliers"), base_lr=_base_lr(base_lr), seeds=_ints(seeds, "seeds"),
-        last_epochs=last_epochs, bn=bn,
+        last_epochs=last_epochs, bn=bn, precision=precision, compile=compile, drop_last=drop_last,
     )  # fmt: skip
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:

@@ -220,15 +220,16 @@ def range_test(
     diverge_factor: float = 4.0,
     device: torch.device | str | None = None,
     callbacks=None,
+    precision: str = "auto",
 ) -> LRFindCurve:
     """Exponential LR range test: one optimizer step per LR, then restore everything exactly.
 
     ``batches`` yields (x, y) tensors: an iterable (a list is cycled when it runs out, a generator
     ends the test with ``stopped='exhausted'``) or a callable ``f(step) -> (x, y)``. ``loss_fn(out, y)``
-    returns the mean loss (default: cross-entropy in fp32). ``device`` defaults to the model's; on
-    CUDA the forward pass runs under autocast with `train.amp_dtype` (fp16 with a fresh GradScaler),
-    channels-last, as in training; on CPU in fp32. ``callbacks.step(i, n)`` is called after each step
-    (i = steps done, n = num_steps), if given.
+    returns the mean loss (default: cross-entropy in fp32). ``device`` defaults to the model's; the
+    forward pass runs under autocast with `train.amp_dtype(device, precision)` (fp16 with a fresh
+    GradScaler), channels-last, as in training: with ``precision="auto"`` AMP on CUDA, fp32 on CPU.
+    ``callbacks.step(i, n)`` is called after each step (i = steps done, n = num_steps), if given.
 
     The smoothed loss is fastai's: ``avg = beta * avg + (1 - beta) * loss``, reported as
     ``avg / (1 - beta ** (i + 1))``. The test stops after recording a step whose smoothed loss exceeds
@@ -245,8 +246,8 @@ def range_test(
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
-    dt = train_mod.amp_dtype(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=dt == torch.float16)
+    dt = train_mod.amp_dtype(device, precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=dt == torch.float16)
     schedule = lr_schedule(start_lr, end_lr, num_steps)
     get = _batch_source(batches)
 
@@ -372,11 +373,13 @@ class _Offset:
 
 
 def config_batches(cfg: train_mod.TrainConfig, prep: train_mod.Prepared, device: torch.device):
-    """The batches training with ``cfg`` would see, epoch 0, 1, 2, ... (same order and augmentation)."""
+    """The batches training with ``cfg`` would see, epoch 0, 1, 2, ... (same order and augmentation).
+
+    Full batches only: a partial last batch would be a ramp step on fewer images, a noisier point."""
     spec = cfg.augment_spec
     epoch = 0
     while True:
-        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size)
+        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size, drop_last=True)
         dplan = augment.DevicePlan(plan, device)
         for s in range(plan.steps):
             yield dplan.batch(prep.train_padded, prep.train_labels, s)
@@ -423,10 +426,12 @@ def find_lr(
         prep = train_mod.prepare(c, cifar, device, cache)
         model = train_mod.build_model(c, device)
         opt = train_mod.make_optimizer(c, model)
+        # A compiled module shares the parameters and state of ``model``: the restore covers it.
+        stepped = torch.compile(model, dynamic=False) if train_mod.use_compile(c, device) else model
         cb = None if callbacks is None else _Offset(callbacks, k * num_steps, total)
         curves[seed] = range_test(
-            model, opt, config_batches(c, prep, device), cross_entropy, start_lr, end_lr, num_steps,
-            beta, diverge_factor, device, cb,
+            stepped, opt, config_batches(c, prep, device), cross_entropy, start_lr, end_lr, num_steps,
+            beta, diverge_factor, device, cb, c.precision,
         )  # fmt: skip
         if callbacks is not None and len(curves[seed]) < num_steps:
             callbacks.step((k + 1) * num_steps, total)
@@ -440,7 +445,8 @@ def find_lr(
         suggestions=per_seed,
         suggestion=_median_log(vals),
         spread=(min(vals), max(vals)),
-        config={k: v for k, v in cfg.to_dict().items() if k not in ("seed", "epochs", "lr_knots", "eval_every", "eval_last")},
+        config={k: v for k, v in cfg.identity().items() if k not in ("seed", "epochs", "lr_knots", "eval_every",
+                                                                      "eval_last")},
         settings=dict(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, beta=beta, diverge_factor=diverge_factor),
         device=str(device),
         seconds=round(time.perf_counter() - t0, 3),

@@ -18,7 +18,7 @@ import torch
 from forgetting import augment, data as data_mod
 from forgetting.errors import UserError
 from forgetting.store import read_json
-from forgetting.train import TrainConfig, build_model, per_example, prepare
+from forgetting.train import TrainConfig, build_model, per_example, per_step_mean, prepare
 
 BN_MODES = ("eval", "batch")
 
@@ -133,8 +133,9 @@ def probe_run(
     saved = _batch_stat_mode(model) if bn == "batch" else None
     total_steps = None
     for epoch in range(first, n_epochs):
-        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size)
+        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size, cfg.drop_last)
         n_steps = plan.steps
+        sizes = plan.sizes()
         total_steps = n_epochs * n_steps
         digests = plan.digests()
         for s, d in enumerate(digests):
@@ -148,20 +149,20 @@ def probe_run(
         if bn == "eval":  # per-example losses do not depend on batch composition: use big chunks
             idx = dplan.indices
             x = augment.apply_choices(prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, spec.cutout)
-            loss, correct = per_example(model, x, prep.train_labels[idx])
+            loss, correct = per_example(model, x, prep.train_labels[idx], precision=cfg.precision)
         else:  # batch statistics depend on the batch: replay the training batches as they were
-            parts = [per_example(model, *dplan.batch(prep.train_padded, prep.train_labels, s), batch=cfg.batch_size)
-                     for s in range(n_steps)]  # fmt: skip
+            parts = [per_example(model, *dplan.batch(prep.train_padded, prep.train_labels, s), batch=cfg.batch_size,
+                                 precision=cfg.precision) for s in range(n_steps)]  # fmt: skip
             loss, correct = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         loss_h = loss.float().cpu().numpy()
         acc_h = correct.cpu().numpy()
-        by_step_loss = loss_h.reshape(n_steps, -1).mean(1)
-        by_step_acc = acc_h.reshape(n_steps, -1).mean(1)
+        by_step_loss = per_step_mean(loss_h, sizes)
+        by_step_acc = per_step_mean(acc_h, sizes)
         for s in range(n_steps):
             rec = recorded[(epoch, epoch * n_steps + s)]
             rows.append(dict(step=epoch * n_steps + s, epoch=epoch, epoch_age=n_epochs - 1 - epoch, step_lr=rec.lr,
                              loss_now=float(by_step_loss[s]), acc_now=float(by_step_acc[s]),
-                             loss_when_seen=rec.loss, n=cfg.batch_size))  # fmt: skip
+                             loss_when_seen=rec.loss, n=int(sizes[s])))  # fmt: skip
         pres_index.append(plan.indices)
         pres_step.append(epoch * n_steps + np.arange(len(plan.indices)) // cfg.batch_size)
         pres_loss.append(loss_h)
@@ -180,7 +181,8 @@ def probe_run(
     # Toneva statistics from training records; loss now on the clean (unaugmented) image.
     forget = count_forgetting(examples["order"], examples["correct"], data_mod.TRAIN_SIZE)
     clean_idx = torch.as_tensor(forget["index"].to_numpy().copy(), device=device)
-    clean_loss, _ = per_example(model, prep.train_padded[clean_idx][:, :, 4:36, 4:36], prep.train_labels[clean_idx])
+    clean_x = prep.train_padded[clean_idx][:, :, 4:36, 4:36]
+    clean_loss, _ = per_example(model, clean_x, prep.train_labels[clean_idx], precision=cfg.precision)
     forget["label"] = cifar.train_y[forget["index"].to_numpy()]
     forget["loss_now"] = clean_loss.float().cpu().numpy()
     forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)

@@ -93,6 +93,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "eval_last": (_number(integer=True, lo=0), 0),  # also evaluate on each of the last N epochs
         "bn_init": (_one_of("default", "uniform", "ones"), "default"),
         "shortcut": (_one_of("page", "johnson"), "page"),
+        "precision": (_one_of("auto", "fp32", "bf16", "fp16"), "auto"),  # auto: AMP on CUDA, fp32 on CPU
+        "drop_last": (_boolean, False),  # false = Page's loader: each epoch ends with the partial batch
+        "compile": (_boolean, None),  # torch.compile; left out = on for CUDA, off on CPU
     },
     "grid": {
         "multipliers": (_list_of(_number(positive=True)), ...),

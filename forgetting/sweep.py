@@ -37,7 +37,8 @@ from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device,
 RESULT_COLUMNS = [
     "run", "study", "condition", "net", "width", "subset", "multiplier", "base_lr", "lr", "batch_size",
     "epochs", "warmup", "augment", "seed", "train_loss", "clean_train_loss", "clean_train_acc",
-    "test_loss", "test_acc", "test_loss_tail", "test_acc_tail", "tail_epochs", "diverged", "seconds", "device", "threads", "status",
+    "test_loss", "test_acc", "test_loss_tail", "test_acc_tail", "tail_epochs", "diverged", "seconds", "device",
+    "threads", "precision", "compiled", "compile_seconds", "status",
 ]  # fmt: skip
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
 
@@ -97,7 +98,7 @@ def expand(study: Study, base_lr: float) -> list[RunSpec]:
                     subset=subset, epochs=t["epochs"], batch_size=t["batch_size"],
                     lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots, augment=augment,
                     cutout=t["cutout"] if augment else 0, seed=seed, eval_every=t["eval_every"],
-                    eval_last=t["eval_last"],
+                    eval_last=t["eval_last"], precision=t["precision"], drop_last=t["drop_last"], compile=t["compile"],
                 )  # fmt: skip
                 meta = dict(study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"])
                 specs.append(RunSpec(cfg, meta))
@@ -256,7 +257,8 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None)
     subset = f["subset"] or study.largest_subset()
     cfg = TrainConfig(net=t["net"], width=float(t["width"]), shortcut=t["shortcut"], bn_init=t["bn_init"],
                       subset=subset, epochs=t["epochs"], batch_size=t["batch_size"], augment=t["augment"],
-                      cutout=t["cutout"], seed=f["seeds"][0])  # fmt: skip
+                      cutout=t["cutout"], seed=f["seeds"][0], precision=t["precision"], drop_last=t["drop_last"],
+                      compile=t["compile"])  # fmt: skip
     key = dict(config=cfg.identity(), method=f["method"], steps=f["steps"], start_lr=f["start_lr"],
                end_lr=f["end_lr"], seeds=f["seeds"])  # fmt: skip
     path = store.dir / "lr_find.json"
@@ -284,7 +286,8 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             r = read_json(run_dir / "result.json")
             row.update({k: r.get(k) for k in ("train_loss", "clean_train_loss", "clean_train_acc", "test_loss",
                                                "test_acc", "test_loss_tail", "test_acc_tail", "tail_epochs",
-                                               "diverged", "seconds", "device", "threads")})  # fmt: skip
+                                               "diverged", "seconds", "device", "threads", "precision", "compiled",
+                                               "compile_seconds")})  # fmt: skip
             row["status"] = "finished"
         else:
             row["status"] = "failed" if (run_dir / "failed.json").exists() else "missing"

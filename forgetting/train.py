@@ -1,10 +1,16 @@
 """One training run: batch plans -> steps -> history, records, weights, result.
 
 Recipe (protocol section 3): Nesterov SGD, momentum 0.9, weight decay 5e-4, LR in the mean-loss
-convention, a piecewise-linear schedule evaluated at every step. On CUDA: AMP (bf16 where supported,
-else fp16 with loss scaling; parameters and BN in fp32), channels-last, data resident on the device,
-no host sync per step. On CPU: fp32 and bit-for-bit repeatable at a fixed torch thread count
-(recorded in result.json; the sweep's local executor keeps it fixed per worker count).
+convention, a piecewise-linear schedule evaluated at every step. Each epoch ends with its partial
+batch, as Page's loader does (``drop_last=False``); that step's loss is summed over its images and
+divided by the nominal batch size (Page's summed loss with LR / batch size), so it moves the weights
+in proportion to the images it holds. Channels-last, data resident on the device, no host sync per
+step. ``precision="auto"``: on CUDA AMP (bf16 where supported, else fp16 with loss scaling;
+parameters and BN in fp32, data in fp16), on CPU fp32 and bit-for-bit repeatable at a fixed torch
+thread count (recorded in result.json; the sweep's local executor keeps it fixed per worker count).
+``bf16``/``fp16`` take the same AMP code on any device, so CPU tests exercise the CUDA path.
+``compile`` (default: CUDA only) runs the training step through torch.compile; the first step of each
+batch shape compiles, and its time is recorded as ``compile_seconds``, apart from ``seconds``.
 
 Besides the per-epoch history, a run records what the forgetting probe needs: each batch's digest and
 its loss as seen at the time, and every example's loss and correctness at each presentation.
@@ -54,6 +60,11 @@ class TrainConfig:
     eval_every: int = 0  # test-set evaluation every N epochs; 0 = final epoch only
     eval_last: int = 0  # also evaluate on each of the last N epochs (a constant-LR tail is noisy)
     label: str = ""  # free text carried into tables (e.g. the preset)
+    precision: str = "auto"  # auto (bf16 or fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16
+    drop_last: bool = False  # False = Page's loader: an epoch ends with the partial batch
+    # torch.compile the training step; None = on for CUDA, off on CPU. An execution setting like the
+    # device and the thread count: never part of the run's identity (see identity()).
+    compile: bool | None = None
 
     def __post_init__(self):
         checks = [
@@ -67,6 +78,7 @@ class TrainConfig:
             (self.bn_init in ("default", "uniform", "ones"), f"bn_init must be default, uniform or ones, not {self.bn_init!r}"),
             (self.eval_every >= 0, "eval_every must not be negative"),
             (self.eval_last >= 0, "eval_last must not be negative"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -91,6 +103,10 @@ class TrainConfig:
         """What names a run (its id hashes this): to_dict without settings added after runs were
         committed, while they are at the value that reproduces those runs, so old run ids stay."""
         d = self.to_dict()
+        for key in EXECUTION_SETTINGS:
+            d.pop(key)
+        if self.subset % self.batch_size == 0:
+            d["drop_last"] = IDENTITY_NEUTRAL["drop_last"]  # no partial batch: both settings are the same run
         for key, neutral in IDENTITY_NEUTRAL.items():
             if d.get(key) == neutral:
                 d.pop(key)
@@ -104,7 +120,13 @@ class TrainConfig:
 
 
 # Settings added after results were committed -> the value at which a run is the same as before.
-IDENTITY_NEUTRAL: dict = {"eval_last": 0}
+# Runs before drop_last dropped the partial batch, so True names them; False (the default) only
+# enters the identity when the subset leaves a partial batch.
+IDENTITY_NEUTRAL: dict = {"eval_last": 0, "precision": "auto", "drop_last": True}
+# How a run is executed, not what it computes (compiled kernels round differently, as thread counts
+# do): recorded in result.json, left out of the run's id so a compiled run counts as the same run.
+EXECUTION_SETTINGS = ("compile",)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 # The blog's stages (protocol section 3). LR knots are (epoch, LR) in the mean-loss convention.
@@ -150,11 +172,28 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with loss scaling); None = fp32 on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype; None = fp32. auto: bf16 where the GPU supports it, else fp16 (with loss
+    scaling); fp32 on CPU. bf16 and fp16 autocast on any device, CPU included, through the same code."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def data_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """Half-precision data under AMP (halves device memory; the first layer autocasts it), else fp32."""
+    return torch.float32 if amp_dtype(device, precision) is None else torch.float16
+
+
+def precision_name(dt: torch.dtype | None) -> str:
+    """The precision a run used, as result.json records it (float32, bfloat16 or float16)."""
+    return str(dt).replace("torch.", "") if dt else "float32"
+
+
+def use_compile(cfg: TrainConfig, device: torch.device) -> bool:
+    return device.type == "cuda" if cfg.compile is None else bool(cfg.compile)
 
 
 @dataclass
@@ -170,11 +209,11 @@ class Prepared:
 
 def prepare(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None = None) -> Prepared:
     """Preprocess once per device (``cache`` lets a sweep reuse it across runs)."""
-    key = (id(cifar), str(device))
+    dtype = data_dtype(device, cfg.precision)
+    key = (id(cifar), str(device), dtype)
     if cache is not None and key in cache:
         padded, labels, tx, ty = cache[key]
     else:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32  # halves device memory on GPU
         padded = data_mod.prepare_train(cifar.train_x, device, dtype)
         labels = torch.as_tensor(cifar.train_y, device=device)
         tx = data_mod.normalise(cifar.test_x, device, dtype)
@@ -206,11 +245,13 @@ def _to_device_batch(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def per_example(model, x: torch.Tensor, y: torch.Tensor, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def per_example(
+    model, x: torch.Tensor, y: torch.Tensor, batch: int | None = None, precision: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example loss (fp32) and correctness on the device, in whatever mode ``model`` is in."""
     device = x.device
     batch = batch or EVAL_BATCH.get(device.type, 256)
-    dt = amp_dtype(device)
+    dt = amp_dtype(device, precision)
     losses, correct = [], []
     for i in range(0, len(x), batch):
         xb = _to_device_batch(x[i : i + batch], device)
@@ -221,11 +262,11 @@ def per_example(model, x: torch.Tensor, y: torch.Tensor, batch: int | None = Non
     return torch.cat(losses), torch.cat(correct)
 
 
-def evaluate(model, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str = "auto") -> tuple[float, float]:
     """Mean loss and accuracy in eval mode (BN running statistics)."""
     was = model.training
     model.eval()
-    loss, correct = per_example(model, x, y)
+    loss, correct = per_example(model, x, y, precision=precision)
     model.train(was)
     return float(loss.mean()), float(correct.float().mean())
 
@@ -278,6 +319,20 @@ def _finite(x: float) -> bool:
     return bool(np.isfinite(x))
 
 
+def per_step_mean(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Mean of each step's slice of per-example ``values`` (steps of ``sizes`` examples, in order)."""
+    if (sizes == sizes[0]).all():
+        return values.reshape(len(sizes), -1).mean(1)  # the committed runs' arithmetic, kept bit for bit
+    return np.add.reduceat(values.astype(np.float64), np.r_[0, np.cumsum(sizes)[:-1]]) / sizes
+
+
+def epoch_mean(step_values: np.ndarray, sizes: np.ndarray) -> float:
+    """An epoch's mean over examples from per-step means (a partial batch weighs what it holds)."""
+    if (sizes == sizes[0]).all():
+        return float(step_values.mean())
+    return float((step_values * sizes).sum() / sizes.sum())
+
+
 def train(
     cfg: TrainConfig,
     cifar: data_mod.Cifar10,
@@ -292,34 +347,40 @@ def train(
     """
     device = resolve_device(device) if isinstance(device, str) else device
     cb = callbacks or Callbacks()
-    dt = amp_dtype(device)
+    dt = amp_dtype(device, cfg.precision)
     prep = prepare(cfg, cifar, device, cache)
     model = build_model(cfg, device)
+    compiled = use_compile(cfg, device)
+    # dynamic=False: one static graph per batch shape (a partial last batch is a second one).
+    step_model = torch.compile(model, dynamic=False) if compiled else model
     opt = make_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler("cuda", enabled=dt == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=dt == torch.float16)
     sched = cfg.schedule
     spec = cfg.augment_spec
 
     history: list[dict] = []
     steps_rec: list[dict] = []
     ex_order, ex_loss, ex_correct = [], [], []
-    start_epoch, elapsed, diverged = 0, 0.0, False
+    start_epoch, elapsed, diverged, compile_secs, shapes_seen = 0, 0.0, False, 0.0, set()
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["config"] == cfg.to_dict():
+        if TrainConfig.from_dict(state["config"]).identity() == cfg.identity():  # compiled or not: the same run
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             history, steps_rec = state["history"], state["steps"]
             ex_order, ex_loss, ex_correct = state["ex_order"], state["ex_loss"], state["ex_correct"]
             start_epoch, elapsed = state["epoch"], state["elapsed"]
+            compile_secs = state.get("compile_secs", 0.0)
 
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size)
+        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size, cfg.drop_last)
         dplan = augment.DevicePlan(plan, device)
         n_steps = plan.steps
+        sizes = plan.sizes()
+        epoch_compile = 0.0
         cb.start_epoch(epoch, n_steps)
         # Per-step records stay on the device until the epoch ends: no host sync per step.
         step_loss = torch.zeros(n_steps, device=device)
@@ -333,14 +394,24 @@ def train(
                 g["lr"] = lr
             x, y = dplan.batch(prep.train_padded, prep.train_labels, s)
             x = _to_device_batch(x, device)
+            compiles = compiled and len(y) not in shapes_seen
+            tc = time.perf_counter()
             with torch.autocast(device.type, dtype=dt, enabled=dt is not None):
-                logits = model(x)
+                logits = step_model(x)
             losses = F.cross_entropy(logits.float(), y, reduction="none")
             loss = losses.mean()
+            # Page sums the loss and divides the LR by the nominal batch size: a partial batch moves
+            # the weights in proportion to the images it holds.
+            grad_loss = loss if len(y) == cfg.batch_size else losses.sum() / cfg.batch_size
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(grad_loss).backward()
             scaler.step(opt)
             scaler.update()
+            if compiles:  # the first step of a batch shape compiles it: timed apart from training
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                shapes_seen.add(len(y))
+                epoch_compile += time.perf_counter() - tc
             sl = plan.batch(s)
             ex_l[sl] = losses.detach()
             ex_c[sl] = logits.detach().argmax(1) == y
@@ -351,23 +422,24 @@ def train(
         ex_order.append(plan.indices.astype(np.int32))
         ex_loss.append(ex_l.cpu().numpy().astype(np.float32))
         ex_correct.append(ex_c_h)
-        step_acc = ex_c_h.reshape(n_steps, -1).mean(1)
+        step_acc = per_step_mean(ex_c_h, sizes)
         for s, d in enumerate(plan.digests()):
             steps_rec.append(
                 dict(epoch=epoch, step=epoch * n_steps + s, lr=step_lr[s], digest=d,
-                     loss=float(step_loss_h[s]), acc=float(step_acc[s]), n=cfg.batch_size)
+                     loss=float(step_loss_h[s]), acc=float(step_acc[s]), n=int(sizes[s]))
             )  # fmt: skip
-        train_loss = float(step_loss_h.mean())
+        train_loss = epoch_mean(step_loss_h, sizes)
         diverged = not _finite(train_loss)
         last = epoch == cfg.epochs - 1 or diverged
         test_loss = test_acc = float("nan")
         scheduled = (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch >= cfg.epochs - cfg.eval_last
         if not diverged and (last or scheduled):
-            test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y)
+            test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y, cfg.precision)
             diverged = not _finite(test_loss)  # weights can blow up on an epoch's final steps
-        secs = time.perf_counter() - t0
+        secs = time.perf_counter() - t0 - epoch_compile
         elapsed += secs
-        row = dict(epoch=epoch + 1, lr=float(step_lr[-1]), train_loss=train_loss, train_acc=float(step_acc.mean()),
+        compile_secs += epoch_compile
+        row = dict(epoch=epoch + 1, lr=float(step_lr[-1]), train_loss=train_loss, train_acc=epoch_mean(step_acc, sizes),
                    test_loss=test_loss, test_acc=test_acc, seconds=round(secs, 3))  # fmt: skip
         history.append(row)
         if diverged:
@@ -378,7 +450,8 @@ def train(
             torch.save(
                 dict(config=cfg.to_dict(), model=model.state_dict(), optimizer=opt.state_dict(),
                      scaler=scaler.state_dict(), history=history, steps=steps_rec, ex_order=ex_order,
-                     ex_loss=ex_loss, ex_correct=ex_correct, epoch=epoch + 1, elapsed=elapsed),
+                     ex_loss=ex_loss, ex_correct=ex_correct, epoch=epoch + 1, elapsed=elapsed,
+                     compile_secs=compile_secs),
                 buf,
             )  # fmt: skip
             atomic_write_bytes(Path(checkpoint), buf.getvalue())
@@ -388,7 +461,8 @@ def train(
     clean_loss = clean_acc = float("nan")
     if not diverged:
         clean = prep.train_padded[torch.as_tensor(prep.subset, device=device)][:, :, 4:36, 4:36]
-        clean_loss, clean_acc = evaluate(model, clean, prep.train_labels[torch.as_tensor(prep.subset, device=device)])
+        labels = prep.train_labels[torch.as_tensor(prep.subset, device=device)]
+        clean_loss, clean_acc = evaluate(model, clean, labels, cfg.precision)
     images = sum(len(o) for o in ex_order)
     # Mean over the evaluated last epochs: at a constant LR the final snapshot alone is noisy.
     tail = [r["test_loss"] for r in history[-max(cfg.eval_last, 1):]]
@@ -404,8 +478,8 @@ def train(
         diverged=diverged, epochs_completed=len(history), seconds=round(elapsed, 3),
         train_images_per_second=round(images / max(elapsed, 1e-9), 2),
         device=str(device), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        precision=str(dt).replace("torch.", "") if dt else "float32", torch=torch.__version__,
-        threads=torch.get_num_threads(),
+        precision=precision_name(dt), torch=torch.__version__,
+        threads=torch.get_num_threads(), compiled=compiled, compile_seconds=round(compile_secs, 3),
     )  # fmt: skip
     return RunOutput(
         config=cfg.to_dict(),

@@ -123,6 +123,7 @@ def test_train_bad_net_exits_2(tmp_path):
         (["--width", "0"], "width"),
         (["--cutout", "40"], "cutout"),
         (["--device", "tpu"], "device"),
+        (["--precision", "fp8"], "precision"),
     ],
 )
 def test_train_bad_values_are_user_errors(tmp_path, args, fragment):
@@ -163,3 +164,19 @@ def test_train_tiny_run_writes_run_files(cifar_path, tmp_path, one_thread):
     assert res["diverged"] is False and res["epochs_completed"] == 1 and res["device"] == "cpu"
     assert 0 < res["test_loss"] < 10 and 0 <= res["test_acc"] <= 1
     assert len((out / "history.csv").read_text().strip().splitlines()) == 2  # header + 1 epoch
+
+
+@pytest.mark.integration
+def test_train_in_bf16_with_the_partial_batch(cifar_path, tmp_path, one_thread):
+    """--precision reaches result.json; the partial last batch (250 = 2 x 100 + 50) is a step by default."""
+    out = tmp_path / "run"
+    args = "train --width 0.125 --subset 250 --epochs 1 --batch-size 100 --precision bf16 --device cpu".split()
+    args += ["--data", str(cifar_path), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert "bfloat16" in result.output
+    res = json.loads((out / "result.json").read_text())
+    assert res["precision"] == "bfloat16" and res["compiled"] is False and res["compile_seconds"] == 0
+    assert np.isfinite(res["test_loss"])
+    steps = (out / "steps.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[-1]) for r in steps] == [100, 100, 50]

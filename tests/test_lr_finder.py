@@ -48,7 +48,8 @@ def _image_batches(n, b=8, seed=0):
     return [(torch.randn(b, 3, 8, 8, generator=g), torch.randint(0, 10, (b,), generator=g)) for _ in range(n)]
 
 
-def test_range_test_restores_model_and_optimizer_exactly():
+@pytest.mark.parametrize("precision", ["auto", "bf16", "fp16"])  # bf16/fp16: AMP on CPU, GradScaler for fp16
+def test_range_test_restores_model_and_optimizer_exactly(precision):
     model = _small_convnet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     for x, y in _image_batches(2, seed=1):  # real steps: momentum buffers and BN statistics exist
@@ -70,7 +71,8 @@ def test_range_test_restores_model_and_optimizer_exactly():
         def step(self, i, n):
             seen.append(model[0].weight.detach().clone())
 
-    curve = range_test(model, opt, _image_batches(5, seed=3), start_lr=1e-3, end_lr=1.0, num_steps=12, callbacks=Spy())
+    batches = _image_batches(5, seed=3)
+    curve = range_test(model, opt, batches, start_lr=1e-3, end_lr=1.0, num_steps=12, callbacks=Spy(), precision=precision)
     assert len(curve) == 12 and curve.stopped == "completed"  # the list of 5 batches was cycled
     assert not torch.equal(seen[-1], before_model["0.weight"])
     _assert_same(before_model, model.state_dict(), "model")

@@ -53,6 +53,21 @@ def test_changed_seed_or_augmentation_is_caught_by_the_digest_check(tmp_path, sy
         probe.probe_run(run_dir, synth, torch.device("cpu"))
 
 
+def test_probe_replays_a_bf16_run_with_a_partial_batch_exactly(tmp_path, synth):
+    """bf16 data and autocast, and a partial last batch (230 = 4 x 50 + 30): the digests still match."""
+    run_dir, cfg = _train_run(tmp_path, synth, subset=230, epochs=2, precision="bf16")
+    assert json.loads((run_dir / "result.json").read_text())["precision"] == "bfloat16"
+    rp = probe.probe_run(run_dir, synth, torch.device("cpu"))  # raises ProbeError on any digest mismatch
+    steps = pd.read_csv(run_dir / "steps.csv")
+    assert rp.steps["n"].tolist() == steps["n"].tolist() == [50, 50, 50, 50, 30] * 2
+    np.testing.assert_allclose(rp.steps["loss_when_seen"], steps["loss"])
+    assert np.isfinite(rp.steps["loss_now"]).all()
+    # a replay that dropped the partial batch would be a different plan: caught
+    (run_dir / "config.json").write_text(json.dumps(dict(cfg.to_dict(), drop_last=True)))
+    with pytest.raises(ProbeError, match="does not match"):
+        probe.probe_run(run_dir, synth, torch.device("cpu"))
+
+
 def test_bn_batch_mode_leaves_weights_and_statistics_untouched(tmp_path, synth):
     run_dir, _ = _train_run(tmp_path, synth)
     before = torch.load(run_dir / "model.pt")

@@ -62,6 +62,9 @@ def test_full_scale_studies_match_the_paper():
         (lambda t: t.replace("batch_size = 50", "batch_size = 500"), "batch size"),
         (lambda t: t.replace("base_lr = 0.4", 'base_lr = "lots"'), "grid.base_lr"),
         (lambda t: t + "\n[[[", "TOML"),
+        (lambda t: t.replace("[train]", '[train]\nprecision = "fp8"'), "train.precision"),
+        (lambda t: t.replace("[train]", '[train]\ncompile = "yes"'), "train.compile"),
+        (lambda t: t.replace("[train]", "[train]\ndrop_last = 1"), "train.drop_last"),
     ],
 )
 def test_bad_study_names_the_problem(tmp_path, edit, words):
@@ -78,6 +81,21 @@ def test_overrides_are_validated():
         s.with_overrides(multipliers=[-1.0])
     with pytest.raises(UserError, match="--sizes"):
         s.with_overrides(sizes=[50001])
+
+
+def test_execution_settings_reach_the_runs():
+    """[train] precision, drop_last and compile become each run's TrainConfig; compile keeps the run id."""
+    from forgetting import sweep
+
+    s = studies.parse_study(__import__("tomllib").loads(GOOD), "x")
+    assert (s.train["precision"], s.train["drop_last"], s.train["compile"]) == ("auto", False, None)
+    t = s.with_overrides(precision="bf16", drop_last=True, compile=True)
+    cfg = sweep.expand(t, base_lr=0.4)[0].config
+    assert (cfg.precision, cfg.drop_last, cfg.compile) == ("bf16", True, True)
+    plain = sweep.expand(s.with_overrides(precision="bf16", drop_last=True), base_lr=0.4)
+    assert [sp.id for sp in sweep.expand(t, base_lr=0.4)] == [sp.id for sp in plain]
+    with pytest.raises(UserError, match="--precision"):
+        s.with_overrides(precision="half")
 
 
 def _cli(*args, cwd=None):

@@ -126,3 +126,16 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, synthetic_cifar,
     status = dict(zip(out.table["multiplier"], out.table["status"]))
     assert status == {1.0: "failed", 2.0: "finished"}
     assert (out.store.run_dir(out.specs[0]) / "failed.json").exists()
+
+
+@pytest.mark.parametrize("name", ["cpu-lr-sweep", "cpu-probe"])
+def test_committed_results_keep_their_run_ids(name):
+    """Settings added since (precision, drop_last, compile, ...) must not rename committed runs."""
+    import json
+
+    from conftest import REPO_ROOT
+
+    folder = REPO_ROOT / "results" / name
+    base_lr = json.loads((folder / "study.json").read_text())["base_lr"]
+    committed = set(pd.read_csv(folder / "results.csv", dtype={"run": str})["run"])
+    assert committed and committed <= {sp.id for sp in sweep.expand(studies.load_study(name), base_lr)}

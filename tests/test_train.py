@@ -19,7 +19,8 @@ from forgetting.schedules import triangle
 CFG = train.TrainConfig(
     width=0.125, subset=500, batch_size=100, epochs=2, lr_knots=((0, 0), (1, 0.4), (2, 0)), eval_every=1
 )
-# For the run-folder tests: 3 epochs, and a batch size that leaves a partial batch (500 = 4 x 120 + 20).
+# For the run-folder tests: 3 epochs, and a batch size that leaves a partial batch (500 = 4 x 120 + 20),
+# kept as Page's loader keeps it (drop_last=False, the default).
 CFG_DIR = dataclasses.replace(CFG, batch_size=120, epochs=3, lr_knots=((0, 0), (1, 0.4), (3, 0)))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -256,7 +257,7 @@ def ref_dir(one_thread, synthetic_cifar, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
     cb = Recorder()
     result = train.train_to_dir(CFG_DIR, synthetic_cifar, out, "cpu", callbacks=cb)
-    assert cb.started == [0, 1, 2] and cb.ended == [1, 2, 3] and cb.steps == 3 * 4
+    assert cb.started == [0, 1, 2] and cb.ended == [1, 2, 3] and cb.steps == 3 * 5  # 5: the partial batch too
     assert result["diverged"] is False
     return out
 
@@ -293,18 +294,18 @@ def test_run_dir_files(ref_dir):
 
 def test_steps_csv_one_row_per_step(ref_dir, synthetic_cifar):
     rows = read_csv(ref_dir / "steps.csv")
-    steps_per_epoch = CFG_DIR.subset // CFG_DIR.batch_size  # 4: the partial batch of 20 is dropped
+    steps_per_epoch = 5  # 4 full batches of 120 and the partial batch of 20
     assert list(rows[0]) == train.STEP_COLUMNS
     assert len(rows) == CFG_DIR.epochs * steps_per_epoch
     assert [int(r["step"]) for r in rows] == list(range(len(rows)))
     assert [int(r["epoch"]) for r in rows] == [e for e in range(CFG_DIR.epochs) for _ in range(steps_per_epoch)]
     assert all(re.fullmatch(r"[0-9a-f]{16}", r["digest"]) for r in rows)
-    assert all(int(r["n"]) == CFG_DIR.batch_size for r in rows)
+    assert [int(r["n"]) for r in rows] == [120, 120, 120, 120, 20] * CFG_DIR.epochs
     assert all(np.isfinite(float(r["loss"])) and 0 <= float(r["acc"]) <= 1 for r in rows)
     # the digests are those of the epoch plans replayed from the config alone: what the probe relies on
     subset = data_mod.balanced_subset(synthetic_cifar.train_y, CFG_DIR.subset, CFG_DIR.seed)
     for e in range(CFG_DIR.epochs):
-        plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_spec, CFG_DIR.batch_size)
+        plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_spec, CFG_DIR.batch_size, drop_last=False)
         assert [r["digest"] for r in rows if int(r["epoch"]) == e] == plan.digests()
     # the LR of a step is the schedule at the step's end, in fractional epochs
     for r in rows:
@@ -313,8 +314,8 @@ def test_steps_csv_one_row_per_step(ref_dir, synthetic_cifar):
 
 
 def test_examples_npz(ref_dir, synthetic_cifar):
-    steps = CFG_DIR.subset // CFG_DIR.batch_size
-    n = steps * CFG_DIR.batch_size
+    n = CFG_DIR.subset  # every image, the partial batch's too
+    sizes = np.array([120, 120, 120, 120, 20])
     rows = read_csv(ref_dir / "steps.csv")
     hist = read_csv(ref_dir / "history.csv")
     subset = data_mod.balanced_subset(synthetic_cifar.train_y, CFG_DIR.subset, CFG_DIR.seed)
@@ -324,14 +325,16 @@ def test_examples_npz(ref_dir, synthetic_cifar):
             assert ex[k].shape == (CFG_DIR.epochs, n), k
         assert ex["correct"].dtype == bool and np.isfinite(ex["loss"]).all()
         for e in range(CFG_DIR.epochs):
-            plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_spec, CFG_DIR.batch_size)
+            plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_spec, CFG_DIR.batch_size, False)
             assert np.array_equal(ex["order"][e], plan.indices)
             # per-example records agree with the per-step and per-epoch records
-            per_step = ex["loss"][e].reshape(steps, -1).mean(1)
+            starts = np.r_[0, np.cumsum(sizes)[:-1]]
+            per_step = np.add.reduceat(ex["loss"][e].astype(np.float64), starts) / sizes
             logged = [float(r["loss"]) for r in rows if int(r["epoch"]) == e]
             np.testing.assert_allclose(per_step, logged, rtol=1e-5)
-            assert float(hist[e]["train_loss"]) == pytest.approx(np.mean(logged), rel=1e-6)
-            acc = ex["correct"][e].reshape(steps, -1).mean(1)
+            # the epoch's loss is over images: the partial batch weighs 20, not 120
+            assert float(hist[e]["train_loss"]) == pytest.approx(ex["loss"][e].mean(), rel=1e-5)
+            acc = np.add.reduceat(ex["correct"][e].astype(np.float64), starts) / sizes
             np.testing.assert_allclose(acc, [float(r["acc"]) for r in rows if int(r["epoch"]) == e])
 
 
@@ -369,3 +372,97 @@ def test_checkpoint_of_another_config_is_not_resumed(synthetic_cifar, tmp_path):
     train.train_to_dir(other, synthetic_cifar, tmp_path, "cpu", callbacks=cb)
     assert cb.started == [0, 1], "a checkpoint from a different config must be ignored"
     assert train.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == other
+
+
+# ---------------------------------------------------------------------------------------------
+# precision, run identity, the partial last batch
+
+# The smallest run that still trains: 2 steps of 100 images. fp16 convolutions are slow on CPU.
+TINY = dataclasses.replace(CFG, subset=200, epochs=1, lr_knots=((0, 0.4), (1, 0.4)))
+
+
+@pytest.fixture(scope="module")
+def tiny_fp32(one_thread, synthetic_cifar) -> train.RunOutput:
+    return train.train(dataclasses.replace(TINY, precision="fp32"), synthetic_cifar, "cpu")
+
+
+@pytest.mark.parametrize("precision, name", [("bf16", "bfloat16"), ("fp16", "float16")])
+def test_amp_precisions_run_on_cpu_near_fp32(tiny_fp32, synthetic_cifar, precision, name):
+    """bf16 and fp16 take the CUDA path (autocast, GradScaler for fp16, half-precision data) on CPU."""
+    cfg = dataclasses.replace(TINY, precision=precision)
+    assert train.amp_dtype(torch.device("cpu"), precision) == getattr(torch, name)
+    assert train.data_dtype(torch.device("cpu"), precision) == torch.float16
+    out = train.train(cfg, synthetic_cifar, "cpu")
+    r, ref = out.result, tiny_fp32.result
+    assert r["precision"] == name and ref["precision"] == "float32"
+    assert r["diverged"] is False
+    for key in ("train_loss", "test_loss", "clean_train_loss"):
+        assert np.isfinite(r[key]), key
+        assert r[key] == pytest.approx(ref[key], rel=0.02), key
+    assert r["test_loss"] != ref["test_loss"], "half precision must actually round differently from fp32"
+    assert all(v.dtype == torch.float32 for v in out.state_dict.values() if v.is_floating_point())
+
+
+def test_auto_precision_is_fp32_on_cpu(tiny_fp32, synthetic_cifar):
+    assert train.amp_dtype(torch.device("cpu")) is None
+    auto = train.train(TINY, synthetic_cifar, "cpu")
+    assert auto.result["precision"] == "float32"
+    assert auto.result["test_loss"] == tiny_fp32.result["test_loss"]
+
+
+def test_huge_learning_rate_diverges_under_fp16_loss_scaling(synthetic_cifar):
+    """GradScaler skips steps with non-finite gradients; the run must still end as diverged."""
+    cfg = dataclasses.replace(TINY, precision="fp16", epochs=2, lr_knots=((0, 1e6), (2, 1e6)))
+    r = train.train(cfg, synthetic_cifar, "cpu").result
+    assert r["diverged"] is True and r["precision"] == "float16"
+    assert r["epochs_completed"] < cfg.epochs
+
+
+def test_bad_precision_is_a_user_error():
+    with pytest.raises(UserError, match="precision"):
+        train.TrainConfig(precision="fp8")
+
+
+def test_identity_keeps_old_run_ids():
+    """Settings added later are left out of the identity at the value that reproduces old runs."""
+    base = train.TrainConfig(subset=1280, batch_size=128)  # no partial batch
+    assert not {"precision", "drop_last", "compile"} & set(base.identity())
+    assert dataclasses.replace(base, drop_last=True).identity() == base.identity()
+    assert dataclasses.replace(base, compile=True).identity() == base.identity()
+    assert dataclasses.replace(base, precision="bf16").identity()["precision"] == "bf16"
+    partial = train.TrainConfig(subset=1000, batch_size=128)
+    assert partial.identity()["drop_last"] is False  # a new kind of run: a new id
+    assert "drop_last" not in dataclasses.replace(partial, drop_last=True).identity()  # what old runs did
+
+
+def test_partial_batch_is_an_extra_step_after_the_same_full_batches(synthetic_cifar):
+    keep = dataclasses.replace(TINY, subset=250)  # 2 x 100 + 50
+    drop = dataclasses.replace(keep, drop_last=True)
+    a, b = train.train(keep, synthetic_cifar, "cpu"), train.train(drop, synthetic_cifar, "cpu")
+    assert [s["n"] for s in a.steps] == [100, 100, 50] and [s["n"] for s in b.steps] == [100, 100]
+    assert [s["digest"] for s in a.steps[:2]] == [s["digest"] for s in b.steps]
+    assert a.examples["order"].shape == (1, 250) and b.examples["order"].shape == (1, 200)
+    assert not torch.equal(a.state_dict["0.weight"], b.state_dict["0.weight"])
+    assert a.history[0]["train_loss"] == pytest.approx(a.examples["loss"][0].mean(), rel=1e-5)
+
+
+def test_compile_bookkeeping_without_compiling(synthetic_cifar, monkeypatch):
+    """The compile path's bookkeeping, with torch.compile stubbed out (a real compile takes minutes on a
+    shared 2-core CPU; `benchmarks/compile_cpu.py` measures that): the first step of each batch shape is
+    timed as compiling, the rest as training; a compiled run is the same run (same id) as an eager one."""
+    compiled_modules = []
+
+    def fake_compile(model, **kw):
+        compiled_modules.append(kw)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    cfg = dataclasses.replace(TINY, subset=250, compile=True)  # 2 x 100 + 50: two batch shapes
+    out = train.train(cfg, synthetic_cifar, "cpu")
+    assert compiled_modules == [dict(dynamic=False)]
+    assert out.result["compiled"] is True and out.result["compile_seconds"] > 0
+    eager = train.train(dataclasses.replace(cfg, compile=None), synthetic_cifar, "cpu")  # None = off on CPU
+    assert eager.result["compiled"] is False and eager.result["compile_seconds"] == 0
+    assert len(compiled_modules) == 1
+    assert [s["loss"] for s in out.steps] == [s["loss"] for s in eager.steps]  # the stub changes nothing
+    assert cfg.identity() == dataclasses.replace(cfg, compile=False).identity()

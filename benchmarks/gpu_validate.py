@@ -1,0 +1,371 @@
+"""Validate the toolkit on a GPU in one command: throughput, the blog's four stages, both full-scale
+studies end to end, and several runs sharing the GPU. Everything goes into one folder.
+
+    python benchmarks/gpu_validate.py                       # on a CUDA machine: results/gpu-<gpu name>/
+    python benchmarks/gpu_validate.py --only throughput,stages   # the first sections only
+    python benchmarks/gpu_validate.py --smoke --device cpu  # tiny sizes on any device (CI runs this)
+
+Sections, in the order they run (the order to spend scarce GPU time in):
+
+- ``throughput``: dawn18 and resnet9 at width 1, batch 128 and 512, each precision (fp32, bf16, fp16)
+  with and without torch.compile: training img/s of the toolkit's own loop (`forgetting.train.train`,
+  timed between synchronised ends of a window of steps after warm-up steps that include compiling)
+  and its share of the bf16 matmul peak measured in the same run (FLOPs from `models.forward_flops`
+  x 3 for forward and backward).
+- ``stages``: the blog's `--preset part1..part4` on the full data, evaluated every epoch: wall time
+  (training, without the per-epoch evaluation), final test accuracy and the training time until the
+  test accuracy first reached 94%, next to Page's V100 figures.
+- ``probe`` and ``sweep``: `page2018-probe` and `page2018-lr-sweep` end to end (runs, tables,
+  figures, summary.json with its verdicts) in ``<out>/store/``.
+- ``workers``: the same 8 short runs with ``--workers 1``, 2 and 4: runs per hour.
+
+Full mode needs CUDA and refuses to run without it (one line, exit code 2): a GPU figure must come
+from a GPU. ``--smoke`` shrinks every section to seconds (width 0.125, a few hundred images, one
+epoch) and writes to a temporary folder unless ``--out`` is given; it never writes to results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch._dynamo
+
+from forgetting import data as data_mod, models, probe, report, studies, sweep, train as train_mod
+from forgetting.console import console, progress_bar
+from forgetting.errors import UserError
+from forgetting.store import atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("throughput", "stages", "probe", "sweep", "workers")
+PAGE_V100_SECONDS = {"part1": 297, "part2": 256, "part3": 154, "part4": 79}  # each reached 94% test accuracy
+TARGET_ACC = 0.94
+LR = 0.1  # throughput runs: a constant LR (its value does not change the cost of a step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """How big each section is: full (a GPU) or smoke (any device, seconds)."""
+
+    nets: tuple = ("dawn18", "resnet9")
+    width: float = 1.0
+    batches: tuple = (128, 512)
+    precisions: tuple = ("fp32", "bf16", "fp16")
+    compile: tuple = (False, True)
+    warmup_steps: int = 5  # untimed: include compiling and autotuning
+    timed_steps: int = 30
+    matmul_n: int = 8192
+    stage_overrides: dict = dataclasses.field(default_factory=dict)
+    sweep_overrides: dict = dataclasses.field(default_factory=dict)
+    probe_overrides: dict = dataclasses.field(default_factory=dict)
+    workers: tuple = (1, 2, 4)
+    worker_overrides: dict = dataclasses.field(
+        default_factory=lambda: dict(multipliers=[0.5, 1.0, 2.0, 4.0], sizes=[6250, 12500], epochs=2, warmup=1,
+                                     seeds=[0], base_lr=0.4)
+    )
+
+
+FULL = Scale()
+# Compiling takes minutes per graph on a 2-core CPU (benchmarks/README.md): smoke compiles on CUDA only.
+SMOKE = Scale(
+    nets=("dawn18", "resnet9"), width=0.125, batches=(32,), precisions=("fp32", "bf16", "fp16"), compile=(False,),
+    warmup_steps=1, timed_steps=2, matmul_n=256,
+    stage_overrides=dict(subset=300, epochs=1, width=0.125, batch_size=100),
+    sweep_overrides=dict(sizes=[200, 300], epochs=1, warmup=0.5, width=0.125, batch_size=100, multipliers=[1.0, 2.0],
+                         seeds=[0], base_lr=0.4),
+    probe_overrides=dict(subset=400, epochs=2, warmup=1, width=0.125, batch_size=100, multipliers=[1.0], seeds=[0],
+                         base_lr=0.4),
+    workers=(1, 2),
+    worker_overrides=dict(multipliers=[1.0], sizes=[200, 300], epochs=1, warmup=0.5, width=0.125, batch_size=100,
+                          seeds=[0], base_lr=0.4),
+)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def environment(device: torch.device) -> dict:
+    cuda = device.type == "cuda"
+    return dict(
+        device=str(device), gpu=torch.cuda.get_device_name(device) if cuda else None,
+        torch=torch.__version__, cuda=torch.version.cuda if cuda else None,
+        cudnn=torch.backends.cudnn.version() if cuda else None, python=platform.python_version(),
+        cpu_count=os.cpu_count(), threads=torch.get_num_threads(), host_cpu=platform.processor() or platform.machine(),
+    )
+
+
+def bf16_matmul_flops(device: torch.device, n: int, reps: int = 5) -> float:
+    """FLOP/s of an n x n bf16 matmul, best of ``reps``: the peak the throughput is a share of."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+# ------------------------------------------------------------------------------------------------
+# throughput
+
+
+class _Done(Exception):
+    """Raised after the last timed step: skips train()'s end-of-run evaluation."""
+
+
+class WindowClock(train_mod.Callbacks):
+    """Times the steps after ``skip`` untimed ones; synchronises only at the window's two ends."""
+
+    def __init__(self, device: torch.device, skip: int, total: int):
+        self.device, self.skip, self.total, self.count = device, skip, total, 0
+        self.start = self.end = None
+
+    def step(self, epoch: int, step: int) -> None:
+        self.count += 1
+        if self.count in (self.skip, self.total):
+            sync(self.device)
+            now = time.perf_counter()
+            self.start = now if self.count == self.skip else self.start
+            self.end = now if self.count == self.total else self.end
+        if self.count >= self.total:
+            raise _Done
+
+
+def throughput_row(net, batch, precision, compiled, scale: Scale, cifar, device, cache, peak) -> dict:
+    steps = scale.warmup_steps + scale.timed_steps
+    cfg = train_mod.TrainConfig(
+        net=net, width=scale.width, subset=batch * steps, epochs=1, batch_size=batch, lr_knots=((0, LR), (1, LR)),
+        precision=precision, compile=compiled, drop_last=True,
+    )
+    clock = WindowClock(device, scale.warmup_steps, steps)
+    t0 = time.perf_counter()
+    try:
+        train_mod.train(cfg, cifar, device, callbacks=clock, cache=cache)
+        raise RuntimeError("the run ended before its last timed step")
+    except _Done:
+        pass
+    img_s = scale.timed_steps * batch / (clock.end - clock.start)
+    flops = 3 * models.forward_flops(models.build(net, scale.width)) * img_s
+    return dict(net=net, width=scale.width, batch=batch, precision=precision, compile=compiled,
+                img_s=round(img_s, 1), tflop_s=round(flops / 1e12, 4), pct_bf16_peak=round(100 * flops / peak, 2),
+                warmup_steps=scale.warmup_steps, timed_steps=scale.timed_steps,
+                wall_s=round(time.perf_counter() - t0, 2))
+
+
+def run_throughput(scale: Scale, cifar, device, out: Path, tick) -> dict:
+    # Every (net, batch, precision) is a graph of its own: past dynamo's default limit of 8 recompiles
+    # the compiled rows would silently run eager.
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 64)
+    peak = bf16_matmul_flops(device, scale.matmul_n)
+    rows, cache = [], {}
+    for net in scale.nets:
+        for batch in scale.batches:
+            for precision in scale.precisions:
+                for compiled in scale.compile:
+                    rows.append(throughput_row(net, batch, precision, compiled, scale, cifar, device, cache, peak))
+                    tick(f"throughput {net} b{batch} {precision}{' compiled' if compiled else ''}")
+    pd.DataFrame(rows).to_csv(out / "throughput.csv", index=False)
+    return dict(bf16_matmul_tflop_s=round(peak / 1e12, 3), matmul_n=scale.matmul_n, rows=rows)
+
+
+def _throughput_items(scale: Scale) -> int:
+    return len(scale.nets) * len(scale.batches) * len(scale.precisions) * len(scale.compile)
+
+
+# ------------------------------------------------------------------------------------------------
+# the blog's four stages
+
+
+def time_to_target(history: list[dict], target: float = TARGET_ACC) -> float | None:
+    """Training seconds (per-epoch evaluation excluded) until the test accuracy first reached ``target``."""
+    spent = 0.0
+    for row in history:
+        spent += row["train_seconds"]
+        if row["test_acc"] is not None and row["test_acc"] >= target:
+            return round(spent, 2)
+    return None
+
+
+class EvalTimer(train_mod.Callbacks):
+    """Splits each epoch's seconds into training (until the last step) and the evaluation after it."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.train_seconds = device, []
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        self.t0, self.steps = time.perf_counter(), steps
+
+    def step(self, epoch: int, step: int) -> None:
+        if step == self.steps - 1:
+            sync(self.device)
+            self.train_seconds.append(time.perf_counter() - self.t0)
+
+
+def run_stages(scale: Scale, cifar, device, out: Path, tick) -> dict:
+    rows, cache = [], {}
+    for preset in PAGE_V100_SECONDS:
+        cfg = train_mod.make_config(preset, eval_every=1, **scale.stage_overrides)
+        timer = EvalTimer(device)
+        t0 = time.perf_counter()
+        run = train_mod.train(cfg, cifar, device, cache=cache, callbacks=timer)
+        wall = time.perf_counter() - t0
+        r = run.result
+        timer.train_seconds[0] -= r["compile_seconds"]  # compiling happens in the first epoch's steps
+        history = [dict(h, train_seconds=s) for h, s in zip(run.history, timer.train_seconds)]
+        rows.append(dict(preset=preset, net=cfg.net, batch=cfg.batch_size, epochs=cfg.epochs, subset=cfg.subset,
+                         width=cfg.width, precision=r["precision"], compiled=r["compiled"],
+                         train_seconds=round(sum(timer.train_seconds), 2), compile_seconds=r["compile_seconds"],
+                         wall_seconds=round(wall, 2), test_acc=r["test_acc"], test_loss=r["test_loss"],
+                         seconds_to_94=time_to_target(history), page_v100_seconds=PAGE_V100_SECONDS[preset],
+                         page_v100_test_acc=TARGET_ACC))
+        tick(f"stage {preset}")
+    pd.DataFrame(rows).to_csv(out / "stages.csv", index=False)
+    return dict(rows=rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# the full-scale studies and several runs sharing the device
+
+
+def _verdicts(summary) -> dict:
+    """Every 'verdict' entry of a summary.json, by its path in the JSON."""
+    found = {}
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                (found.__setitem__(f"{path}{k}", v) if "verdict" in str(k).lower() else walk(v, f"{path}{k}."))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}{i}.")
+
+    walk(summary, "")
+    return found
+
+
+def run_study(name: str, overrides: dict, cifar, device, out: Path, tick) -> dict:
+    kind = "probe" if name.endswith("probe") else "lr-sweep"
+    s = studies.load_study(name, kind=kind).with_overrides(**overrides)
+    store = out / "store"
+    t0 = time.perf_counter()
+    if kind == "probe":
+        folder = probe.probe_study(s, store, cifar, str(device)).sweep.store.dir
+    else:
+        folder = sweep.run_sweep(s, store, cifar, device=str(device)).store.dir
+    rep = report.study_report(folder)
+    tick(f"study {name}")
+    results = pd.read_csv(folder / "results.csv")
+    return dict(study=name, folder=str(folder.relative_to(out)), seconds=round(time.perf_counter() - t0, 1),
+                runs=len(results), finished=int((results["status"] == "finished").sum()),
+                figures=[str(p.relative_to(out)) for p in rep.figures], verdicts=_verdicts(rep.summary))
+
+
+def run_workers(scale: Scale, cifar, device, out: Path, tick) -> dict:
+    """The same runs, once per worker count, each into its own store: runs per hour."""
+    rows = []
+    base = studies.load_study("page2018-lr-sweep").with_overrides(**scale.worker_overrides)
+    for workers in scale.workers:
+        t0 = time.perf_counter()
+        outcome = sweep.run_sweep(base, out / "workers" / f"w{workers}", cifar, workers=workers, device=str(device))
+        secs = time.perf_counter() - t0
+        n = int((outcome.table["status"] == "finished").sum())
+        rows.append(dict(workers=workers, runs=n, seconds=round(secs, 2), runs_per_hour=round(3600 * n / secs, 1)))
+        tick(f"workers {workers}")
+    for r in rows:
+        r["vs_one_at_a_time"] = round(r["runs_per_hour"] / rows[0]["runs_per_hour"], 3)
+    pd.DataFrame(rows).to_csv(out / "workers.csv", index=False)
+    return dict(rows=rows)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def resolve_out(out: str | None, smoke: bool, device: torch.device) -> Path:
+    if out is not None:
+        return Path(out)
+    if smoke:
+        return Path(tempfile.mkdtemp(prefix="gpu-validate-smoke-"))
+    return REPO_ROOT / "results" / f"gpu-{slug(torch.cuda.get_device_name(device))}"
+
+
+def validate(smoke: bool, device_name: str, out: str | None, data: str | None, only: list[str]) -> Path:
+    device = train_mod.resolve_device(device_name)
+    if not smoke and device.type != "cuda":
+        raise UserError("full validation needs a CUDA GPU (torch sees none here); --smoke checks the script on any device")
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        raise UserError(f"--only: unknown section {unknown[0]!r} (choose from {', '.join(SECTIONS)})")
+    scale = SMOKE if smoke else FULL
+    folder = resolve_out(out, smoke, device)
+    folder.mkdir(parents=True, exist_ok=True)
+    cifar = data_mod.load_cifar10(data)
+    record = dict(mode="smoke" if smoke else "full", environment=environment(device), sections={})
+    sizes = dict(throughput=_throughput_items(scale), stages=len(PAGE_V100_SECONDS), probe=1, sweep=1,
+                 workers=len(scale.workers))
+    t0 = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task("validating", total=sum(sizes[s] for s in only))
+
+        def tick(what: str) -> None:
+            bar.update(task, advance=1, description=what)
+
+        for section in [s for s in SECTIONS if s in only]:
+            if section == "throughput":
+                record["sections"][section] = run_throughput(scale, cifar, device, folder, tick)
+            elif section == "stages":
+                record["sections"][section] = run_stages(scale, cifar, device, folder, tick)
+            elif section == "probe":
+                record["sections"][section] = run_study("page2018-probe", scale.probe_overrides, cifar, device, folder, tick)
+            elif section == "sweep":
+                record["sections"][section] = run_study("page2018-lr-sweep", scale.sweep_overrides, cifar, device, folder,
+                                                        tick)
+            else:
+                record["sections"][section] = run_workers(scale, cifar, device, folder, tick)
+            record["seconds"] = round(time.perf_counter() - t0, 1)
+            atomic_write_json(folder / "validation.json", record)  # after every section: a cut-off run keeps them
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on any device (writes to a temporary folder)")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--out", default=None, help="results folder (default: results/gpu-<gpu name>/, or a temp folder)")
+    ap.add_argument("--data", default=None, help="CIFAR-10 .npz or folder (default: $FORGETTING_DATA)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({', '.join(SECTIONS)})")
+    a = ap.parse_args(argv)
+    try:
+        folder = validate(a.smoke, a.device, a.out, a.data, [s.strip() for s in a.only.split(",") if s.strip()])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    record = json.loads((folder / "validation.json").read_text())
+    console.print(f"{record['mode']} validation: {', '.join(record['sections'])} in {record['seconds']:.0f} s -> {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""benchmarks/gpu_validate.py: the smoke mode runs every section on CPU (so the script cannot rot), and
+full mode refuses to run without CUDA (a GPU figure must come from a GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "benchmarks" / "gpu_validate.py"
+
+
+def _run(*args):
+    cmd = [sys.executable, str(SCRIPT), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_full_mode_refuses_without_cuda(tmp_path):
+    r = _run("--device", "cpu", "--out", str(tmp_path / "out"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "CUDA" in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
+def test_smoke_runs_every_section_on_cpu(tmp_path, cifar_path):
+    out = tmp_path / "smoke"
+    r = _run("--smoke", "--device", "cpu", "--data", str(cifar_path), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    record = json.loads((out / "validation.json").read_text())
+    assert record["mode"] == "smoke" and record["environment"]["device"] == "cpu"
+    assert list(record["sections"]) == ["throughput", "stages", "probe", "sweep", "workers"]
+    tp = pd.read_csv(out / "throughput.csv")
+    assert set(tp["precision"]) == {"fp32", "bf16", "fp16"} and set(tp["net"]) == {"dawn18", "resnet9"}
+    assert (tp["img_s"] > 0).all() and (tp["pct_bf16_peak"] > 0).all()
+    stages = pd.read_csv(out / "stages.csv")
+    assert stages["preset"].tolist() == ["part1", "part2", "part3", "part4"]
+    assert stages["page_v100_seconds"].tolist() == [297, 256, 154, 79]
+    assert stages["test_acc"].between(0, 1).all()
+    for section in ("probe", "sweep"):
+        s = record["sections"][section]
+        assert s["finished"] == s["runs"] > 0, section
+        assert (out / s["folder"] / "summary.json").is_file() and s["figures"], section
+    workers = pd.read_csv(out / "workers.csv")
+    assert workers["workers"].tolist() == [1, 2] and (workers["runs_per_hour"] > 0).all()
+    assert not any((REPO_ROOT / "results").glob("gpu-*")), "smoke mode must never write under results/"
