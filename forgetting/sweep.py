@@ -31,15 +31,41 @@ from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.schedules import warmup_constant
 from forgetting.store import atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
-from forgetting.studies import Study
+from forgetting.studies import STUDIES_DIR, Study
 from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
 
 RESULT_COLUMNS = [
-    "run", "study", "condition", "net", "width", "subset", "multiplier", "base_lr", "lr", "batch_size",
-    "epochs", "warmup", "augment", "seed", "train_loss", "clean_train_loss", "clean_train_acc",
-    "test_loss", "test_acc", "test_loss_tail", "test_acc_tail", "tail_epochs", "diverged", "seconds", "device",
-    "threads", "precision", "compiled", "compile_seconds", "status",
-]  # fmt: skip
+    "run",
+    "study",
+    "condition",
+    "net",
+    "width",
+    "subset",
+    "multiplier",
+    "base_lr",
+    "lr",
+    "batch_size",
+    "epochs",
+    "warmup",
+    "augment",
+    "seed",
+    "train_loss",
+    "clean_train_loss",
+    "clean_train_acc",
+    "test_loss",
+    "test_acc",
+    "test_loss_tail",
+    "test_acc_tail",
+    "tail_epochs",
+    "diverged",
+    "seconds",
+    "device",
+    "threads",
+    "precision",
+    "compiled",
+    "compile_seconds",
+    "status",
+]
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
 
 
@@ -56,8 +82,11 @@ EVAL_COST = 0.5
 
 def run_work(cfg: TrainConfig, test_size: int = data_mod.TEST_SIZE) -> float:
     """subset x epochs, plus each test-set evaluation and the final clean pass over the subset."""
-    evaluations = sum(1 for e in range(cfg.epochs) if e == cfg.epochs - 1 or e >= cfg.epochs - cfg.eval_last
-                      or (cfg.eval_every and (e + 1) % cfg.eval_every == 0))  # as train() decides  # fmt: skip
+    evaluations = sum(
+        1
+        for e in range(cfg.epochs)
+        if e == cfg.epochs - 1 or e >= cfg.epochs - cfg.eval_last or (cfg.eval_every and (e + 1) % cfg.eval_every == 0)
+    )  # as train() decides
     return cfg.subset * cfg.epochs + EVAL_COST * (evaluations * test_size + cfg.subset)
 
 
@@ -94,13 +123,26 @@ def expand(study: Study, base_lr: float) -> list[RunSpec]:
             for seed in study.grid["seeds"]:
                 lr = m * base_lr
                 cfg = TrainConfig(
-                    net=t["net"], width=float(t["width"]), shortcut=t["shortcut"], bn_init=t["bn_init"],
-                    subset=subset, epochs=t["epochs"], batch_size=t["batch_size"],
-                    lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots, augment=augment,
-                    cutout=t["cutout"] if augment else 0, seed=seed, eval_every=t["eval_every"],
-                    eval_last=t["eval_last"], precision=t["precision"], drop_last=t["drop_last"], compile=t["compile"],
-                )  # fmt: skip
-                meta = dict(study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"])
+                    net=t["net"],
+                    width=float(t["width"]),
+                    shortcut=t["shortcut"],
+                    bn_init=t["bn_init"],
+                    subset=subset,
+                    epochs=t["epochs"],
+                    batch_size=t["batch_size"],
+                    lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots,
+                    augment=augment,
+                    cutout=t["cutout"] if augment else 0,
+                    seed=seed,
+                    eval_every=t["eval_every"],
+                    eval_last=t["eval_last"],
+                    precision=t["precision"],
+                    drop_last=t["drop_last"],
+                    compile=t["compile"],
+                )
+                meta = dict(
+                    study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"]
+                )
                 specs.append(RunSpec(cfg, meta))
     return specs
 
@@ -147,16 +189,30 @@ def _init_worker(source: str, threads: int) -> None:
     _WORKER["cache"] = {}
 
 
-def execute_run(cfg_dict: dict, meta: dict, cifar=None, device: str = "auto", checkpoint: str | None = None,
-                threads: int | None = None, callbacks=None, cache=None) -> dict[str, bytes]:  # fmt: skip
+def execute_run(
+    cfg_dict: dict,
+    meta: dict,
+    cifar=None,
+    device: str = "auto",
+    checkpoint: str | None = None,
+    threads: int | None = None,
+    callbacks=None,
+    cache=None,
+) -> dict[str, bytes]:
     """Train one run and return its files (result.json last), ready for the driver to write."""
     if threads:
         torch.set_num_threads(threads)
     cifar = cifar if cifar is not None else _WORKER["cifar"]
     cache = cache if cache is not None else _WORKER.get("cache")
     cfg = TrainConfig.from_dict(cfg_dict)
-    out = train(cfg, cifar, resolve_device(device), checkpoint=Path(checkpoint) if checkpoint else None,
-                callbacks=callbacks, cache=cache)  # fmt: skip
+    out = train(
+        cfg,
+        cifar,
+        resolve_device(device),
+        checkpoint=Path(checkpoint) if checkpoint else None,
+        callbacks=callbacks,
+        cache=cache,
+    )
     files = out.files()
     result = files.pop("result.json")
     files["meta.json"] = json_bytes(meta)
@@ -173,7 +229,9 @@ def _record(store: StudyStore, spec: RunSpec, files: dict[str, bytes]) -> dict:
 
 
 def _record_failure(store: StudyStore, spec: RunSpec, error: str) -> None:
-    atomic_write_json(store.run_dir(spec) / "failed.json", dict(error=error, meta=spec.meta, config=spec.config.to_dict()))
+    atomic_write_json(
+        store.run_dir(spec) / "failed.json", dict(error=error, meta=spec.meta, config=spec.config.to_dict())
+    )
 
 
 def _run_local(specs, store, cifar, device, workers, events: SweepEvents) -> None:
@@ -182,9 +240,15 @@ def _run_local(specs, store, cifar, device, workers, events: SweepEvents) -> Non
         for spec in specs:
             events.run_started(spec)
             try:
-                files = execute_run(spec.config.to_dict(), spec.meta, cifar, str(device),
-                                    checkpoint=str(store.run_dir(spec) / CHECKPOINT),
-                                    callbacks=events.train_callbacks(spec), cache=cache)  # fmt: skip
+                files = execute_run(
+                    spec.config.to_dict(),
+                    spec.meta,
+                    cifar,
+                    str(device),
+                    checkpoint=str(store.run_dir(spec) / CHECKPOINT),
+                    callbacks=events.train_callbacks(spec),
+                    cache=cache,
+                )
             except (KeyboardInterrupt, UserError):
                 raise
             except Exception:
@@ -195,13 +259,15 @@ def _run_local(specs, store, cifar, device, workers, events: SweepEvents) -> Non
             events.run_finished(spec, _record(store, spec, files))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)  # share the cores, do not oversubscribe them
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(cifar.source, threads)) as pool:  # fmt: skip
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(cifar.source, threads)
+    ) as pool:
         pending = {}
         for spec in specs:
             store.run_dir(spec).mkdir(parents=True, exist_ok=True)
-            fut = pool.submit(execute_run, spec.config.to_dict(), spec.meta, None, str(device),
-                              str(store.run_dir(spec) / CHECKPOINT))  # fmt: skip
+            fut = pool.submit(
+                execute_run, spec.config.to_dict(), spec.meta, None, str(device), str(store.run_dir(spec) / CHECKPOINT)
+            )
             pending[fut] = spec
             events.run_started(spec)
         while pending:
@@ -222,7 +288,9 @@ def _run_ray(specs, store, cifar, address, gpus_per_run, cpus_per_run, events: S
         raise UserError("--executor ray needs Ray: pip install 'forgetting[ray]'") from None
     if not ray.is_initialized():
         # A cluster's own settings stand when joining one; a local Ray gets no dashboard.
-        ray.init(address=address, log_to_driver=False) if address else ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False) if address else ray.init(
+            include_dashboard=False, log_to_driver=False
+        )
     device = "cuda" if gpus_per_run > 0 else "cpu"
     cifar_ref = ray.put(cifar)  # shipped once to the object store: no shared filesystem needed
     task = ray.remote(execute_run).options(
@@ -255,20 +323,45 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None)
     f = study.lr_find
     t = study.train
     subset = f["subset"] or study.largest_subset()
-    cfg = TrainConfig(net=t["net"], width=float(t["width"]), shortcut=t["shortcut"], bn_init=t["bn_init"],
-                      subset=subset, epochs=t["epochs"], batch_size=t["batch_size"], augment=t["augment"],
-                      cutout=t["cutout"], seed=f["seeds"][0], precision=t["precision"], drop_last=t["drop_last"],
-                      compile=t["compile"])  # fmt: skip
-    key = dict(config=cfg.identity(), method=f["method"], steps=f["steps"], start_lr=f["start_lr"],
-               end_lr=f["end_lr"], seeds=f["seeds"])  # fmt: skip
+    cfg = TrainConfig(
+        net=t["net"],
+        width=float(t["width"]),
+        shortcut=t["shortcut"],
+        bn_init=t["bn_init"],
+        subset=subset,
+        epochs=t["epochs"],
+        batch_size=t["batch_size"],
+        augment=t["augment"],
+        cutout=t["cutout"],
+        seed=f["seeds"][0],
+        precision=t["precision"],
+        drop_last=t["drop_last"],
+        compile=t["compile"],
+    )
+    key = dict(
+        config=cfg.identity(),
+        method=f["method"],
+        steps=f["steps"],
+        start_lr=f["start_lr"],
+        end_lr=f["end_lr"],
+        seeds=f["seeds"],
+    )
     path = store.dir / "lr_find.json"
     if path.exists():
         saved = read_json(path)
         if saved.get("key") == key:
             return float(saved["suggestion"])
-    found = lr_finder.find_lr(cfg, cifar, device, method=f["method"], seeds=tuple(f["seeds"]), num_steps=f["steps"],
-                              start_lr=f["start_lr"], end_lr=f["end_lr"],
-                              callbacks=events.lr_find_callbacks() if events else None)  # fmt: skip
+    found = lr_finder.find_lr(
+        cfg,
+        cifar,
+        device,
+        method=f["method"],
+        seeds=tuple(f["seeds"]),
+        num_steps=f["steps"],
+        start_lr=f["start_lr"],
+        end_lr=f["end_lr"],
+        callbacks=events.lr_find_callbacks() if events else None,
+    )
     found.curves_frame().to_csv(store.dir / "lr_find.csv", index=False)
     atomic_write_json(path, dict(key=key, **found.to_dict()))
     return float(found.suggestion)
@@ -278,16 +371,47 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
     rows = []
     for spec in specs:
         c, m = spec.config, spec.meta
-        row = dict(run=spec.id, study=study.name, condition=m.get("condition", ""), net=c.net, width=c.width,
-                   subset=c.subset, multiplier=m["multiplier"], base_lr=m["base_lr"], lr=m["lr"],
-                   batch_size=c.batch_size, epochs=c.epochs, warmup=m["warmup"], augment=c.augment, seed=c.seed)  # fmt: skip
+        row = dict(
+            run=spec.id,
+            study=study.name,
+            condition=m.get("condition", ""),
+            net=c.net,
+            width=c.width,
+            subset=c.subset,
+            multiplier=m["multiplier"],
+            base_lr=m["base_lr"],
+            lr=m["lr"],
+            batch_size=c.batch_size,
+            epochs=c.epochs,
+            warmup=m["warmup"],
+            augment=c.augment,
+            seed=c.seed,
+        )
         run_dir = store.run_dir(spec)
         if (run_dir / "result.json").exists():
             r = read_json(run_dir / "result.json")
-            row.update({k: r.get(k) for k in ("train_loss", "clean_train_loss", "clean_train_acc", "test_loss",
-                                               "test_acc", "test_loss_tail", "test_acc_tail", "tail_epochs",
-                                               "diverged", "seconds", "device", "threads", "precision", "compiled",
-                                               "compile_seconds")})  # fmt: skip
+            row.update(
+                {
+                    k: r.get(k)
+                    for k in (
+                        "train_loss",
+                        "clean_train_loss",
+                        "clean_train_acc",
+                        "test_loss",
+                        "test_acc",
+                        "test_loss_tail",
+                        "test_acc_tail",
+                        "tail_epochs",
+                        "diverged",
+                        "seconds",
+                        "device",
+                        "threads",
+                        "precision",
+                        "compiled",
+                        "compile_seconds",
+                    )
+                }
+            )
             row["status"] = "finished"
         else:
             row["status"] = "failed" if (run_dir / "failed.json").exists() else "missing"
@@ -295,11 +419,31 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
+def _portable_source(source: str) -> str:
+    """The study file as a path relative to the working folder or the toolkit (no machine path in tables)."""
+    path = Path(source)
+    for root in (Path.cwd(), STUDIES_DIR.parent):
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
 def study_record(study: Study, base_lr: float) -> dict:
     """What figures need to know about a study without its TOML: name, kind, scale, resolved grid."""
-    return dict(name=study.name, kind=study.kind, scale=study.scale, description=study.description,
-                base_lr=base_lr, train=study.train, grid=study.grid, probe=study.probe,
-                conditions=[vars(c) for c in study.conditions], source=study.source)  # fmt: skip
+    return dict(
+        name=study.name,
+        kind=study.kind,
+        scale=study.scale,
+        description=study.description,
+        base_lr=base_lr,
+        train=study.train,
+        grid=study.grid,
+        probe=study.probe,
+        conditions=[vars(c) for c in study.conditions],
+        source=_portable_source(study.source),
+    )
 
 
 @dataclass
