@@ -77,21 +77,38 @@ def main() -> None:
     cifar = data_mod.load_cifar10(args.data)
     cache: dict = {}
     base = train_mod.TrainConfig(
-        net=args.net, width=args.width, subset=args.batch_size * args.steps, epochs=1, batch_size=args.batch_size,
-        lr_knots=((0.0, LR), (1.0, LR)), eval_every=0, drop_last=True,
+        net=args.net,
+        width=args.width,
+        subset=args.batch_size * args.steps,
+        epochs=1,
+        batch_size=args.batch_size,
+        lr_knots=((0.0, LR), (1.0, LR)),
+        eval_every=0,
+        drop_last=True,
     )
     rows = []
     for label, compile_on in (("eager", False), ("compiled, first run", True), ("compiled, second run", True)):
         before = loadavg()
         t0 = time.perf_counter()
         steps = timed_run(dataclasses.replace(base, compile=compile_on), cifar, cache)
-        rows.append(dict(
-            net=args.net, width=args.width, batch=args.batch_size, run=label, first_step_s=round(steps[0], 3),
-            steady_step_ms=round(1000 * float(np.median(steps[args.skip:])), 2),
-            steady_img_s=round(args.batch_size / float(np.median(steps[args.skip:])), 1), steps=len(steps),
-            wall_s=round(time.perf_counter() - t0, 2), load_before=before, load_after=loadavg(),
-            threads=torch.get_num_threads(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
-        ))
+        rows.append(
+            dict(
+                net=args.net,
+                width=args.width,
+                batch=args.batch_size,
+                run=label,
+                first_step_s=round(steps[0], 3),
+                steady_step_ms=round(1000 * float(np.median(steps[args.skip :])), 2),
+                steady_img_s=round(args.batch_size / float(np.median(steps[args.skip :])), 1),
+                steps=len(steps),
+                wall_s=round(time.perf_counter() - t0, 2),
+                load_before=before,
+                load_after=loadavg(),
+                threads=torch.get_num_threads(),
+                torch=torch.__version__,
+                cpu=platform.processor() or platform.machine(),
+            )
+        )
         print(rows[-1], flush=True)
     eager, first, second = rows
     saved = (eager["steady_step_ms"] - first["steady_step_ms"]) / 1000
@@ -103,8 +120,10 @@ def main() -> None:
     breakeven = first["compile_s"] / saved if saved > 0 else float("inf")
     for r in rows:
         r["breakeven_steps"] = round(breakeven, 0) if r is first else ""
-    print(f"compiled step {speedup:.2f}x eager; compile {first['compile_s']:.1f} s in the first run, "
-          f"{second['compile_s']:.2f} s in the second; break-even after {breakeven:.0f} steps")
+    print(
+        f"compiled step {speedup:.2f}x eager; compile {first['compile_s']:.1f} s in the first run, "
+        f"{second['compile_s']:.2f} s in the second; break-even after {breakeven:.0f} steps"
+    )
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")

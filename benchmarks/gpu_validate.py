@@ -37,7 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch._dynamo
@@ -71,24 +70,41 @@ class Scale:
     probe_overrides: dict = dataclasses.field(default_factory=dict)
     workers: tuple = (1, 2, 4)
     worker_overrides: dict = dataclasses.field(
-        default_factory=lambda: dict(multipliers=[0.5, 1.0, 2.0, 4.0], sizes=[6250, 12500], epochs=2, warmup=1,
-                                     seeds=[0], base_lr=0.4)
+        default_factory=lambda: dict(
+            multipliers=[0.5, 1.0, 2.0, 4.0], sizes=[6250, 12500], epochs=2, warmup=1, seeds=[0], base_lr=0.4
+        )
     )
 
 
 FULL = Scale()
 # Compiling takes minutes per graph on a 2-core CPU (benchmarks/README.md): smoke compiles on CUDA only.
 SMOKE = Scale(
-    nets=("dawn18", "resnet9"), width=0.125, batches=(32,), precisions=("fp32", "bf16", "fp16"), compile=(False,),
-    warmup_steps=1, timed_steps=2, matmul_n=256,
+    nets=("dawn18", "resnet9"),
+    width=0.125,
+    batches=(32,),
+    precisions=("fp32", "bf16", "fp16"),
+    compile=(False,),
+    warmup_steps=1,
+    timed_steps=2,
+    matmul_n=256,
     stage_overrides=dict(subset=300, epochs=1, width=0.125, batch_size=100),
-    sweep_overrides=dict(sizes=[200, 300], epochs=1, warmup=0.5, width=0.125, batch_size=100, multipliers=[1.0, 2.0],
-                         seeds=[0], base_lr=0.4),
-    probe_overrides=dict(subset=400, epochs=2, warmup=1, width=0.125, batch_size=100, multipliers=[1.0], seeds=[0],
-                         base_lr=0.4),
+    sweep_overrides=dict(
+        sizes=[200, 300],
+        epochs=1,
+        warmup=0.5,
+        width=0.125,
+        batch_size=100,
+        multipliers=[1.0, 2.0],
+        seeds=[0],
+        base_lr=0.4,
+    ),
+    probe_overrides=dict(
+        subset=400, epochs=2, warmup=1, width=0.125, batch_size=100, multipliers=[1.0], seeds=[0], base_lr=0.4
+    ),
     workers=(1, 2),
-    worker_overrides=dict(multipliers=[1.0], sizes=[200, 300], epochs=1, warmup=0.5, width=0.125, batch_size=100,
-                          seeds=[0], base_lr=0.4),
+    worker_overrides=dict(
+        multipliers=[1.0], sizes=[200, 300], epochs=1, warmup=0.5, width=0.125, batch_size=100, seeds=[0], base_lr=0.4
+    ),
 )
 
 
@@ -100,10 +116,15 @@ def sync(device: torch.device) -> None:
 def environment(device: torch.device) -> dict:
     cuda = device.type == "cuda"
     return dict(
-        device=str(device), gpu=torch.cuda.get_device_name(device) if cuda else None,
-        torch=torch.__version__, cuda=torch.version.cuda if cuda else None,
-        cudnn=torch.backends.cudnn.version() if cuda else None, python=platform.python_version(),
-        cpu_count=os.cpu_count(), threads=torch.get_num_threads(), host_cpu=platform.processor() or platform.machine(),
+        device=str(device),
+        gpu=torch.cuda.get_device_name(device) if cuda else None,
+        torch=torch.__version__,
+        cuda=torch.version.cuda if cuda else None,
+        cudnn=torch.backends.cudnn.version() if cuda else None,
+        python=platform.python_version(),
+        cpu_count=os.cpu_count(),
+        threads=torch.get_num_threads(),
+        host_cpu=platform.processor() or platform.machine(),
     )
 
 
@@ -151,8 +172,15 @@ class WindowClock(train_mod.Callbacks):
 def throughput_row(net, batch, precision, compiled, scale: Scale, cifar, device, cache, peak) -> dict:
     steps = scale.warmup_steps + scale.timed_steps
     cfg = train_mod.TrainConfig(
-        net=net, width=scale.width, subset=batch * steps, epochs=1, batch_size=batch, lr_knots=((0, LR), (1, LR)),
-        precision=precision, compile=compiled, drop_last=True,
+        net=net,
+        width=scale.width,
+        subset=batch * steps,
+        epochs=1,
+        batch_size=batch,
+        lr_knots=((0, LR), (1, LR)),
+        precision=precision,
+        compile=compiled,
+        drop_last=True,
     )
     clock = WindowClock(device, scale.warmup_steps, steps)
     t0 = time.perf_counter()
@@ -163,10 +191,19 @@ def throughput_row(net, batch, precision, compiled, scale: Scale, cifar, device,
         pass
     img_s = scale.timed_steps * batch / (clock.end - clock.start)
     flops = 3 * models.forward_flops(models.build(net, scale.width)) * img_s
-    return dict(net=net, width=scale.width, batch=batch, precision=precision, compile=compiled,
-                img_s=round(img_s, 1), tflop_s=round(flops / 1e12, 4), pct_bf16_peak=round(100 * flops / peak, 2),
-                warmup_steps=scale.warmup_steps, timed_steps=scale.timed_steps,
-                wall_s=round(time.perf_counter() - t0, 2))
+    return dict(
+        net=net,
+        width=scale.width,
+        batch=batch,
+        precision=precision,
+        compile=compiled,
+        img_s=round(img_s, 1),
+        tflop_s=round(flops / 1e12, 4),
+        pct_bf16_peak=round(100 * flops / peak, 2),
+        warmup_steps=scale.warmup_steps,
+        timed_steps=scale.timed_steps,
+        wall_s=round(time.perf_counter() - t0, 2),
+    )
 
 
 def run_throughput(scale: Scale, cifar, device, out: Path, tick) -> dict:
@@ -231,12 +268,26 @@ def run_stages(scale: Scale, cifar, device, out: Path, tick) -> dict:
         r = run.result
         timer.train_seconds[0] -= r["compile_seconds"]  # compiling happens in the first epoch's steps
         history = [dict(h, train_seconds=s) for h, s in zip(run.history, timer.train_seconds)]
-        rows.append(dict(preset=preset, net=cfg.net, batch=cfg.batch_size, epochs=cfg.epochs, subset=cfg.subset,
-                         width=cfg.width, precision=r["precision"], compiled=r["compiled"],
-                         train_seconds=round(sum(timer.train_seconds), 2), compile_seconds=r["compile_seconds"],
-                         wall_seconds=round(wall, 2), test_acc=r["test_acc"], test_loss=r["test_loss"],
-                         seconds_to_94=time_to_target(history), page_v100_seconds=PAGE_V100_SECONDS[preset],
-                         page_v100_test_acc=TARGET_ACC))
+        rows.append(
+            dict(
+                preset=preset,
+                net=cfg.net,
+                batch=cfg.batch_size,
+                epochs=cfg.epochs,
+                subset=cfg.subset,
+                width=cfg.width,
+                precision=r["precision"],
+                compiled=r["compiled"],
+                train_seconds=round(sum(timer.train_seconds), 2),
+                compile_seconds=r["compile_seconds"],
+                wall_seconds=round(wall, 2),
+                test_acc=r["test_acc"],
+                test_loss=r["test_loss"],
+                seconds_to_94=time_to_target(history),
+                page_v100_seconds=PAGE_V100_SECONDS[preset],
+                page_v100_test_acc=TARGET_ACC,
+            )
+        )
         tick(f"stage {preset}")
     pd.DataFrame(rows).to_csv(out / "stages.csv", index=False)
     return dict(rows=rows)
@@ -274,9 +325,15 @@ def run_study(name: str, overrides: dict, cifar, device, out: Path, tick) -> dic
     rep = report.study_report(folder)
     tick(f"study {name}")
     results = pd.read_csv(folder / "results.csv")
-    return dict(study=name, folder=str(folder.relative_to(out)), seconds=round(time.perf_counter() - t0, 1),
-                runs=len(results), finished=int((results["status"] == "finished").sum()),
-                figures=[str(p.relative_to(out)) for p in rep.figures], verdicts=_verdicts(rep.summary))
+    return dict(
+        study=name,
+        folder=str(folder.relative_to(out)),
+        seconds=round(time.perf_counter() - t0, 1),
+        runs=len(results),
+        finished=int((results["status"] == "finished").sum()),
+        figures=[str(p.relative_to(out)) for p in rep.figures],
+        verdicts=_verdicts(rep.summary),
+    )
 
 
 def run_workers(scale: Scale, cifar, device, out: Path, tick) -> dict:
@@ -314,7 +371,9 @@ def resolve_out(out: str | None, smoke: bool, device: torch.device) -> Path:
 def validate(smoke: bool, device_name: str, out: str | None, data: str | None, only: list[str]) -> Path:
     device = train_mod.resolve_device(device_name)
     if not smoke and device.type != "cuda":
-        raise UserError("full validation needs a CUDA GPU (torch sees none here); --smoke checks the script on any device")
+        raise UserError(
+            "full validation needs a CUDA GPU (torch sees none here); --smoke checks the script on any device"
+        )
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         raise UserError(f"--only: unknown section {unknown[0]!r} (choose from {', '.join(SECTIONS)})")
@@ -323,8 +382,9 @@ def validate(smoke: bool, device_name: str, out: str | None, data: str | None, o
     folder.mkdir(parents=True, exist_ok=True)
     cifar = data_mod.load_cifar10(data)
     record = dict(mode="smoke" if smoke else "full", environment=environment(device), sections={})
-    sizes = dict(throughput=_throughput_items(scale), stages=len(PAGE_V100_SECONDS), probe=1, sweep=1,
-                 workers=len(scale.workers))
+    sizes = dict(
+        throughput=_throughput_items(scale), stages=len(PAGE_V100_SECONDS), probe=1, sweep=1, workers=len(scale.workers)
+    )
     t0 = time.perf_counter()
     with progress_bar() as bar:
         task = bar.add_task("validating", total=sum(sizes[s] for s in only))
@@ -338,10 +398,13 @@ def validate(smoke: bool, device_name: str, out: str | None, data: str | None, o
             elif section == "stages":
                 record["sections"][section] = run_stages(scale, cifar, device, folder, tick)
             elif section == "probe":
-                record["sections"][section] = run_study("page2018-probe", scale.probe_overrides, cifar, device, folder, tick)
+                record["sections"][section] = run_study(
+                    "page2018-probe", scale.probe_overrides, cifar, device, folder, tick
+                )
             elif section == "sweep":
-                record["sections"][section] = run_study("page2018-lr-sweep", scale.sweep_overrides, cifar, device, folder,
-                                                        tick)
+                record["sections"][section] = run_study(
+                    "page2018-lr-sweep", scale.sweep_overrides, cifar, device, folder, tick
+                )
             else:
                 record["sections"][section] = run_workers(scale, cifar, device, folder, tick)
             record["seconds"] = round(time.perf_counter() - t0, 1)
@@ -363,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     record = json.loads((folder / "validation.json").read_text())
-    console.print(f"{record['mode']} validation: {', '.join(record['sections'])} in {record['seconds']:.0f} s -> {folder}")
+    console.print(
+        f"{record['mode']} validation: {', '.join(record['sections'])} in {record['seconds']:.0f} s -> {folder}"
+    )
     return 0
 
 

@@ -39,8 +39,9 @@ def one_sweep(study, cifar, workers: int, device: str) -> dict:
         outcome = sweep.run_sweep(study, Path(tmp), cifar, executor="local", workers=workers, device=device)
         secs = time.perf_counter() - t0
         table = pd.read_csv(Path(tmp) / study.name / "results.csv")
-    return dict(workers=workers, seconds=secs, runs=len(outcome.specs), table=table, load_before=load0,
-                load_after=loadavg())  # fmt: skip
+    return dict(
+        workers=workers, seconds=secs, runs=len(outcome.specs), table=table, load_before=load0, load_after=loadavg()
+    )
 
 
 def main() -> None:
@@ -60,33 +61,47 @@ def main() -> None:
     a = p.parse_args()
 
     study = studies.load_study("cpu-lr-sweep", kind="lr-sweep").with_overrides(
-        multipliers=[float(v) for v in a.multipliers.split(",")], sizes=[int(v) for v in a.sizes.split(",")],
-        epochs=a.epochs, width=a.width, base_lr=a.base_lr, seeds=[int(v) for v in a.seeds.split(",")],
+        multipliers=[float(v) for v in a.multipliers.split(",")],
+        sizes=[int(v) for v in a.sizes.split(",")],
+        epochs=a.epochs,
+        width=a.width,
+        base_lr=a.base_lr,
+        seeds=[int(v) for v in a.seeds.split(",")],
         batch_size=a.batch_size,
-    )  # fmt: skip
+    )
     cifar = data_mod.load_cifar10(a.data)
     counts = [int(v) for v in a.workers.split(",")]
     order = []
     for r in range(a.repeats):
         order += counts if r % 2 == 0 else counts[::-1]
-    print(f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads in-process; "
-          f"order {order}; load {loadavg()}", flush=True)  # fmt: skip
+    print(
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads in-process; "
+        f"order {order}; load {loadavg()}",
+        flush=True,
+    )
 
     results = []
     for w in order:
         r = one_sweep(study, cifar, w, a.device)
         results.append(r)
-        print(f"  workers={w}: {r['runs']} runs in {r['seconds']:.1f} s = {r['runs'] / r['seconds'] * 3600:.0f} runs/h; "
-              f"load {r['load_before']} -> {r['load_after']}", flush=True)  # fmt: skip
+        print(
+            f"  workers={w}: {r['runs']} runs in {r['seconds']:.1f} s = {r['runs'] / r['seconds'] * 3600:.0f} runs/h; "
+            f"load {r['load_before']} -> {r['load_after']}",
+            flush=True,
+        )
 
     best = {w: min((r for r in results if r["workers"] == w), key=lambda r: r["seconds"]) for w in counts}
     base = best[counts[0]]
-    print(f"\n| workers | runs | seconds (best of {a.repeats}) | runs/hour | vs workers={counts[0]} | load before -> after |")
+    print(
+        f"\n| workers | runs | seconds (best of {a.repeats}) | runs/hour | vs workers={counts[0]} | load before -> after |"
+    )
     print("|---|---|---|---|---|---|")
     for w in counts:
         r = best[w]
-        print(f"| {w} | {r['runs']} | {r['seconds']:.1f} | {r['runs'] / r['seconds'] * 3600:.0f} | "
-              f"{base['seconds'] / r['seconds']:.2f}x | {r['load_before']} -> {r['load_after']} |")
+        print(
+            f"| {w} | {r['runs']} | {r['seconds']:.1f} | {r['runs'] / r['seconds'] * 3600:.0f} | "
+            f"{base['seconds'] / r['seconds']:.2f}x | {r['load_before']} -> {r['load_after']} |"
+        )
 
     # Every store must hold the same runs, all finished.
     ids = {w: set(best[w]["table"]["run"]) for w in counts}

@@ -114,9 +114,17 @@ class ToolkitClock(train_mod.Callbacks):
 
 def toolkit_config(net, width, batch, total) -> train_mod.TrainConfig:
     return train_mod.make_config(
-        None, net=net, width=width, subset=batch * total, epochs=1, batch_size=batch,
-        lr_knots=((0.0, LR), (1.0, LR)), augment=True, seed=0, eval_every=0,
-    )  # fmt: skip
+        None,
+        net=net,
+        width=width,
+        subset=batch * total,
+        epochs=1,
+        batch_size=batch,
+        lr_knots=((0.0, LR), (1.0, LR)),
+        augment=True,
+        seed=0,
+        eval_every=0,
+    )
 
 
 def run_toolkit(cfg, cifar, device, cache, callbacks) -> None:
@@ -152,16 +160,23 @@ class ArrayCifar(torch.utils.data.Dataset):
 def baseline_loader(x, y, batch, workers, device) -> torch.utils.data.DataLoader:
     import torchvision.transforms as T
 
-    transform = T.Compose([
-        T.RandomCrop(32, padding=4, padding_mode="reflect"),
-        T.RandomHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(data_mod.MEAN, data_mod.STD),
-    ])  # fmt: skip
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4, padding_mode="reflect"),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(data_mod.MEAN, data_mod.STD),
+        ]
+    )
     return torch.utils.data.DataLoader(
-        ArrayCifar(x, y, transform), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+        ArrayCifar(x, y, transform),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
 class Baseline:
@@ -341,30 +356,49 @@ def measure(net, width, batch, warmup, steps, repeats, mode, cifar, device, cach
         paired = nan
     cpu = device.type == "cpu"  # per-step durations mean something only where steps are synchronous
     return dict(
-        toolkit_img_s=tk, baseline_img_s=bl, ratio=tk / bl, paired_ratio=paired,
+        toolkit_img_s=tk,
+        baseline_img_s=bl,
+        ratio=tk / bl,
+        paired_ratio=paired,
         toolkit_fastest_step_img_s=batch / tk_t.min() if cpu else nan,
         baseline_fastest_step_img_s=batch / bl_t.min() if cpu else nan,
         toolkit_median_step_ms=float(np.median(tk_t)) * 1e3 if cpu else nan,
         baseline_median_step_ms=float(np.median(bl_t)) * 1e3 if cpu else nan,
-    )  # fmt: skip
+    )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--nets", default="dawn18,resnet9", help="comma-separated")
     p.add_argument("--widths", default="1,0.25", help="comma-separated channel multipliers")
     p.add_argument("--batch-size", type=int, default=None, help="default 512 on CUDA, 128 on CPU")
-    p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per measurement (default CUDA 50; CPU 6 at width >= 0.5, 16 below)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed steps per measurement (default CUDA 50; CPU 6 at width >= 0.5, 16 below)",
+    )
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default CUDA 10, CPU 2)")
-    p.add_argument("--mode", choices=("auto", "interleaved", "sequential"), default="auto",
-                   help="auto = interleaved on CPU with --loader-workers 0, else sequential")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="measurements per config (default: interleaved 1, sequential 3; sequential keeps each side's best)")
+    p.add_argument(
+        "--mode",
+        choices=("auto", "interleaved", "sequential"),
+        default="auto",
+        help="auto = interleaved on CPU with --loader-workers 0, else sequential",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="measurements per config (default: interleaved 1, sequential 3; sequential keeps each side's best)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--loader-workers", type=int, default=0, help="baseline DataLoader num_workers (0 = in-process)")
-    p.add_argument("--matmul-size", type=int, default=None, help="n of the n x n peak matmul (default CPU 2048, CUDA 8192)")
+    p.add_argument(
+        "--matmul-size", type=int, default=None, help="n of the n x n peak matmul (default CPU 2048, CUDA 8192)"
+    )
     p.add_argument("--matmul-reps", type=int, default=5)
     p.add_argument("--data", default=None, help="CIFAR-10 .npz (default $FORGETTING_DATA)")
     p.add_argument("--csv", default=None, help="write the table here as CSV")
@@ -380,8 +414,10 @@ def main() -> None:
         p.error("--warmup must be at least 1 (the timed window starts at the end of a step)")
     mode = a.mode if a.mode != "auto" else ("sequential" if gpu or a.loader_workers else "interleaved")
     if mode == "interleaved" and (gpu or a.loader_workers):
-        p.error("--mode interleaved needs a CPU device and --loader-workers 0 (loader workers would run during the "
-                "toolkit's steps; a GPU would need a sync per step)")  # fmt: skip
+        p.error(
+            "--mode interleaved needs a CPU device and --loader-workers 0 (loader workers would run during the "
+            "toolkit's steps; a GPU would need a sync per step)"
+        )
     repeats = a.repeats or (1 if mode == "interleaved" else 3)
     nets = [s.strip() for s in a.nets.split(",") if s.strip()]
     widths = [float(s) for s in a.widths.split(",") if s.strip()]
@@ -391,15 +427,18 @@ def main() -> None:
     cifar_full = data_mod.load_cifar10(a.data)
     # Evaluation is never reached (the toolkit run stops after its last timed step), so the test set
     # is cut to a token size: prepare() still normalises it, before any timing.
-    cifar = data_mod.Cifar10(cifar_full.train_x, cifar_full.train_y, cifar_full.test_x[:100],
-                             cifar_full.test_y[:100], cifar_full.source)  # fmt: skip
+    cifar = data_mod.Cifar10(
+        cifar_full.train_x, cifar_full.train_y, cifar_full.test_x[:100], cifar_full.test_y[:100], cifar_full.source
+    )
     cache: dict = {}  # the toolkit's preprocessed data, shared across configs as a sweep shares it
     peak0, mm_dtype = matmul_flops(device, mm_n, a.matmul_reps)
     conv0 = conv_flops(device, a.matmul_reps)
 
-    info = (f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if gpu else ''}, "
-            f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}, "
-            f"{mode} x{repeats}, loader workers {a.loader_workers}, {platform.machine()}")  # fmt: skip
+    info = (
+        f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if gpu else ''}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}, "
+        f"{mode} x{repeats}, loader workers {a.loader_workers}, {platform.machine()}"
+    )
     print(info, flush=True)
     measured = []
     for net in nets:
@@ -410,53 +449,114 @@ def main() -> None:
             m = measure(net, width, batch, warmup, steps, repeats, mode, cifar, device, cache, a.loader_workers)
             load1, secs = loadavg(), time.perf_counter() - t0
             measured.append((net, width, steps, flops, m, load0, load1, secs))
-            print(f"  {net} w{width:g}: toolkit {m['toolkit_img_s']:.1f} img/s, baseline {m['baseline_img_s']:.1f} "
-                  f"img/s (x{m['ratio']:.2f}, paired x{m['paired_ratio']:.2f}); median step "
-                  f"{m['toolkit_median_step_ms']:.0f} vs {m['baseline_median_step_ms']:.0f} ms; "
-                  f"load {_fmt_load(load0)} -> {_fmt_load(load1)}; {secs:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"  {net} w{width:g}: toolkit {m['toolkit_img_s']:.1f} img/s, baseline {m['baseline_img_s']:.1f} "
+                f"img/s (x{m['ratio']:.2f}, paired x{m['paired_ratio']:.2f}); median step "
+                f"{m['toolkit_median_step_ms']:.0f} vs {m['baseline_median_step_ms']:.0f} ms; "
+                f"load {_fmt_load(load0)} -> {_fmt_load(load1)}; {secs:.0f} s",
+                flush=True,
+            )
 
     peak1, _ = matmul_flops(device, mm_n, a.matmul_reps)
     conv1 = conv_flops(device, a.matmul_reps)
     peak, conv = max(peak0, peak1), max(conv0, conv1)  # the best the device showed in this run
     rows = [
-        Row(net=net, width=width, batch=batch, mode=mode, **m, gflop_per_img=flops / 1e9, matmul_gflop_s=peak / 1e9,
-            toolkit_util=3 * flops * m["toolkit_img_s"] / peak, baseline_util=3 * flops * m["baseline_img_s"] / peak,
-            conv_gflop_s=conv / 1e9, toolkit_util_conv=3 * flops * m["toolkit_img_s"] / conv,
+        Row(
+            net=net,
+            width=width,
+            batch=batch,
+            mode=mode,
+            **m,
+            gflop_per_img=flops / 1e9,
+            matmul_gflop_s=peak / 1e9,
+            toolkit_util=3 * flops * m["toolkit_img_s"] / peak,
+            baseline_util=3 * flops * m["baseline_img_s"] / peak,
+            conv_gflop_s=conv / 1e9,
+            toolkit_util_conv=3 * flops * m["toolkit_img_s"] / conv,
             baseline_util_conv=3 * flops * m["baseline_img_s"] / conv,
-            warmup_steps=warmup, timed_steps=steps, repeats=repeats, load_before=_fmt_load(l0),
-            load_after=_fmt_load(l1), seconds=secs)
+            warmup_steps=warmup,
+            timed_steps=steps,
+            repeats=repeats,
+            load_before=_fmt_load(l0),
+            load_after=_fmt_load(l1),
+            seconds=secs,
+        )
         for net, width, steps, flops, m, l0, l1, secs in measured
-    ]  # fmt: skip
+    ]
     elapsed = time.perf_counter() - t_run
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"training throughput ({mm_dtype} {mm_n}x{mm_n} matmul: {peak / 1e9:.1f} GFLOP/s)", caption=info)
-    for col in ("net", "width", "batch", "toolkit img/s", "baseline img/s", "ratio", "paired ratio",
-                "GFLOP/img (fwd)", "matmul GFLOP/s", "toolkit util", "baseline util", "conv GFLOP/s",
-                "toolkit util (conv)", "load before -> after"):  # fmt: skip
+    table = Table(
+        title=f"training throughput ({mm_dtype} {mm_n}x{mm_n} matmul: {peak / 1e9:.1f} GFLOP/s)", caption=info
+    )
+    for col in (
+        "net",
+        "width",
+        "batch",
+        "toolkit img/s",
+        "baseline img/s",
+        "ratio",
+        "paired ratio",
+        "GFLOP/img (fwd)",
+        "matmul GFLOP/s",
+        "toolkit util",
+        "baseline util",
+        "conv GFLOP/s",
+        "toolkit util (conv)",
+        "load before -> after",
+    ):
         table.add_column(col, justify="left" if col == "net" else "right")
     for r in rows:
-        table.add_row(r.net, f"{r.width:g}", str(r.batch), f"{r.toolkit_img_s:.1f}", f"{r.baseline_img_s:.1f}",
-                      f"{r.ratio:.2f}", "-" if math.isnan(r.paired_ratio) else f"{r.paired_ratio:.2f}",
-                      f"{r.gflop_per_img:.3f}", f"{r.matmul_gflop_s:.1f}", f"{r.toolkit_util:.1%}",
-                      f"{r.baseline_util:.1%}", f"{r.conv_gflop_s:.1f}", f"{r.toolkit_util_conv:.1%}",
-                      f"{r.load_before} -> {r.load_after}")  # fmt: skip
+        table.add_row(
+            r.net,
+            f"{r.width:g}",
+            str(r.batch),
+            f"{r.toolkit_img_s:.1f}",
+            f"{r.baseline_img_s:.1f}",
+            f"{r.ratio:.2f}",
+            "-" if math.isnan(r.paired_ratio) else f"{r.paired_ratio:.2f}",
+            f"{r.gflop_per_img:.3f}",
+            f"{r.matmul_gflop_s:.1f}",
+            f"{r.toolkit_util:.1%}",
+            f"{r.baseline_util:.1%}",
+            f"{r.conv_gflop_s:.1f}",
+            f"{r.toolkit_util_conv:.1%}",
+            f"{r.load_before} -> {r.load_after}",
+        )
     Console(width=240).print(table)
-    print(f"total {elapsed:.0f} s; matmul {peak0 / 1e9:.1f} (start) / {peak1 / 1e9:.1f} (end) GFLOP/s; "
-          f"conv {conv0 / 1e9:.1f} / {conv1 / 1e9:.1f} GFLOP/s; "
-          f"load now {_fmt_load(loadavg())}")  # fmt: skip
+    print(
+        f"total {elapsed:.0f} s; matmul {peak0 / 1e9:.1f} (start) / {peak1 / 1e9:.1f} (end) GFLOP/s; "
+        f"conv {conv0 / 1e9:.1f} / {conv1 / 1e9:.1f} GFLOP/s; "
+        f"load now {_fmt_load(loadavg())}"
+    )
 
     if a.csv:
-        fields = list(Row.__dataclass_fields__) + ["device", "threads", "torch", "loader_workers", "matmul_dtype", "matmul_n"]
+        fields = list(Row.__dataclass_fields__) + [
+            "device",
+            "threads",
+            "torch",
+            "loader_workers",
+            "matmul_dtype",
+            "matmul_n",
+        ]
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             for r in rows:
                 d = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(r).items()}
-                w.writerow(dict(d, device=str(device), threads=torch.get_num_threads(), torch=torch.__version__,
-                                loader_workers=a.loader_workers, matmul_dtype=mm_dtype, matmul_n=mm_n))  # fmt: skip
+                w.writerow(
+                    dict(
+                        d,
+                        device=str(device),
+                        threads=torch.get_num_threads(),
+                        torch=torch.__version__,
+                        loader_workers=a.loader_workers,
+                        matmul_dtype=mm_dtype,
+                        matmul_n=mm_n,
+                    )
+                )
         print(f"wrote {a.csv}")
 
 

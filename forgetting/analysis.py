@@ -65,9 +65,11 @@ def _mean_ci(df: pd.DataFrame, keys: list[str], col: str) -> pd.DataFrame:
     """Per group: mean of ``col``, its t interval (``col_lo``, ``col_hi``) and the count ``n``."""
     g = df.groupby(keys, sort=True)[col].agg(["mean", "std", "count"]).reset_index()
     h = _t_halfwidth(g["std"], g["count"])
-    return g.assign(lo=g["mean"] - h, hi=g["mean"] + h).rename(
-        columns={"mean": col, "lo": f"{col}_lo", "hi": f"{col}_hi", "count": "n"}
-    ).drop(columns="std")
+    return (
+        g.assign(lo=g["mean"] - h, hi=g["mean"] + h)
+        .rename(columns={"mean": col, "lo": f"{col}_lo", "hi": f"{col}_hi", "count": "n"})
+        .drop(columns="std")
+    )
 
 
 def _welch_diff(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -115,13 +117,24 @@ def sweep_aggregates(results: pd.DataFrame) -> pd.DataFrame:
     if "base_lr" not in runs:
         runs["base_lr"] = math.nan
     keys = ["subset", "multiplier"]
-    counts = runs.groupby(keys).agg(n_runs=("blew_up", "size"), n_diverged=("blew_up", "sum"), base_lr=("base_lr", "mean"))
+    counts = runs.groupby(keys).agg(
+        n_runs=("blew_up", "size"), n_diverged=("blew_up", "sum"), base_lr=("base_lr", "mean")
+    )
     ok = runs[~runs["blew_up"]]
     out = counts.reset_index()
     for col in ("test_loss", "clean_train_loss"):
         out = out.merge(_mean_ci(ok, keys, col).drop(columns="n"), on=keys, how="left")
-    cols = keys + ["base_lr", "test_loss", "test_loss_lo", "test_loss_hi", "clean_train_loss",
-                   "clean_train_loss_lo", "clean_train_loss_hi", "n_runs", "n_diverged"]  # fmt: skip
+    cols = keys + [
+        "base_lr",
+        "test_loss",
+        "test_loss_lo",
+        "test_loss_hi",
+        "clean_train_loss",
+        "clean_train_loss_lo",
+        "clean_train_loss_hi",
+        "n_runs",
+        "n_diverged",
+    ]
     return out[cols].astype({"n_diverged": int}).sort_values(keys).reset_index(drop=True)
 
 
@@ -167,7 +180,9 @@ def _fit_rows(x: np.ndarray, losses: np.ndarray, half_window: int) -> tuple[floa
     return x_opt, i, np.flatnonzero(has)
 
 
-def optimum_by_subset(results: pd.DataFrame, n_boot: int = 1000, rng_seed: int = 0, half_window: int = 2) -> pd.DataFrame:
+def optimum_by_subset(
+    results: pd.DataFrame, n_boot: int = 1000, rng_seed: int = 0, half_window: int = 2
+) -> pd.DataFrame:
     """Per subset size, the LR multiplier of minimum test loss (fitted, with a bootstrap over seeds).
 
     Columns: subset, m_opt (2**vertex of the local quadratic in log2 multiplier), m_opt_lo, m_opt_hi
@@ -182,8 +197,15 @@ def optimum_by_subset(results: pd.DataFrame, n_boot: int = 1000, rng_seed: int =
     for subset, df in runs.groupby("subset", sort=True):
         x, losses = _loss_matrix(df)
         n_seeds = int(df["seed"].nunique())
-        row = dict(subset=int(subset), m_opt=math.nan, m_opt_lo=math.nan, m_opt_hi=math.nan,
-                   m_argmin=math.nan, test_loss_min=math.nan, n_seeds=n_seeds)  # fmt: skip
+        row = dict(
+            subset=int(subset),
+            m_opt=math.nan,
+            m_opt_lo=math.nan,
+            m_opt_hi=math.nan,
+            m_argmin=math.nan,
+            test_loss_min=math.nan,
+            n_seeds=n_seeds,
+        )
         if losses.size and np.isfinite(losses).any():
             x_opt, i, cols = _fit_rows(x, losses, half_window)
             mean = np.nanmean(losses[:, cols], axis=0)
@@ -196,7 +218,9 @@ def optimum_by_subset(results: pd.DataFrame, n_boot: int = 1000, rng_seed: int =
                 lo, hi = _percentile_interval(draws, n_units=len(losses))
                 row.update(m_opt_lo=2.0**lo, m_opt_hi=2.0**hi)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["subset", "m_opt", "m_opt_lo", "m_opt_hi", "m_argmin", "test_loss_min", "n_seeds"])
+    return pd.DataFrame(
+        rows, columns=["subset", "m_opt", "m_opt_lo", "m_opt_hi", "m_argmin", "test_loss_min", "n_seeds"]
+    )
 
 
 def _per_multiplier(df: pd.DataFrame) -> pd.DataFrame:
@@ -232,12 +256,14 @@ def curvature_limit(results: pd.DataFrame, rise: float = 0.1) -> pd.DataFrame:
             with np.errstate(invalid="ignore"):
                 above = np.flatnonzero(test[i + 1 :] > (1 + rise) * test[i])
             turn_up = float(m[i + 1 + above[0]]) if len(above) else math.nan
-        rows.append(dict(
-            subset=int(subset),
-            curvature_limit=float(m[broke][0]) if broke.any() else math.nan,
-            turn_up=turn_up,
-            first_diverged=float(m[blown][0]) if blown.any() else math.nan,
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                subset=int(subset),
+                curvature_limit=float(m[broke][0]) if broke.any() else math.nan,
+                turn_up=turn_up,
+                first_diverged=float(m[blown][0]) if blown.any() else math.nan,
+            )
+        )
     return pd.DataFrame(rows, columns=["subset", "curvature_limit", "turn_up", "first_diverged"])
 
 
@@ -262,7 +288,16 @@ def epoch_aggregates(probe: pd.DataFrame) -> pd.DataFrame:
     out = _mean_ci(df, keys, "loss_now").rename(columns={"n": "n_steps"})
     extra = {c: df.groupby(keys)[c].mean() if c in df else math.nan for c in ("lr", "loss_when_seen", "acc_now")}
     out = out.join(pd.DataFrame(extra, index=pd.MultiIndex.from_frame(out[keys])), on=keys)
-    cols = keys[:2] + ["lr", "epoch_age", "loss_now", "loss_now_lo", "loss_now_hi", "loss_when_seen", "acc_now", "n_steps"]
+    cols = keys[:2] + [
+        "lr",
+        "epoch_age",
+        "loss_now",
+        "loss_now_lo",
+        "loss_now_hi",
+        "loss_when_seen",
+        "acc_now",
+        "n_steps",
+    ]
     return out[cols].reset_index(drop=True)
 
 
@@ -349,12 +384,38 @@ def forgetting_timescale(probe: pd.DataFrame, n_boot: int = 500, rng_seed: int =
             tau_lo, tau_hi = fit["tau"] * math.exp(-z), fit["tau"] * math.exp(z)
         oldest = int(ages.max()) if len(ages) else -1
         gap = _welch_diff(by_age[oldest], by_age[0]) if oldest > 0 and 0 in by_age else (math.nan,) * 3
-        rows.append(dict(
-            condition=condition, multiplier=float(mult), lr=float(g["lr"].mean()) if "lr" in g else math.nan,
-            a=fit["a"], b=fit["b"], tau=fit["tau"], tau_lo=tau_lo, tau_hi=tau_hi,
-            gap=gap[0], gap_lo=gap[1], gap_hi=gap[2], oldest_age=oldest, fit_ok=bool(fit["fit_ok"]),
-        ))  # fmt: skip
-    cols = ["condition", "multiplier", "lr", "a", "b", "tau", "tau_lo", "tau_hi", "gap", "gap_lo", "gap_hi", "oldest_age", "fit_ok"]
+        rows.append(
+            dict(
+                condition=condition,
+                multiplier=float(mult),
+                lr=float(g["lr"].mean()) if "lr" in g else math.nan,
+                a=fit["a"],
+                b=fit["b"],
+                tau=fit["tau"],
+                tau_lo=tau_lo,
+                tau_hi=tau_hi,
+                gap=gap[0],
+                gap_lo=gap[1],
+                gap_hi=gap[2],
+                oldest_age=oldest,
+                fit_ok=bool(fit["fit_ok"]),
+            )
+        )
+    cols = [
+        "condition",
+        "multiplier",
+        "lr",
+        "a",
+        "b",
+        "tau",
+        "tau_lo",
+        "tau_hi",
+        "gap",
+        "gap_lo",
+        "gap_hi",
+        "oldest_age",
+        "fit_ok",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -376,7 +437,11 @@ def recency_aggregates(recency: pd.DataFrame, bins: int | np.ndarray = 12, log: 
     df = _probe(recency)
     df = df[np.isfinite(df["loss_now"])]
     steps = df["steps_since_seen"].to_numpy(dtype=float)
-    edges = np.asarray(bins, dtype=float) if np.ndim(bins) else recency_bin_edges(steps.max() if len(steps) else 0, int(bins), log)
+    edges = (
+        np.asarray(bins, dtype=float)
+        if np.ndim(bins)
+        else recency_bin_edges(steps.max() if len(steps) else 0, int(bins), log)
+    )
     idx = np.searchsorted(edges, steps, side="right") - 1
     df = df.assign(bin=idx)[(idx >= 0) & (idx < len(edges) - 1)]
     keys = ["condition", "multiplier", "bin"]
@@ -440,8 +505,9 @@ def _seed_matrix(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     """(multipliers, seeds x multipliers losses) of one subset with +inf where a run blew up, NaN where
     a run is missing; the multiplier grid is every multiplier the subset was run at."""
     loss = pd.to_numeric(df[col], errors="coerce").where(~df["blew_up"], np.inf)
-    table = df.assign(_loss=loss).pivot_table(index="seed", columns="multiplier", values="_loss", aggfunc="mean",
-                                              dropna=False)
+    table = df.assign(_loss=loss).pivot_table(
+        index="seed", columns="multiplier", values="_loss", aggfunc="mean", dropna=False
+    )
     return table.columns.to_numpy(dtype=float), table.to_numpy(dtype=float)
 
 
@@ -480,15 +546,25 @@ def sweep_readings(results: pd.DataFrame, col: str = "test_loss") -> pd.DataFram
         grid, losses = _seed_matrix(df, "test_loss")
         turn, div = _turn_up(grid, losses), _divergence(grid, losses)
         o = optimum.loc[subset]
-        rows.append(dict(
-            subset=int(subset), turn_up=turn, turn_up_past_grid=bool(turn > grid[-1]), divergence=div,
-            divergence_past_grid=bool(div > grid[-1]), m_opt=o["m_opt"], m_opt_lo=o["m_opt_lo"],
-            m_opt_hi=o["m_opt_hi"], n_seeds=int(df["seed"].nunique()),
-        ))
+        rows.append(
+            dict(
+                subset=int(subset),
+                turn_up=turn,
+                turn_up_past_grid=bool(turn > grid[-1]),
+                divergence=div,
+                divergence_past_grid=bool(div > grid[-1]),
+                m_opt=o["m_opt"],
+                m_opt_lo=o["m_opt_lo"],
+                m_opt_hi=o["m_opt_hi"],
+                n_seeds=int(df["seed"].nunique()),
+            )
+        )
     return pd.DataFrame(rows)
 
 
-def sweep_verdict(results: pd.DataFrame, col: str = "test_loss", n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> dict:
+def sweep_verdict(
+    results: pd.DataFrame, col: str = "test_loss", n_boot: int = N_BOOT, rng_seed: int = RNG_SEED
+) -> dict:
     """Pre-registered verdict on claim (a), read on the loss column ``col`` (see results/README.md).
 
     (a) holds when turn-up(smallest) / turn-up(largest) >= 2 on the seed-mean curves and in >= 80% of
@@ -521,10 +597,18 @@ def sweep_verdict(results: pd.DataFrame, col: str = "test_loss", n_boot: int = N
     div_ratio = float(max(small["divergence"], large["divergence"]) / min(small["divergence"], large["divergence"]))
     holds = bool(ratio >= TURN_UP_RATIO and share >= BOOT_SHARE and div_ratio <= DIVERGENCE_FACTOR)
     return dict(
-        holds=holds, loss=col, subset_smallest=int(small["subset"]), subset_largest=int(large["subset"]),
-        turn_up_smallest=float(small["turn_up"]), turn_up_largest=float(large["turn_up"]), turn_up_ratio=ratio,
-        boot_share_ratio_ge_2=share, divergence_smallest=float(small["divergence"]),
-        divergence_largest=float(large["divergence"]), divergence_ratio=div_ratio, n_boot=n_boot,
+        holds=holds,
+        loss=col,
+        subset_smallest=int(small["subset"]),
+        subset_largest=int(large["subset"]),
+        turn_up_smallest=float(small["turn_up"]),
+        turn_up_largest=float(large["turn_up"]),
+        turn_up_ratio=ratio,
+        boot_share_ratio_ge_2=share,
+        divergence_smallest=float(small["divergence"]),
+        divergence_largest=float(large["divergence"]),
+        divergence_ratio=div_ratio,
+        n_boot=n_boot,
         readings=_records(readings),
     )
 
@@ -543,8 +627,14 @@ def _seed_boot_taus(ages: np.ndarray, per_seed: np.ndarray, n_boot: int, rng) ->
     return _profile_fit(ages, draws, TAU_MAX_FACTOR * float(ages.max()))[2]
 
 
-def seed_timescale(probe: pd.DataFrame, condition: str = FULL_AUG, age: str = "epoch", n_boot: int = N_BOOT,
-                   rng_seed: int = RNG_SEED, keep_draws: bool = False) -> pd.DataFrame:
+def seed_timescale(
+    probe: pd.DataFrame,
+    condition: str = FULL_AUG,
+    age: str = "epoch",
+    n_boot: int = N_BOOT,
+    rng_seed: int = RNG_SEED,
+    keep_draws: bool = False,
+) -> pd.DataFrame:
     """Per multiplier in ``condition``: gap and tau with intervals over seeds (pre-registered (b)).
 
     ``age`` is "epoch" (epoch_age) or "step" (SGD steps before the end of training: the run's last
@@ -565,15 +655,31 @@ def seed_timescale(probe: pd.DataFrame, condition: str = FULL_AUG, age: str = "e
         taus = _seed_boot_taus(ages, per_seed, n_boot, rng)
         tau_lo, tau_hi = _percentile_interval(taus, n_units=len(per_seed)) if fit["fit_ok"] else (math.nan, math.nan)
         e_ages, e_seed = _per_seed_age_means(g, "epoch_age")
-        seed_gaps = e_seed[:, -1] - e_seed[:, 0] if len(e_ages) >= 2 and e_ages[0] == 0 else np.full(len(e_seed), np.nan)
+        seed_gaps = (
+            e_seed[:, -1] - e_seed[:, 0] if len(e_ages) >= 2 and e_ages[0] == 0 else np.full(len(e_seed), np.nan)
+        )
         n = int(np.isfinite(seed_gaps).sum())
         gap = float(np.nanmean(seed_gaps)) if n else math.nan
         h = float(_t_halfwidth(np.nanstd(seed_gaps, ddof=1), n)) if n >= 2 else math.nan
-        rows.append(dict(
-            condition=condition, multiplier=float(mult), lr=float(g["lr"].mean()), age_unit=age, tau=fit["tau"],
-            tau_lo=tau_lo, tau_hi=tau_hi, a=fit["a"], b=fit["b"], fit_ok=bool(fit["fit_ok"]), gap=gap,
-            gap_lo=gap - h, gap_hi=gap + h, oldest_epoch_age=int(e_ages.max()) if len(e_ages) else -1, n_seeds=len(per_seed),
-        ))
+        rows.append(
+            dict(
+                condition=condition,
+                multiplier=float(mult),
+                lr=float(g["lr"].mean()),
+                age_unit=age,
+                tau=fit["tau"],
+                tau_lo=tau_lo,
+                tau_hi=tau_hi,
+                a=fit["a"],
+                b=fit["b"],
+                fit_ok=bool(fit["fit_ok"]),
+                gap=gap,
+                gap_lo=gap - h,
+                gap_hi=gap + h,
+                oldest_epoch_age=int(e_ages.max()) if len(e_ages) else -1,
+                n_seeds=len(per_seed),
+            )
+        )
         draws[float(mult)] = taus
     out = pd.DataFrame(rows)
     if keep_draws:
@@ -581,7 +687,9 @@ def seed_timescale(probe: pd.DataFrame, condition: str = FULL_AUG, age: str = "e
     return out
 
 
-def probe_verdict(probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> dict:
+def probe_verdict(
+    probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED
+) -> dict:
     """Pre-registered verdict on claim (b) in ``condition`` (see results/README.md).
 
     (b) holds when every LR's gap interval (over seeds) lies above 0 and the bootstrap interval of
@@ -594,14 +702,25 @@ def probe_verdict(probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = 
     lo, hi = t.iloc[0], t.iloc[-1]
     draws = t.attrs["draws"]
     ratio = float(hi["tau"] / lo["tau"]) if lo["fit_ok"] and hi["fit_ok"] else math.nan
-    r_lo, r_hi = _percentile_interval(draws[hi["multiplier"]] / draws[lo["multiplier"]],
-                                      n_units=int(min(lo["n_seeds"], hi["n_seeds"])))
+    r_lo, r_hi = _percentile_interval(
+        draws[hi["multiplier"]] / draws[lo["multiplier"]], n_units=int(min(lo["n_seeds"], hi["n_seeds"]))
+    )
     gaps_above = bool((t["gap_lo"] > 0).all())
     out = dict(
-        condition=condition, multipliers=t["multiplier"].tolist(), gaps=t["gap"].tolist(),
-        gap_lo=t["gap_lo"].tolist(), gap_hi=t["gap_hi"].tolist(), gaps_above_zero=gaps_above,
-        taus=t["tau"].tolist(), tau_lo=t["tau_lo"].tolist(), tau_hi=t["tau_hi"].tolist(),
-        tau_ratio=ratio, tau_ratio_lo=r_lo, tau_ratio_hi=r_hi, n_seeds=int(t["n_seeds"].min()), n_boot=n_boot,
+        condition=condition,
+        multipliers=t["multiplier"].tolist(),
+        gaps=t["gap"].tolist(),
+        gap_lo=t["gap_lo"].tolist(),
+        gap_hi=t["gap_hi"].tolist(),
+        gaps_above_zero=gaps_above,
+        taus=t["tau"].tolist(),
+        tau_lo=t["tau_lo"].tolist(),
+        tau_hi=t["tau_hi"].tolist(),
+        tau_ratio=ratio,
+        tau_ratio_lo=r_lo,
+        tau_ratio_hi=r_hi,
+        n_seeds=int(t["n_seeds"].min()),
+        n_boot=n_boot,
     )
     if not (lo["fit_ok"] and hi["fit_ok"]):
         return dict(holds=None, reason="a point fit of tau failed (no rise, or tau at a bound)", **out)
@@ -628,8 +747,15 @@ def tau_lr_law(probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = N_B
     with np.errstate(divide="ignore", invalid="ignore"):
         boot = np.array([np.polyfit(x, np.log(d), 1)[0] if np.isfinite(np.log(d)).all() else np.nan for d in draws])
     a_lo, a_hi = _percentile_interval(-boot, n_units=int(ok["n_seeds"].min()))
-    return dict(out, alpha=float(-slope), alpha_lo=a_lo, alpha_hi=a_hi, c=float(intercept),
-                lrs=ok["lr"].tolist(), multipliers=ok["multiplier"].tolist())
+    return dict(
+        out,
+        alpha=float(-slope),
+        alpha_lo=a_lo,
+        alpha_hi=a_hi,
+        c=float(intercept),
+        lrs=ok["lr"].tolist(),
+        multipliers=ok["multiplier"].tolist(),
+    )
 
 
 def tau_vs_turn_up(law: dict, readings: pd.DataFrame | list, batch_size: int, base_lr: float) -> list[dict]:
@@ -643,9 +769,18 @@ def tau_vs_turn_up(law: dict, readings: pd.DataFrame | list, batch_size: int, ba
         lr_star = math.exp((law["c"] - math.log(revisit)) / law["alpha"])
         m_star = lr_star / base_lr
         ratio = r["turn_up"] / m_star
-        rows.append(dict(subset=int(r["subset"]), revisit_steps=revisit, lr_star=lr_star, m_star=m_star,
-                         turn_up=r["turn_up"], turn_up_past_grid=r.get("turn_up_past_grid"), turn_up_over_m_star=ratio,
-                         consistent=bool(1 / CONSISTENT_FACTOR <= ratio <= CONSISTENT_FACTOR)))
+        rows.append(
+            dict(
+                subset=int(r["subset"]),
+                revisit_steps=revisit,
+                lr_star=lr_star,
+                m_star=m_star,
+                turn_up=r["turn_up"],
+                turn_up_past_grid=r.get("turn_up_past_grid"),
+                turn_up_over_m_star=ratio,
+                consistent=bool(1 / CONSISTENT_FACTOR <= ratio <= CONSISTENT_FACTOR),
+            )
+        )
     return _clean(rows)
 
 
@@ -693,11 +828,41 @@ def _text_table(records: list[dict], columns: list[str]) -> str:
 def format_table(summary: dict) -> str:
     """The summary as plain text: one table per section present, then the checks."""
     sections = [
-        ("LR sweep: fitted optimum (multiplier of base LR)", "optimum", ["subset", "m_opt", "m_opt_lo", "m_opt_hi", "m_argmin", "test_loss_min", "n_seeds"]),
-        ("LR sweep: curvature limit and test-loss turn-up", "curvature", ["subset", "curvature_limit", "turn_up", "first_diverged"]),
-        ("Forgetting probe: loss_now(age) = a - b exp(-age/tau), age in epochs", "forgetting", ["condition", "multiplier", "lr", "a", "b", "tau", "tau_lo", "tau_hi", "gap", "gap_lo", "gap_hi", "oldest_age", "fit_ok"]),
-        ("Forgetting probe: probed runs on the test set", "reference", ["condition", "multiplier", "lr", "test_loss", "test_loss_lo", "test_loss_hi", "train_loss", "n_runs"]),
-    ]  # fmt: skip
+        (
+            "LR sweep: fitted optimum (multiplier of base LR)",
+            "optimum",
+            ["subset", "m_opt", "m_opt_lo", "m_opt_hi", "m_argmin", "test_loss_min", "n_seeds"],
+        ),
+        (
+            "LR sweep: curvature limit and test-loss turn-up",
+            "curvature",
+            ["subset", "curvature_limit", "turn_up", "first_diverged"],
+        ),
+        (
+            "Forgetting probe: loss_now(age) = a - b exp(-age/tau), age in epochs",
+            "forgetting",
+            [
+                "condition",
+                "multiplier",
+                "lr",
+                "a",
+                "b",
+                "tau",
+                "tau_lo",
+                "tau_hi",
+                "gap",
+                "gap_lo",
+                "gap_hi",
+                "oldest_age",
+                "fit_ok",
+            ],
+        ),
+        (
+            "Forgetting probe: probed runs on the test set",
+            "reference",
+            ["condition", "multiplier", "lr", "test_loss", "test_loss_lo", "test_loss_hi", "train_loss", "n_runs"],
+        ),
+    ]
     parts = []
     for title, key, cols in sections:
         if summary.get(key):
@@ -731,8 +896,12 @@ def verdict_lines(verdicts: dict) -> list[str]:
         )
     b = verdicts.get("b")
     if b is not None:
-        gaps = ", ".join(f"x{_fmt(m)}: {_fmt(g)} [{_fmt(lo)}, {_fmt(hi)}]"
-                         for m, g, lo, hi in zip(b.get("multipliers", []), b.get("gaps", []), b.get("gap_lo", []), b.get("gap_hi", [])))
+        gaps = ", ".join(
+            f"x{_fmt(m)}: {_fmt(g)} [{_fmt(lo)}, {_fmt(hi)}]"
+            for m, g, lo, hi in zip(
+                b.get("multipliers", []), b.get("gaps", []), b.get("gap_lo", []), b.get("gap_hi", [])
+            )
+        )
         why = f"; {b['reason']}" if b.get("holds") is None and b.get("reason") else ""
         lines.append(
             f"(b) {b.get('condition', FULL_AUG)}: {_holds(b.get('holds'))}  (gap oldest - final: {gaps}; "
@@ -743,8 +912,10 @@ def verdict_lines(verdicts: dict) -> list[str]:
         if law.get("alpha") is None:
             lines.append(f"tau law: not fitted ({law.get('reason', '')})")
         else:
-            lines.append(f"tau law (tau in SGD steps, natural logs): log tau = {_fmt(law['c'])} - alpha log LR, alpha {_fmt(law['alpha'])} "
-                         f"[{_fmt(law['alpha_lo'])}, {_fmt(law['alpha_hi'])}] over {len(law['lrs'])} LRs")
+            lines.append(
+                f"tau law (tau in SGD steps, natural logs): log tau = {_fmt(law['c'])} - alpha log LR, alpha {_fmt(law['alpha'])} "
+                f"[{_fmt(law['alpha_lo'])}, {_fmt(law['alpha_hi'])}] over {len(law['lrs'])} LRs"
+            )
         for r in law.get("versus_sweep", []):
             lines.append(
                 f"  vs {r['sweep']} ({r['reading']}) N={r['subset']:,}: tau = N/B = {_fmt(r['revisit_steps'])} steps at "

@@ -45,8 +45,13 @@ def load_study(name_or_path: str | Path, kind: str | None = None, **overrides: A
     return studies.load_study(str(name_or_path), kind=kind).with_overrides(**overrides)
 
 
-def train_run(out: str | Path | None = None, data: Cifar10 | None = None, device: str = "auto",
-              preset: str | None = None, **settings: Any) -> dict:  # fmt: skip
+def train_run(
+    out: str | Path | None = None,
+    data: Cifar10 | None = None,
+    device: str = "auto",
+    preset: str | None = None,
+    **settings: Any,
+) -> dict:
     """Train one network; return its result (test loss and accuracy, seconds, diverged, ...).
 
     ``settings`` are `TrainConfig` fields (``net``, ``width``, ``subset``, ``epochs``, ``batch_size``,
@@ -63,8 +68,15 @@ def train_run(out: str | Path | None = None, data: Cifar10 | None = None, device
     return train.train(cfg, data, train.resolve_device(device)).result
 
 
-def run_sweep(study: Study, store: str | Path = "store", data: Cifar10 | None = None, executor: str = "local",
-              workers: int = 1, device: str = "auto", events: SweepEvents | None = None) -> SweepOutcome:  # fmt: skip
+def run_sweep(
+    study: Study,
+    store: str | Path = "store",
+    data: Cifar10 | None = None,
+    executor: str = "local",
+    workers: int = 1,
+    device: str = "auto",
+    events: SweepEvents | None = None,
+) -> SweepOutcome:
     """Train every unfinished run of ``study`` into ``store/<study name>/`` and write its results.csv.
 
     Finished runs are skipped, so an interrupted sweep resumes. ``executor`` is "local" (``workers``
@@ -77,8 +89,9 @@ def run_sweep(study: Study, store: str | Path = "store", data: Cifar10 | None = 
     return sweep.run_sweep(study, Path(store), data, executor, workers, device, events=events)
 
 
-def probe_study(study: Study, store: str | Path = "store", data: Cifar10 | None = None,
-                device: str = "auto") -> ProbeOutcome:  # fmt: skip
+def probe_study(
+    study: Study, store: str | Path = "store", data: Cifar10 | None = None, device: str = "auto"
+) -> ProbeOutcome:
     """Train a probe study's missing runs, then re-evaluate each run's frozen final weights on the exact
     batches of its earlier epochs; writes probe.csv and its companions into ``store/<study name>/``."""
     from forgetting import probe

@@ -136,7 +136,9 @@ class DevicePlan:
     def batch(self, padded: torch.Tensor, labels: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         sl = self.plan.batch(step)
         idx = self.indices[sl]
-        x = apply_choices(padded[idx], self.crop[sl], self.flip[sl], self.cutout[sl], self.plan.spec.cutout, self.arange)
+        x = apply_choices(
+            padded[idx], self.crop[sl], self.flip[sl], self.cutout[sl], self.plan.spec.cutout, self.arange
+        )
         return x, labels[idx]
 
 

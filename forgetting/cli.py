@@ -17,7 +17,11 @@ app = typer.Typer(
     help="Study catastrophic forgetting in fast CIFAR-10 training (Page, 'How to Train Your ResNet', Part 2).",
 )
 
-DataOpt = typer.Option(None, "--data", help="CIFAR-10 .npz or cifar-10-batches-py folder (default: $FORGETTING_DATA, then torchvision's cache)")
+DataOpt = typer.Option(
+    None,
+    "--data",
+    help="CIFAR-10 .npz or cifar-10-batches-py folder (default: $FORGETTING_DATA, then torchvision's cache)",
+)
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
 PrecisionOpt = typer.Option(None, "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
 CompileOpt = typer.Option(None, "--compile/--no-compile", help="torch.compile the training step (default: CUDA only)")
@@ -68,10 +72,21 @@ def train(
     from forgetting.console import EpochTable, console, progress_bar
 
     cfg = train_mod.make_config(
-        preset, lr=lr, net=net, width=width, subset=subset, epochs=epochs, batch_size=batch_size,
-        augment=augment, cutout=cutout, seed=seed, eval_every=eval_every, precision=precision, compile=compile,
+        preset,
+        lr=lr,
+        net=net,
+        width=width,
+        subset=subset,
+        epochs=epochs,
+        batch_size=batch_size,
+        augment=augment,
+        cutout=cutout,
+        seed=seed,
+        eval_every=eval_every,
+        precision=precision,
+        compile=compile,
         drop_last=drop_last,
-    )  # fmt: skip
+    )
     dev = train_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
     with progress_bar(transient=True) as bar:
@@ -134,24 +149,46 @@ def lr_find(
 
     seed_list = tuple(_ints(seeds, "seeds") or ())
     cfg = train_mod.TrainConfig(
-        net=net, width=width, subset=subset, batch_size=batch_size, augment=augment, precision=precision, compile=compile
+        net=net,
+        width=width,
+        subset=subset,
+        batch_size=batch_size,
+        augment=augment,
+        precision=precision,
+        compile=compile,
     )
     dev = train_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
     ensure_folder(out, "--out folder")  # before the range test, not after it
     with progress_bar(transient=True) as bar:
-        res = lr_finder.find_lr(cfg, cifar, dev, method=method, seeds=seed_list, num_steps=steps,
-                                start_lr=start_lr, end_lr=end_lr, callbacks=LRFindProgress(bar))  # fmt: skip
+        res = lr_finder.find_lr(
+            cfg,
+            cifar,
+            dev,
+            method=method,
+            seeds=seed_list,
+            num_steps=steps,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            callbacks=LRFindProgress(bar),
+        )
     frame = res.curves_frame()
     atomic_write_bytes(out / "lr_find.csv", frame.to_csv(index=False).encode())
     atomic_write_bytes(out / "lr_find.json", json_bytes(res.to_dict()))
     aug = "crop+flip" if augment else "no augmentation"
     title = f"{net} x{width:g}, {subset:,} images, batch {batch_size}, {aug}, {steps} steps, {dev.type}"
     plots.plot_lr_find(frame, res.suggestion, method, out / "lr_find", title)
-    spread = f" (median of {len(seed_list)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})" if len(seed_list) > 1 else ""
+    spread = (
+        f" (median of {len(seed_list)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})"
+        if len(seed_list) > 1
+        else ""
+    )
     console.print(f"suggested LR ({method}): {res.suggestion:.4g}{spread} -> {out}")
     others = ", ".join(f"{m} {v['suggestion']:.4g}" for m, v in res.all_methods().items() if m != method)
-    console.print(f"other rules: {others}; " + ", ".join(f"seed {s} {c.stopped} after {len(c)} steps" for s, c in res.curves.items()))
+    console.print(
+        f"other rules: {others}; "
+        + ", ".join(f"seed {s} {c.stopped} after {len(c)} steps" for s, c in res.curves.items())
+    )
 
 
 StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
@@ -185,19 +222,31 @@ def sweep_lr(
     from forgetting.console import SweepProgress, console, lr_sweep_table, progress_bar
 
     s = studies.load_study(study, kind="lr-sweep").with_overrides(
-        multipliers=_floats(multipliers, "multipliers"), sizes=_ints(sizes, "sizes"), epochs=epochs, warmup=warmup,
-        batch_size=batch_size, seeds=_ints(seeds, "seeds"), base_lr=_base_lr(base_lr), width=width,
-        precision=precision, compile=compile, drop_last=drop_last,
-    )  # fmt: skip
+        multipliers=_floats(multipliers, "multipliers"),
+        sizes=_ints(sizes, "sizes"),
+        epochs=epochs,
+        warmup=warmup,
+        batch_size=batch_size,
+        seeds=_ints(seeds, "seeds"),
+        base_lr=_base_lr(base_lr),
+        width=width,
+        precision=precision,
+        compile=compile,
+        drop_last=drop_last,
+    )
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
-        outcome = sweep.run_sweep(s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events)
+        outcome = sweep.run_sweep(
+            s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events
+        )
     console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
     rep = report.study_report(outcome.store.dir)
     console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
     console.print(f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs in {outcome.seconds:.0f} s")
-    console.print(f"wrote {outcome.store.dir / 'results.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}")
+    console.print(
+        f"wrote {outcome.store.dir / 'results.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}"
+    )
     if events.failed:
         raise typer.Exit(1)
 
@@ -229,26 +278,47 @@ def probe_epochs(
     from forgetting.console import ProbeProgress, SweepProgress, console, probe_table, progress_bar
 
     s = studies.load_study(study, kind="probe").with_overrides(
-        epochs=epochs, warmup=warmup, width=width, subset=subset, batch_size=batch_size,
-        multipliers=_floats(multipliers, "multipliers"), base_lr=_base_lr(base_lr), seeds=_ints(seeds, "seeds"),
-        last_epochs=last_epochs, bn=bn, precision=precision, compile=compile, drop_last=drop_last,
-    )  # fmt: skip
+        epochs=epochs,
+        warmup=warmup,
+        width=width,
+        subset=subset,
+        batch_size=batch_size,
+        multipliers=_floats(multipliers, "multipliers"),
+        base_lr=_base_lr(base_lr),
+        seeds=_ints(seeds, "seeds"),
+        last_epochs=last_epochs,
+        bn=bn,
+        precision=precision,
+        compile=compile,
+        drop_last=drop_last,
+    )
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
-        outcome = probe.probe_study(s, store, cifar, device, sweep_kwargs=dict(executor=executor, workers=workers),
-                                    sweep_events=events, probe_events=ProbeProgress(bar))  # fmt: skip
+        outcome = probe.probe_study(
+            s,
+            store,
+            cifar,
+            device,
+            sweep_kwargs=dict(executor=executor, workers=workers),
+            sweep_events=events,
+            probe_events=ProbeProgress(bar),
+        )
     console.print(probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})"))
     rep = report.study_report(outcome.sweep.store.dir)
     console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
     for run, (train_s, probe_s) in outcome.seconds.items():
         console.print(f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)")
-    console.print(f"wrote {outcome.sweep.store.dir / 'probe.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}")
+    console.print(
+        f"wrote {outcome.sweep.store.dir / 'probe.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}"
+    )
 
 
 @app.command()
 def figures(
-    store: Path = typer.Option(Path("store"), "--store", help="a run store, or a folder of study tables such as results/"),
+    store: Path = typer.Option(
+        Path("store"), "--store", help="a run store, or a folder of study tables such as results/"
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="where to write (default: beside the tables)"),
 ):
     """Regenerate every figure and summary.json from stored tables alone (no training, no weights)."""

@@ -293,8 +293,9 @@ def range_test(
     finally:
         optimizer.zero_grad(set_to_none=True)
         _restore(model, optimizer, snap)
-    return LRFindCurve(np.array(lrs), np.array(losses), np.array(smoothed), num_steps, stopped,
-                       round(time.perf_counter() - t0, 3))  # fmt: skip
+    return LRFindCurve(
+        np.array(lrs), np.array(losses), np.array(smoothed), num_steps, stopped, round(time.perf_counter() - t0, 3)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -350,11 +351,20 @@ class LRFindResult:
             spread=list(self.spread),
             seeds=list(self.seeds),
             per_seed={str(s): self.suggestions[s] for s in self.seeds},
-            methods={m: dict(v, per_seed={str(k): x for k, x in v["per_seed"].items()})
-                     for m, v in self.all_methods().items()},  # fmt: skip
-            curves={str(s): dict(steps=len(c), planned=c.num_steps, stopped=c.stopped,
-                                 last_lr=float(c.lrs[-1]) if len(c) else None, seconds=c.seconds)
-                    for s, c in self.curves.items()},  # fmt: skip
+            methods={
+                m: dict(v, per_seed={str(k): x for k, x in v["per_seed"].items()})
+                for m, v in self.all_methods().items()
+            },
+            curves={
+                str(s): dict(
+                    steps=len(c),
+                    planned=c.num_steps,
+                    stopped=c.stopped,
+                    last_lr=float(c.lrs[-1]) if len(c) else None,
+                    seconds=c.seconds,
+                )
+                for s, c in self.curves.items()
+            },
             settings=self.settings,
             config=self.config,
             device=self.device,
@@ -430,9 +440,19 @@ def find_lr(
         stepped = torch.compile(model, dynamic=False) if train_mod.use_compile(c, device) else model
         cb = None if callbacks is None else _Offset(callbacks, k * num_steps, total)
         curves[seed] = range_test(
-            stepped, opt, config_batches(c, prep, device), cross_entropy, start_lr, end_lr, num_steps,
-            beta, diverge_factor, device, cb, c.precision,
-        )  # fmt: skip
+            stepped,
+            opt,
+            config_batches(c, prep, device),
+            cross_entropy,
+            start_lr,
+            end_lr,
+            num_steps,
+            beta,
+            diverge_factor,
+            device,
+            cb,
+            c.precision,
+        )
         if callbacks is not None and len(curves[seed]) < num_steps:
             callbacks.step((k + 1) * num_steps, total)
         del model, opt
@@ -445,8 +465,11 @@ def find_lr(
         suggestions=per_seed,
         suggestion=_median_log(vals),
         spread=(min(vals), max(vals)),
-        config={k: v for k, v in cfg.identity().items() if k not in ("seed", "epochs", "lr_knots", "eval_every",
-                                                                      "eval_last")},
+        config={
+            k: v
+            for k, v in cfg.identity().items()
+            if k not in ("seed", "epochs", "lr_knots", "eval_every", "eval_last")
+        },
         settings=dict(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, beta=beta, diverge_factor=diverge_factor),
         device=str(device),
         seconds=round(time.perf_counter() - t0, 3),

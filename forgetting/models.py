@@ -49,7 +49,9 @@ class ConcatPool(nn.Module):
     """Max-pool 4 and avg-pool 4 of the final 4x4 map, concatenated."""
 
     def forward(self, x):
-        return torch.cat([nn.functional.adaptive_max_pool2d(x, 1), nn.functional.adaptive_avg_pool2d(x, 1)], 1).flatten(1)
+        return torch.cat([nn.functional.adaptive_max_pool2d(x, 1), nn.functional.adaptive_avg_pool2d(x, 1)], 1).flatten(
+            1
+        )
 
 
 def dawn18(width: float = 1.0, shortcut: str = "page", bn_init: str = "uniform", num_classes: int = 10) -> nn.Module:
@@ -95,11 +97,19 @@ def resnet9(width: float = 1.0, bn_init: str = "ones", num_classes: int = 10) ->
     c = [channels(k, width) for k in (64, 128, 256, 512)]
     return nn.Sequential(
         _conv_bn(3, c[0], bn_init),
-        _conv_bn(c[0], c[1], bn_init), nn.MaxPool2d(2), Residual(c[1], bn_init),
-        _conv_bn(c[1], c[2], bn_init), nn.MaxPool2d(2),
-        _conv_bn(c[2], c[3], bn_init), nn.MaxPool2d(2), Residual(c[3], bn_init),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c[3], num_classes, bias=False), Scale(0.125),
-    )  # fmt: skip
+        _conv_bn(c[0], c[1], bn_init),
+        nn.MaxPool2d(2),
+        Residual(c[1], bn_init),
+        _conv_bn(c[1], c[2], bn_init),
+        nn.MaxPool2d(2),
+        _conv_bn(c[2], c[3], bn_init),
+        nn.MaxPool2d(2),
+        Residual(c[3], bn_init),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c[3], num_classes, bias=False),
+        Scale(0.125),
+    )
 
 
 def build(net: str, width: float = 1.0, shortcut: str = "page", bn_init: str | None = None) -> nn.Module:

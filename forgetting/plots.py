@@ -135,8 +135,10 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
         fig = Figure(figsize=(11, 5.4))
         fig.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.27, wspace=0.2)
         axes = fig.subplots(1, 2)
-        panels = (("test_loss", "test loss", "test loss (test set)"),
-                  ("clean_train_loss", "clean train loss", "clean train loss (training subset, no augmentation)"))  # fmt: skip
+        panels = (
+            ("test_loss", "test loss", "test loss (test set)"),
+            ("clean_train_loss", "clean train loss", "clean train loss (training subset, no augmentation)"),
+        )
         marks = optimum is not None and len(optimum)
         for ax, (col, name, title) in zip(axes, panels):
             minima = agg.groupby("subset")[col].min()
@@ -149,10 +151,25 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
                     ax.fill_between(ok["multiplier"], ok[f"{col}_lo"], ok[f"{col}_hi"], color=colour, alpha=0.18, lw=0)
                 blown = d[d["n_diverged"] > 0]
                 y = 0.96 - 0.035 * row  # one row of marks per subset, in axes fraction
-                ax.plot(blown["multiplier"], np.full(len(blown), y), "x", color=colour, ms=7, mew=2,
-                        transform=ax.get_xaxis_transform(), clip_on=False, label="_diverged")  # fmt: skip
-            _capped_ylim(ax, agg[f"{col}_lo"].fillna(agg[col]), agg[f"{col}_hi"].fillna(agg[col]), minima,
-                         headroom=0.04 * n_rows + 0.04, footroom=0.04 * n_rows + 0.04 if marks and col == "test_loss" else 0)  # fmt: skip
+                ax.plot(
+                    blown["multiplier"],
+                    np.full(len(blown), y),
+                    "x",
+                    color=colour,
+                    ms=7,
+                    mew=2,
+                    transform=ax.get_xaxis_transform(),
+                    clip_on=False,
+                    label="_diverged",
+                )
+            _capped_ylim(
+                ax,
+                agg[f"{col}_lo"].fillna(agg[col]),
+                agg[f"{col}_hi"].fillna(agg[col]),
+                minima,
+                headroom=0.04 * n_rows + 0.04,
+                footroom=0.04 * n_rows + 0.04 if marks and col == "test_loss" else 0,
+            )
             _log2_axis(ax, agg["multiplier"])
             ax.set_xlabel(xlabel)
             ax.set_ylabel(f"{name} ({LOSS_UNIT})")
@@ -165,7 +182,15 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
                 y = 0.04 + 0.035 * row
                 tr = ax.get_xaxis_transform()
                 if np.isfinite(r.m_opt_lo) and np.isfinite(r.m_opt_hi):
-                    ax.plot([r.m_opt_lo, r.m_opt_hi], [y, y], "-", color=colours[r.subset], lw=2, transform=tr, label="_opt_ci")
+                    ax.plot(
+                        [r.m_opt_lo, r.m_opt_hi],
+                        [y, y],
+                        "-",
+                        color=colours[r.subset],
+                        lw=2,
+                        transform=tr,
+                        label="_opt_ci",
+                    )
                 ax.plot([r.m_opt], [y], "v", color=colours[r.subset], ms=8, mec="white", transform=tr, label="_opt")
         handles, labels = axes[0].get_legend_handles_labels()
         if (agg["n_diverged"] > 0).any():
@@ -174,7 +199,9 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
         if marks:
             handles.append(Line2D([], [], ls="-", marker="v", color="0.3", mec="white", ms=8))
             labels.append("fitted optimum, 95% interval (bottom)")
-        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 3), frameon=False)
+        fig.legend(
+            handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 3), frameon=False
+        )
         fig.suptitle(f"Loss against learning rate, one line per training-set size\n{scale}")
     return _save(fig, path_stem)
 
@@ -250,12 +277,16 @@ def plot_forgetting(probe: pd.DataFrame, probe_runs: pd.DataFrame | None, path_s
         extra = [("test loss, same weights", dict(ls="--"))]
         if has_seen:
             extra.append(("loss when trained on", dict(ls=":")))
-        _condition_legend(fig, conditions, colours, [("frozen final weights, 95% interval", dict(marker="o", ms=4))] + extra)
+        _condition_legend(
+            fig, conditions, colours, [("frozen final weights, 95% interval", dict(marker="o", ms=4))] + extra
+        )
         fig.suptitle(f"Forgetting: the final model's loss on the batches of earlier epochs\n{scale}")
     return _save(fig, path_stem)
 
 
-def plot_recency(recency: pd.DataFrame, path_stem, scale: str, probe_runs: pd.DataFrame | None = None, bins=12) -> SavedFigure:
+def plot_recency(
+    recency: pd.DataFrame, path_stem, scale: str, probe_runs: pd.DataFrame | None = None, bins=12
+) -> SavedFigure:
     """Loss of each training example under the final weights against training steps since its most
     recent presentation (binned, analysis.recency_aggregates), a panel per LR, a line per condition.
     The x axis is symlog so that 0 (seen in the final step) has a place."""
@@ -282,7 +313,9 @@ def plot_recency(recency: pd.DataFrame, path_stem, scale: str, probe_runs: pd.Da
         axes[0].set_ylabel(f"loss of the final weights ({LOSS_UNIT})")
         _capped_ylim(axes[0], lows, highs, [min(lows)])
         extra = [("test loss, same weights", dict(ls="--"))] if probe_runs is not None and len(probe_runs) else []
-        _condition_legend(fig, conditions, colours, [("mean over examples in the bin, 95% interval", dict(marker="o", ms=4))] + extra)
+        _condition_legend(
+            fig, conditions, colours, [("mean over examples in the bin, 95% interval", dict(marker="o", ms=4))] + extra
+        )
         fig.suptitle(f"Forgetting by example: loss against time since the example was last trained on\n{scale}")
     return _save(fig, path_stem)
 
@@ -341,20 +374,40 @@ def plot_tau_lr(law: dict, path_stem, scale: str) -> SavedFigure:
         fig = Figure(figsize=(7, 4.8), layout="constrained")
         ax = fig.subplots()
         err = np.vstack([ok["tau"] - ok["tau_lo"].fillna(ok["tau"]), ok["tau_hi"].fillna(ok["tau"]) - ok["tau"]])
-        ax.errorbar(ok["lr"], ok["tau"], yerr=np.clip(err, 0, None), fmt="o", color="C0", capsize=3,
-                    label="fitted tau, 95% seed-bootstrap interval")
+        ax.errorbar(
+            ok["lr"],
+            ok["tau"],
+            yerr=np.clip(err, 0, None),
+            fmt="o",
+            color="C0",
+            capsize=3,
+            label="fitted tau, 95% seed-bootstrap interval",
+        )
         if law.get("alpha") is not None:
             lrs = np.geomspace(taus["lr"].min() / 1.5, taus["lr"].max() * 1.5, 50)
-            ax.plot(lrs, np.exp(law["c"]) * lrs ** -law["alpha"], "-", color="C0", alpha=0.6,
-                    label=f"tau ∝ LR^-α, α = {law['alpha']:.2f} [{law['alpha_lo']:.2f}, {law['alpha_hi']:.2f}]")
+            ax.plot(
+                lrs,
+                np.exp(law["c"]) * lrs ** -law["alpha"],
+                "-",
+                color="C0",
+                alpha=0.6,
+                label=f"tau ∝ LR^-α, α = {law['alpha']:.2f} [{law['alpha_lo']:.2f}, {law['alpha_hi']:.2f}]",
+            )
         palette = sns.color_palette("colorblind")
         for i, r in enumerate(law.get("versus_sweep") or []):
             colour = palette[(i + 2) % len(palette)]
             ax.axhline(r["revisit_steps"], ls=":", color=colour, lw=1.2)
             turn_lr = r["turn_up"] * r["base_lr"]
             past = " (past the grid)" if r.get("turn_up_past_grid") else ""
-            ax.plot([turn_lr], [r["revisit_steps"]], marker="v", ms=9, color=colour, ls="none",
-                    label=f"{r['sweep']} N={r['subset']:,}: N/B = {r['revisit_steps']:g} steps, turn-up LR{past}")
+            ax.plot(
+                [turn_lr],
+                [r["revisit_steps"]],
+                marker="v",
+                ms=9,
+                color=colour,
+                ls="none",
+                label=f"{r['sweep']} N={r['subset']:,}: N/B = {r['revisit_steps']:g} steps, turn-up LR{past}",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("learning rate (mean-loss convention, log scale)")

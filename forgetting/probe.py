@@ -151,8 +151,15 @@ def probe_run(
             x = augment.apply_choices(prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, spec.cutout)
             loss, correct = per_example(model, x, prep.train_labels[idx], precision=cfg.precision)
         else:  # batch statistics depend on the batch: replay the training batches as they were
-            parts = [per_example(model, *dplan.batch(prep.train_padded, prep.train_labels, s), batch=cfg.batch_size,
-                                 precision=cfg.precision) for s in range(n_steps)]  # fmt: skip
+            parts = [
+                per_example(
+                    model,
+                    *dplan.batch(prep.train_padded, prep.train_labels, s),
+                    batch=cfg.batch_size,
+                    precision=cfg.precision,
+                )
+                for s in range(n_steps)
+            ]
             loss, correct = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         loss_h = loss.float().cpu().numpy()
         acc_h = correct.cpu().numpy()
@@ -160,9 +167,18 @@ def probe_run(
         by_step_acc = per_step_mean(acc_h, sizes)
         for s in range(n_steps):
             rec = recorded[(epoch, epoch * n_steps + s)]
-            rows.append(dict(step=epoch * n_steps + s, epoch=epoch, epoch_age=n_epochs - 1 - epoch, step_lr=rec.lr,
-                             loss_now=float(by_step_loss[s]), acc_now=float(by_step_acc[s]),
-                             loss_when_seen=rec.loss, n=int(sizes[s])))  # fmt: skip
+            rows.append(
+                dict(
+                    step=epoch * n_steps + s,
+                    epoch=epoch,
+                    epoch_age=n_epochs - 1 - epoch,
+                    step_lr=rec.lr,
+                    loss_now=float(by_step_loss[s]),
+                    acc_now=float(by_step_acc[s]),
+                    loss_when_seen=rec.loss,
+                    n=int(sizes[s]),
+                )
+            )
         pres_index.append(plan.indices)
         pres_step.append(epoch * n_steps + np.arange(len(plan.indices)) // cfg.batch_size)
         pres_loss.append(loss_h)
@@ -175,8 +191,13 @@ def probe_run(
     idx_all, step_all, loss_all = map(np.concatenate, (pres_index, pres_step, pres_loss))
     order = np.lexsort((step_all, idx_all))  # by index, then step: the last of each index is its newest
     last = np.r_[idx_all[order][1:] != idx_all[order][:-1], True]
-    recency = pd.DataFrame(dict(index=idx_all[order][last], steps_since_seen=total_steps - 1 - step_all[order][last],
-                                loss_now=loss_all[order][last]))  # fmt: skip
+    recency = pd.DataFrame(
+        dict(
+            index=idx_all[order][last],
+            steps_since_seen=total_steps - 1 - step_all[order][last],
+            loss_now=loss_all[order][last],
+        )
+    )
 
     # Toneva statistics from training records; loss now on the clean (unaugmented) image.
     forget = count_forgetting(examples["order"], examples["correct"], data_mod.TRAIN_SIZE)
@@ -188,13 +209,32 @@ def probe_run(
     forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)
 
     # The reference line: the same weights on the test set, as training measured it in eval mode.
-    run = dict(test_loss=result["test_loss"], test_acc=result["test_acc"], train_loss=result.get("train_loss"), epochs=n_epochs,
-               subset=cfg.subset, train_seconds=result.get("seconds"))  # fmt: skip
+    run = dict(
+        test_loss=result["test_loss"],
+        test_acc=result["test_acc"],
+        train_loss=result.get("train_loss"),
+        epochs=n_epochs,
+        subset=cfg.subset,
+        train_seconds=result.get("seconds"),
+    )
     return RunProbe(pd.DataFrame(rows), forget, recency, run)
 
 
-PROBE_COLUMNS = ["run", "condition", "multiplier", "lr", "seed", "step", "epoch", "epoch_age", "step_lr",
-                 "loss_now", "acc_now", "loss_when_seen", "n"]  # fmt: skip
+PROBE_COLUMNS = [
+    "run",
+    "condition",
+    "multiplier",
+    "lr",
+    "seed",
+    "step",
+    "epoch",
+    "epoch_age",
+    "step_lr",
+    "loss_now",
+    "acc_now",
+    "loss_when_seen",
+    "n",
+]
 KEYS = ["run", "condition", "multiplier", "lr", "seed"]
 
 
@@ -209,8 +249,17 @@ class ProbeOutcome:
     seconds: dict  # run id -> (train seconds, probe seconds)
 
 
-def probe_study(study, store_root: Path, cifar, device="auto", last_epochs=None, bn=None, sweep_kwargs=None,
-                sweep_events=None, probe_events=None) -> ProbeOutcome:  # fmt: skip
+def probe_study(
+    study,
+    store_root: Path,
+    cifar,
+    device="auto",
+    last_epochs=None,
+    bn=None,
+    sweep_kwargs=None,
+    sweep_events=None,
+    probe_events=None,
+) -> ProbeOutcome:
     """Train the probe study's runs through the sweep engine (finished ones reused), then probe them."""
     import time
 
@@ -228,14 +277,21 @@ def probe_study(study, store_root: Path, cifar, device="auto", last_epochs=None,
     tables = {"probe": [], "runs": [], "recency": [], "examples": []}
     seconds = {}
     for spec in outcome.specs:
-        keys = dict(run=spec.id, condition=spec.meta["condition"], multiplier=spec.meta["multiplier"],
-                    lr=spec.meta["lr"], seed=spec.config.seed)  # fmt: skip
+        keys = dict(
+            run=spec.id,
+            condition=spec.meta["condition"],
+            multiplier=spec.meta["multiplier"],
+            lr=spec.meta["lr"],
+            seed=spec.config.seed,
+        )
         run_dir = outcome.store.run_dir(spec)
         result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else None
         if result is None or result.get("diverged"):
             continue  # failed or diverged runs are in results.csv; there is nothing to probe
         if probe_events is not None:
-            probe_events.start_run(spec, spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs))
+            probe_events.start_run(
+                spec, spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
+            )
         prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
         t0 = time.perf_counter()
         rp = probe_run(run_dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
@@ -252,7 +308,12 @@ def probe_study(study, store_root: Path, cifar, device="auto", last_epochs=None,
     examples = pd.concat(tables["examples"], ignore_index=True)
     examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
     epochs = analysis.epoch_aggregates(probe)
-    for name, df in (("probe", probe), ("probe_runs", runs), ("probe_recency", recency),
-                     ("probe_examples", examples), ("probe_epochs", epochs)):  # fmt: skip
+    for name, df in (
+        ("probe", probe),
+        ("probe_runs", runs),
+        ("probe_recency", recency),
+        ("probe_examples", examples),
+        ("probe_epochs", epochs),
+    ):
         atomic_write_bytes(outcome.store.dir / f"{name}.csv", df.to_csv(index=False).encode())
     return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)

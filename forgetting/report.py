@@ -19,8 +19,17 @@ from forgetting.errors import UserError
 from forgetting.store import atomic_write_json, read_json
 
 # The tables a study folder may hold; `figures --out` copies them so the output stands on its own.
-TABLES = ("study.json", "results.csv", "lr_find.csv", "lr_find.json", "probe.csv", "probe_runs.csv",
-          "probe_epochs.csv", "probe_recency.csv", "probe_examples.csv")  # fmt: skip
+TABLES = (
+    "study.json",
+    "results.csv",
+    "lr_find.csv",
+    "lr_find.json",
+    "probe.csv",
+    "probe_runs.csv",
+    "probe_epochs.csv",
+    "probe_recency.csv",
+    "probe_examples.csv",
+)
 
 
 @dataclass
@@ -123,11 +132,19 @@ def study_report(folder: Path, out: Path | None = None, sweeps: list[dict] | Non
                 shutil.copyfile(folder / name, out / name)
     scale = study["scale"]
     results = _read(folder, "results.csv")
-    probe, probe_runs, recency = _read(folder, "probe.csv"), _read(folder, "probe_runs.csv"), _read(folder, "probe_recency.csv")
+    probe, probe_runs, recency = (
+        _read(folder, "probe.csv"),
+        _read(folder, "probe_runs.csv"),
+        _read(folder, "probe_recency.csv"),
+    )
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
-        summary = analysis.summarise(results=finished if study["kind"] == "lr-sweep" else None,
-                                     probe=probe, probe_runs=probe_runs, recency=recency)  # fmt: skip
+        summary = analysis.summarise(
+            results=finished if study["kind"] == "lr-sweep" else None,
+            probe=probe,
+            probe_runs=probe_runs,
+            recency=recency,
+        )
     except KeyError as e:
         raise UserError(f"{folder}: a table lacks the column {e}; not written by this version of the toolkit") from None
     summary = dict(study=study, **summary)
@@ -163,7 +180,7 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
     if not folders:
         raise UserError(f"{store}: no study folders (folders with a study.json) found")
     # sweeps first: a probe study's tau law is set against the sweeps trained like it
-    kinds = {folder: read_json(folder / "study.json")["kind"] for folder in folders}
+    kinds = {folder: _read_json(folder / "study.json").get("kind") for folder in folders}
     folders.sort(key=lambda f: (kinds[f] != "lr-sweep", f.name))
     reports = []
     for folder in folders:

@@ -194,10 +194,16 @@ def _check_consistency(study: Study, where: str) -> None:
             raise StudyError(f"{where}: a probe study needs 'grid.subset'")
         if not study.conditions:
             raise StudyError(f"{where}: a probe study needs at least one [[conditions]] table")
-    sizes = study.grid["sizes"] if study.kind == "lr-sweep" else [max(1, round(c.fraction * study.grid["subset"])) for c in study.conditions]
+    sizes = (
+        study.grid["sizes"]
+        if study.kind == "lr-sweep"
+        else [max(1, round(c.fraction * study.grid["subset"])) for c in study.conditions]
+    )
     small = min(sizes)
     if study.train["batch_size"] > small:
-        raise StudyError(f"{where}: batch size {study.train['batch_size']} is larger than the smallest subset ({small})")
+        raise StudyError(
+            f"{where}: batch size {study.train['batch_size']} is larger than the smallest subset ({small})"
+        )
     if study.train["eval_last"] > study.train["epochs"]:
         raise StudyError(f"{where}: eval_last {study.train['eval_last']} is longer than epochs {study.train['epochs']}")
     if study.train["warmup"] > study.train["epochs"]:
@@ -220,10 +226,17 @@ def parse_study(doc: dict, where: str) -> Study:
         raise StudyError(f"{where}: condition names must be unique")
     s = parsed["study"]
     study = Study(
-        name=s["name"], kind=s["kind"], scale=s["scale"], description=s["description"],
-        train=parsed["train"], grid=parsed["grid"], lr_find=parsed["lr_find"], probe=parsed["probe"],
-        conditions=conditions, source=where,
-    )  # fmt: skip
+        name=s["name"],
+        kind=s["kind"],
+        scale=s["scale"],
+        description=s["description"],
+        train=parsed["train"],
+        grid=parsed["grid"],
+        lr_find=parsed["lr_find"],
+        probe=parsed["probe"],
+        conditions=conditions,
+        source=where,
+    )
     _check_consistency(study, where)
     return study
 

@@ -75,7 +75,10 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
             (self.batch_size <= self.subset, f"batch size {self.batch_size} is larger than the subset ({self.subset})"),
             (all(lr >= 0 for _, lr in self.lr_knots), "learning rates must not be negative"),
-            (self.bn_init in ("default", "uniform", "ones"), f"bn_init must be default, uniform or ones, not {self.bn_init!r}"),
+            (
+                self.bn_init in ("default", "uniform", "ones"),
+                f"bn_init must be default, uniform or ones, not {self.bn_init!r}",
+            ),
             (self.eval_every >= 0, "eval_every must not be negative"),
             (self.eval_last >= 0, "eval_last must not be negative"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"),
@@ -425,9 +428,16 @@ def train(
         step_acc = per_step_mean(ex_c_h, sizes)
         for s, d in enumerate(plan.digests()):
             steps_rec.append(
-                dict(epoch=epoch, step=epoch * n_steps + s, lr=step_lr[s], digest=d,
-                     loss=float(step_loss_h[s]), acc=float(step_acc[s]), n=int(sizes[s]))
-            )  # fmt: skip
+                dict(
+                    epoch=epoch,
+                    step=epoch * n_steps + s,
+                    lr=step_lr[s],
+                    digest=d,
+                    loss=float(step_loss_h[s]),
+                    acc=float(step_acc[s]),
+                    n=int(sizes[s]),
+                )
+            )
         train_loss = epoch_mean(step_loss_h, sizes)
         diverged = not _finite(train_loss)
         last = epoch == cfg.epochs - 1 or diverged
@@ -439,8 +449,15 @@ def train(
         secs = time.perf_counter() - t0 - epoch_compile
         elapsed += secs
         compile_secs += epoch_compile
-        row = dict(epoch=epoch + 1, lr=float(step_lr[-1]), train_loss=train_loss, train_acc=epoch_mean(step_acc, sizes),
-                   test_loss=test_loss, test_acc=test_acc, seconds=round(secs, 3))  # fmt: skip
+        row = dict(
+            epoch=epoch + 1,
+            lr=float(step_lr[-1]),
+            train_loss=train_loss,
+            train_acc=epoch_mean(step_acc, sizes),
+            test_loss=test_loss,
+            test_acc=test_acc,
+            seconds=round(secs, 3),
+        )
         history.append(row)
         if diverged:
             cb.end_epoch(row)
@@ -448,12 +465,22 @@ def train(
         if checkpoint is not None and not last:
             buf = io.BytesIO()
             torch.save(
-                dict(config=cfg.to_dict(), model=model.state_dict(), optimizer=opt.state_dict(),
-                     scaler=scaler.state_dict(), history=history, steps=steps_rec, ex_order=ex_order,
-                     ex_loss=ex_loss, ex_correct=ex_correct, epoch=epoch + 1, elapsed=elapsed,
-                     compile_secs=compile_secs),
+                dict(
+                    config=cfg.to_dict(),
+                    model=model.state_dict(),
+                    optimizer=opt.state_dict(),
+                    scaler=scaler.state_dict(),
+                    history=history,
+                    steps=steps_rec,
+                    ex_order=ex_order,
+                    ex_loss=ex_loss,
+                    ex_correct=ex_correct,
+                    epoch=epoch + 1,
+                    elapsed=elapsed,
+                    compile_secs=compile_secs,
+                ),
                 buf,
-            )  # fmt: skip
+            )
             atomic_write_bytes(Path(checkpoint), buf.getvalue())
         cb.end_epoch(row)  # after the checkpoint: an interrupt while printing loses no finished epoch
 
@@ -465,22 +492,32 @@ def train(
         clean_loss, clean_acc = evaluate(model, clean, labels, cfg.precision)
     images = sum(len(o) for o in ex_order)
     # Mean over the evaluated last epochs: at a constant LR the final snapshot alone is noisy.
-    tail = [r["test_loss"] for r in history[-max(cfg.eval_last, 1):]]
-    tail_acc = [r["test_acc"] for r in history[-max(cfg.eval_last, 1):]]
+    tail = [r["test_loss"] for r in history[-max(cfg.eval_last, 1) :]]
+    tail_acc = [r["test_acc"] for r in history[-max(cfg.eval_last, 1) :]]
     test_loss_tail = float("nan") if diverged else float(np.nanmean(tail))
     test_acc_tail = float("nan") if diverged else float(np.nanmean(tail_acc))
     result = dict(
-        train_loss=final["train_loss"], train_acc=final["train_acc"],
-        test_loss=final["test_loss"], test_acc=final["test_acc"],
-        test_loss_tail=test_loss_tail, test_acc_tail=test_acc_tail,
+        train_loss=final["train_loss"],
+        train_acc=final["train_acc"],
+        test_loss=final["test_loss"],
+        test_acc=final["test_acc"],
+        test_loss_tail=test_loss_tail,
+        test_acc_tail=test_acc_tail,
         tail_epochs=int(np.isfinite(tail).sum()) if not diverged else 0,
-        clean_train_loss=clean_loss, clean_train_acc=clean_acc,
-        diverged=diverged, epochs_completed=len(history), seconds=round(elapsed, 3),
+        clean_train_loss=clean_loss,
+        clean_train_acc=clean_acc,
+        diverged=diverged,
+        epochs_completed=len(history),
+        seconds=round(elapsed, 3),
         train_images_per_second=round(images / max(elapsed, 1e-9), 2),
-        device=str(device), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        precision=precision_name(dt), torch=torch.__version__,
-        threads=torch.get_num_threads(), compiled=compiled, compile_seconds=round(compile_secs, 3),
-    )  # fmt: skip
+        device=str(device),
+        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        precision=precision_name(dt),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        compiled=compiled,
+        compile_seconds=round(compile_secs, 3),
+    )
     return RunOutput(
         config=cfg.to_dict(),
         history=history,
@@ -494,7 +531,9 @@ def train(
 CHECKPOINT = "checkpoint.pt"
 
 
-def train_to_dir(cfg: TrainConfig, cifar: data_mod.Cifar10, out_dir: Path, device="auto", callbacks=None, cache=None) -> dict:
+def train_to_dir(
+    cfg: TrainConfig, cifar: data_mod.Cifar10, out_dir: Path, device="auto", callbacks=None, cache=None
+) -> dict:
     """Train into ``out_dir``: resumable from its epoch checkpoint, result.json written last."""
     out_dir = ensure_folder(out_dir, "--out folder")
     output = train(cfg, cifar, device, checkpoint=out_dir / CHECKPOINT, callbacks=callbacks, cache=cache)

@@ -15,7 +15,9 @@ MULTIPLIERS = [2.0**k for k in range(-3, 5)]  # 1/8 .. 16
 BASE_LR = 0.025
 
 
-def make_results(m_true: dict[int, float], seeds=range(5), noise=0.005, k=0.05, diverge_at=16.0, rng_seed=0) -> pd.DataFrame:
+def make_results(
+    m_true: dict[int, float], seeds=range(5), noise=0.005, k=0.05, diverge_at=16.0, rng_seed=0
+) -> pd.DataFrame:
     """Sweep table with test_loss = 1 + k (log2 m - log2 m_true)^2 + noise; runs at ``diverge_at`` blow up."""
     rng = np.random.default_rng(rng_seed)
     rows = []
@@ -25,16 +27,38 @@ def make_results(m_true: dict[int, float], seeds=range(5), noise=0.005, k=0.05, 
                 blown = m >= diverge_at
                 test = math.nan if blown else 1 + k * (math.log2(m) - math.log2(mt)) ** 2 + rng.normal(0, noise)
                 clean = math.nan if blown else 0.3 + rng.normal(0, noise)
-                rows.append(dict(
-                    run=f"{subset}-{m}-{seed}", study="synthetic", net="dawn18", width=0.25, subset=subset,
-                    multiplier=m, base_lr=BASE_LR, lr=m * BASE_LR, batch_size=128, epochs=8, warmup=1,
-                    augment=True, seed=seed, train_loss=clean, clean_train_loss=clean, clean_train_acc=0.9,
-                    test_loss=test, test_acc=0.6, diverged=blown, seconds=1.0, device="cpu", status="finished",
-                ))  # fmt: skip
+                rows.append(
+                    dict(
+                        run=f"{subset}-{m}-{seed}",
+                        study="synthetic",
+                        net="dawn18",
+                        width=0.25,
+                        subset=subset,
+                        multiplier=m,
+                        base_lr=BASE_LR,
+                        lr=m * BASE_LR,
+                        batch_size=128,
+                        epochs=8,
+                        warmup=1,
+                        augment=True,
+                        seed=seed,
+                        train_loss=clean,
+                        clean_train_loss=clean,
+                        clean_train_acc=0.9,
+                        test_loss=test,
+                        test_acc=0.6,
+                        diverged=blown,
+                        seconds=1.0,
+                        device="cpu",
+                        status="finished",
+                    )
+                )
     return pd.DataFrame(rows)
 
 
-def make_probe(tau=3.0, a=1.7, b=0.1, ages=12, steps=20, seeds=(0, 1), noise=0.02, conditions=None, rng_seed=1) -> pd.DataFrame:
+def make_probe(
+    tau=3.0, a=1.7, b=0.1, ages=12, steps=20, seeds=(0, 1), noise=0.02, conditions=None, rng_seed=1
+) -> pd.DataFrame:
     """Probe table from loss_now = a - b exp(-age / tau) + noise; ``conditions`` maps
     (condition, multiplier) -> b to vary the effect (b = 0 is no signal)."""
     rng = np.random.default_rng(rng_seed)
@@ -46,11 +70,22 @@ def make_probe(tau=3.0, a=1.7, b=0.1, ages=12, steps=20, seeds=(0, 1), noise=0.0
                 epoch = ages - 1 - age
                 for s in range(steps):
                     loss = a - bb * math.exp(-age / tau) + rng.normal(0, noise)
-                    rows.append(dict(
-                        run=f"{cond}-{m}-{seed}", condition=cond, multiplier=m, lr=0.4 * m, seed=seed,
-                        step=epoch * steps + s, epoch=epoch, epoch_age=age, loss_now=loss, acc_now=0.5,
-                        loss_when_seen=loss + 0.3 * age / ages, n=128,
-                    ))  # fmt: skip
+                    rows.append(
+                        dict(
+                            run=f"{cond}-{m}-{seed}",
+                            condition=cond,
+                            multiplier=m,
+                            lr=0.4 * m,
+                            seed=seed,
+                            step=epoch * steps + s,
+                            epoch=epoch,
+                            epoch_age=age,
+                            loss_now=loss,
+                            acc_now=0.5,
+                            loss_when_seen=loss + 0.3 * age / ages,
+                            n=128,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -158,30 +193,55 @@ def test_epoch_aggregates_means_and_intervals():
 def test_recency_aggregates_bins_every_example():
     rng = np.random.default_rng(0)
     steps = rng.integers(0, 400, 2000)
-    rec = pd.DataFrame(dict(
-        run="r", condition="full-aug", multiplier=1.0, lr=0.4, seed=0, index=np.arange(2000),
-        steps_since_seen=steps, loss_now=1.7 - 0.2 * np.exp(-steps / 50) + rng.normal(0, 0.01, 2000),
-    ))  # fmt: skip
+    rec = pd.DataFrame(
+        dict(
+            run="r",
+            condition="full-aug",
+            multiplier=1.0,
+            lr=0.4,
+            seed=0,
+            index=np.arange(2000),
+            steps_since_seen=steps,
+            loss_now=1.7 - 0.2 * np.exp(-steps / 50) + rng.normal(0, 0.01, 2000),
+        )
+    )
     agg = analysis.recency_aggregates(rec, bins=8)
     assert agg["n"].sum() == 2000
     assert agg["bin_lo"].iloc[0] == 0 and (agg["bin_lo"].to_numpy()[1:] == agg["bin_hi"].to_numpy()[:-1]).all()
     assert agg["loss_now"].iloc[0] < agg["loss_now"].iloc[-1] - 0.1
     lin = analysis.recency_aggregates(rec, bins=np.array([0, 100, 200, 400]))
-    assert list(lin["n"]) == [int((steps < 100).sum()), int(((steps >= 100) & (steps < 200)).sum()), int((steps >= 200).sum())]
+    assert list(lin["n"]) == [
+        int((steps < 100).sum()),
+        int(((steps >= 100) & (steps < 200)).sum()),
+        int((steps >= 200).sum()),
+    ]
 
 
 # ---------------------------------------------------------------- summary (verdicts: tests/test_verdicts.py)
 
 
 def _passing_probe(gaps_b=(0.05, 0.1, 0.2)):
-    return make_probe(conditions={**{("full-aug", m): b for m, b in zip((0.5, 1.0, 2.0), gaps_b)},
-                                  ("half-noaug", 1.0): 0.1})  # fmt: skip
+    return make_probe(
+        conditions={**{("full-aug", m): b for m, b in zip((0.5, 1.0, 2.0), gaps_b)}, ("half-noaug", 1.0): 0.1}
+    )
 
 
 def test_summarise_holds_every_section_and_strict_json():
     results = make_results({6250: 4.0, 12500: 2.0, 50000: 1.0})
-    probe_runs = pd.DataFrame(dict(run=["a", "b"], condition=["full-aug", "half-noaug"], multiplier=1.0, lr=0.4,
-                                   seed=0, test_loss=[1.72, 1.9], test_acc=0.6, train_loss=1.6, epochs=12, subset=5000))  # fmt: skip
+    probe_runs = pd.DataFrame(
+        dict(
+            run=["a", "b"],
+            condition=["full-aug", "half-noaug"],
+            multiplier=1.0,
+            lr=0.4,
+            seed=0,
+            test_loss=[1.72, 1.9],
+            test_acc=0.6,
+            train_loss=1.6,
+            epochs=12,
+            subset=5000,
+        )
+    )
     s = analysis.summarise(results, _passing_probe(), probe_runs, n_boot=100)
     json.dumps(s, allow_nan=False)  # strict JSON: no NaN left
     assert {r["subset"] for r in s["optimum"]} == {6250, 12500, 50000}

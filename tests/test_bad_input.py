@@ -24,22 +24,63 @@ from forgetting import cli, data as data_mod, studies, sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results" / "cpu-lr-sweep"
-TINY_SWEEP = ["--multipliers", "1", "--sizes", "100", "--batch-size", "50", "--epochs", "1", "--width", "0.125", "--base-lr", "0.4",
-              "--seeds", "0", "--device", "cpu"]  # fmt: skip
-TINY_PROBE = ["--epochs", "1", "--warmup", "0", "--width", "0.125", "--subset", "200", "--batch-size", "50", "--multipliers", "1",
-              "--base-lr", "0.4", "--seeds", "0", "--device", "cpu"]  # fmt: skip
+TINY_SWEEP = [
+    "--multipliers",
+    "1",
+    "--sizes",
+    "100",
+    "--batch-size",
+    "50",
+    "--epochs",
+    "1",
+    "--width",
+    "0.125",
+    "--base-lr",
+    "0.4",
+    "--seeds",
+    "0",
+    "--device",
+    "cpu",
+]
+TINY_PROBE = [
+    "--epochs",
+    "1",
+    "--warmup",
+    "0",
+    "--width",
+    "0.125",
+    "--subset",
+    "200",
+    "--batch-size",
+    "50",
+    "--multipliers",
+    "1",
+    "--base-lr",
+    "0.4",
+    "--seeds",
+    "0",
+    "--device",
+    "cpu",
+]
 
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Every file under ``root`` (path -> sha256): what 'unchanged byte for byte' is checked against."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def fake_npz(path: Path, n_train: int = 10, n_test: int = 10, drop: str | None = None) -> Path:
     rng = np.random.default_rng(0)
-    arrays = dict(train_x=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8), train_y=np.arange(n_train) % 10,
-                  test_x=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8), test_y=np.arange(n_test) % 10)  # fmt: skip
+    arrays = dict(
+        train_x=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        train_y=np.arange(n_train) % 10,
+        test_x=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        test_y=np.arange(n_test) % 10,
+    )
     arrays.pop(drop, None)
     np.savez(path, **arrays)
     return path
@@ -47,8 +88,9 @@ def fake_npz(path: Path, n_train: int = 10, n_test: int = 10, drop: str | None =
 
 def probe_runs_without_weights(tmp: Path) -> None:
     """The tiny probe study's runs as a store holds them after a copy that lost every file but result.json."""
-    s = studies.load_study("cpu-probe").with_overrides(epochs=1, warmup=0, width=0.125, subset=200, batch_size=50,
-                                                        multipliers=[1.0], base_lr=0.4, seeds=[0])  # fmt: skip
+    s = studies.load_study("cpu-probe").with_overrides(
+        epochs=1, warmup=0, width=0.125, subset=200, batch_size=50, multipliers=[1.0], base_lr=0.4, seeds=[0]
+    )
     for spec in sweep.expand(s, 0.4):
         run = tmp / "store" / "cpu-probe" / "runs" / spec.id
         run.mkdir(parents=True)
@@ -89,49 +131,149 @@ CASES = {
     "data-missing-file": (["data", "--data", "{tmp}/nope.npz"], "{tmp}/nope.npz", None, False),
     "data-corrupt-npz": (["data", "--data", "{tmp}/bad.npz"], "{tmp}/bad.npz", write("bad.npz", "PK not a zip"), False),
     "data-ten-images": (["data", "--data", "{tmp}/ten.npz"], "{tmp}/ten.npz", lambda t: fake_npz(t / "ten.npz"), False),
-    "data-array-missing": (["data", "--data", "{tmp}/no_y.npz"], "test_y",
-                           lambda t: fake_npz(t / "no_y.npz", drop="test_y"), False),
+    "data-array-missing": (
+        ["data", "--data", "{tmp}/no_y.npz"],
+        "test_y",
+        lambda t: fake_npz(t / "no_y.npz", drop="test_y"),
+        False,
+    ),
     "data-empty-folder": (["data", "--data", "{tmp}/empty"], "{tmp}/empty", lambda t: (t / "empty").mkdir(), False),
     "train-bad-net": (["train", "--net", "vgg", "--out", "{tmp}/run"], "vgg", None, False),
     "train-zero-width": (["train", "--width", "0", "--out", "{tmp}/run"], "width", None, False),
     "train-bad-preset": (["train", "--preset", "part9", "--out", "{tmp}/run"], "part9", None, False),
-    "train-out-is-a-file": (["train", "--width", "0.125", "--subset", "100", "--epochs", "1", "--batch-size", "50",
-                             "--device", "cpu", "--out", "{tmp}/taken"], "{tmp}/taken", write("taken", "x"), True),
+    "train-out-is-a-file": (
+        [
+            "train",
+            "--width",
+            "0.125",
+            "--subset",
+            "100",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--device",
+            "cpu",
+            "--out",
+            "{tmp}/taken",
+        ],
+        "{tmp}/taken",
+        write("taken", "x"),
+        True,
+    ),
     "lr-find-bad-seeds": (["lr-find", "--seeds", "a,b", "--out", "{tmp}/lr"], "a,b", None, False),
-    "lr-find-bad-method": (["lr-find", "--method", "guess", "--subset", "100", "--batch-size", "50", "--width",
-                            "0.125", "--device", "cpu", "--out", "{tmp}/lr"], "guess", None, True),
-    "lr-find-out-is-a-file": (["lr-find", "--subset", "100", "--batch-size", "50", "--width", "0.125", "--device",
-                               "cpu", "--out", "{tmp}/taken"], "{tmp}/taken", write("taken", "x"), True),
+    "lr-find-bad-method": (
+        [
+            "lr-find",
+            "--method",
+            "guess",
+            "--subset",
+            "100",
+            "--batch-size",
+            "50",
+            "--width",
+            "0.125",
+            "--device",
+            "cpu",
+            "--out",
+            "{tmp}/lr",
+        ],
+        "guess",
+        None,
+        True,
+    ),
+    "lr-find-out-is-a-file": (
+        [
+            "lr-find",
+            "--subset",
+            "100",
+            "--batch-size",
+            "50",
+            "--width",
+            "0.125",
+            "--device",
+            "cpu",
+            "--out",
+            "{tmp}/taken",
+        ],
+        "{tmp}/taken",
+        write("taken", "x"),
+        True,
+    ),
     "sweep-unknown-study": (["sweep-lr", "no-such-study", "--store", "{tmp}/store"], "no-such-study", None, False),
-    "sweep-study-not-toml": (["sweep-lr", "{tmp}/broken.toml", "--store", "{tmp}/store"], "{tmp}/broken.toml",
-                             write("broken.toml", "[study\nname = "), False),
-    "sweep-study-unknown-key": (["sweep-lr", "{tmp}/typo.toml", "--store", "{tmp}/store"], "epoch",
-                                write("typo.toml", (REPO_ROOT / "studies" / "cpu-lr-sweep.toml").read_text()
-                                      .replace("epochs =", "epoch =")), False),  # fmt: skip
+    "sweep-study-not-toml": (
+        ["sweep-lr", "{tmp}/broken.toml", "--store", "{tmp}/store"],
+        "{tmp}/broken.toml",
+        write("broken.toml", "[study\nname = "),
+        False,
+    ),
+    "sweep-study-unknown-key": (
+        ["sweep-lr", "{tmp}/typo.toml", "--store", "{tmp}/store"],
+        "epoch",
+        write("typo.toml", (REPO_ROOT / "studies" / "cpu-lr-sweep.toml").read_text().replace("epochs =", "epoch =")),
+        False,
+    ),
     "sweep-wrong-kind": (["sweep-lr", "cpu-probe", "--store", "{tmp}/store"], "cpu-probe", None, False),
-    "sweep-negative-multiplier": (["sweep-lr", "--multipliers", "-1", "--store", "{tmp}/store"], "multipli", None, False),
+    "sweep-negative-multiplier": (
+        ["sweep-lr", "--multipliers", "-1", "--store", "{tmp}/store"],
+        "multipli",
+        None,
+        False,
+    ),
     "sweep-fractional-size": (["sweep-lr", "--sizes", "1.5", "--store", "{tmp}/store"], "1.5", None, False),
     "sweep-bad-base-lr": (["sweep-lr", "--base-lr", "fast", "--store", "{tmp}/store"], "fast", None, False),
     "sweep-bad-device": (["sweep-lr", *TINY_SWEEP[:-1], "tpu", "--store", "{tmp}/store"], "tpu", None, True),
-    "sweep-bad-executor": (["sweep-lr", *TINY_SWEEP, "--executor", "dask", "--store", "{tmp}/store"], "dask", None,
-                           True),
-    "sweep-zero-workers": (["sweep-lr", *TINY_SWEEP, "--workers", "0", "--store", "{tmp}/store"], "--workers", None,
-                           True),
-    "sweep-store-is-a-file": (["sweep-lr", *TINY_SWEEP, "--store", "{tmp}/taken"], "{tmp}/taken", write("taken", "x"),
-                              True),
+    "sweep-bad-executor": (
+        ["sweep-lr", *TINY_SWEEP, "--executor", "dask", "--store", "{tmp}/store"],
+        "dask",
+        None,
+        True,
+    ),
+    "sweep-zero-workers": (
+        ["sweep-lr", *TINY_SWEEP, "--workers", "0", "--store", "{tmp}/store"],
+        "--workers",
+        None,
+        True,
+    ),
+    "sweep-store-is-a-file": (
+        ["sweep-lr", *TINY_SWEEP, "--store", "{tmp}/taken"],
+        "{tmp}/taken",
+        write("taken", "x"),
+        True,
+    ),
     "probe-bad-bn": (["probe-epochs", "--bn", "median", "--store", "{tmp}/store"], "median", None, False),
     "probe-wrong-kind": (["probe-epochs", "cpu-lr-sweep", "--store", "{tmp}/store"], "cpu-lr-sweep", None, False),
-    "probe-run-without-weights": (["probe-epochs", *TINY_PROBE, "--store", "{tmp}/store"], "config.json missing",
-                                  probe_runs_without_weights, True),
+    "probe-run-without-weights": (
+        ["probe-epochs", *TINY_PROBE, "--store", "{tmp}/store"],
+        "config.json missing",
+        probe_runs_without_weights,
+        True,
+    ),
     "figures-no-such-store": (["figures", "--store", "{tmp}/nothing"], "{tmp}/nothing", None, False),
-    "figures-no-study-folders": (["figures", "--store", "{tmp}/empty"], "{tmp}/empty", lambda t: (t / "empty").mkdir(),
-                                 False),
-    "figures-study-json-corrupt": (["figures", "--store", "{tmp}/tables"], "study.json",
-                                   study_folder(study_json="{not json"), False),
-    "figures-results-lack-columns": (["figures", "--store", "{tmp}/tables"], "status",
-                                     study_folder(results_csv="run,subset\nabc,100\n"), False),
-    "figures-results-empty": (["figures", "--store", "{tmp}/tables"], "results.csv", study_folder(results_csv=""),
-                              False),
+    "figures-no-study-folders": (
+        ["figures", "--store", "{tmp}/empty"],
+        "{tmp}/empty",
+        lambda t: (t / "empty").mkdir(),
+        False,
+    ),
+    "figures-study-json-corrupt": (
+        ["figures", "--store", "{tmp}/tables"],
+        "study.json",
+        study_folder(study_json="{not json"),
+        False,
+    ),
+    "figures-results-lack-columns": (
+        ["figures", "--store", "{tmp}/tables"],
+        "status",
+        study_folder(results_csv="run,subset\nabc,100\n"),
+        False,
+    ),
+    "figures-results-empty": (
+        ["figures", "--store", "{tmp}/tables"],
+        "results.csv",
+        study_folder(results_csv=""),
+        False,
+    ),
 }
 
 
@@ -183,8 +325,14 @@ def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(case, tmp_path, cap
 def run_process(args: list[str], tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k not in (data_mod.ENV_VAR, data_mod.SIZES_ENV_VAR)}
     full_env.update(XDG_CACHE_HOME=str(tmp_path / "empty-cache"), OMP_NUM_THREADS="1", **env)
-    return subprocess.run([sys.executable, "-m", "forgetting.cli", *args], capture_output=True, text=True,
-                          env=full_env, cwd=tmp_path, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "forgetting.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=tmp_path,
+        timeout=600,
+    )
 
 
 def test_ten_image_npz_is_refused_by_a_real_process(tmp_path):
@@ -201,6 +349,8 @@ def test_ten_image_npz_is_refused_by_a_real_process(tmp_path):
 def test_store_naming_a_file_is_refused_by_a_real_process(tmp_path, cifar_path):
     taken = tmp_path / "taken"
     taken.write_text("not a store")
-    proc = run_process(["sweep-lr", *TINY_SWEEP, "--store", str(taken)], tmp_path, {data_mod.ENV_VAR: str(cifar_path.resolve())})
+    proc = run_process(
+        ["sweep-lr", *TINY_SWEEP, "--store", str(taken)], tmp_path, {data_mod.ENV_VAR: str(cifar_path.resolve())}
+    )
     assert_one_line(proc.returncode, proc.stdout, proc.stderr, str(taken))
     assert taken.read_text() == "not a store"

@@ -33,8 +33,12 @@ def run_cli(*args: str, tmp_path, env: dict | None = None) -> subprocess.Complet
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "forgetting.cli", *args],
-        capture_output=True, text=True, env=full_env, cwd=REPO_ROOT, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -71,9 +75,11 @@ def test_data_with_env_var_and_small_file(tmp_path):
     path = tmp_path / "small.npz"
     np.savez(
         path,
-        train_x=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), train_y=np.arange(30) % 10,
-        test_x=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), test_y=np.arange(20) % 10,
-    )  # fmt: skip
+        train_x=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
+        train_y=np.arange(30) % 10,
+        test_x=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+        test_y=np.arange(20) % 10,
+    )
     result = runner.invoke(app, ["data"], env={data_mod.ENV_VAR: str(path), data_mod.SIZES_ENV_VAR: "any"})
     assert result.exit_code == 0, result.output
     assert str(path) in result.output
@@ -148,8 +154,23 @@ def test_help_lists_commands():
 @pytest.mark.integration
 def test_train_tiny_run_writes_run_files(cifar_path, tmp_path, one_thread):
     out = tmp_path / "run"
-    args = ["train", "--width", "0.125", "--subset", "500", "--epochs", "1", "--batch-size", "100",
-            "--device", "cpu", "--data", str(cifar_path), "--out", str(out)]  # fmt: skip
+    args = [
+        "train",
+        "--width",
+        "0.125",
+        "--subset",
+        "500",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        "--device",
+        "cpu",
+        "--data",
+        str(cifar_path),
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     assert "finished" in result.output

@@ -53,7 +53,7 @@ def replay(order: pd.DataFrame, weigh) -> list[tuple[float, float]]:
         clock.now += row.seconds
         eta.finished(row.work if weigh else 1)
         done += row.work
-        real = order["seconds"].iloc[i + 1:].sum()
+        real = order["seconds"].iloc[i + 1 :].sum()
         if real > 0:
             out.append((done / order["work"].sum(), eta.remaining() / real))
     return out

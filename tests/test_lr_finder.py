@@ -37,10 +37,16 @@ def _assert_same(a, b, where="state"):
 def _small_convnet():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10),
-    )  # fmt: skip
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
 
 
 def _image_batches(n, b=8, seed=0):
@@ -72,7 +78,9 @@ def test_range_test_restores_model_and_optimizer_exactly(precision):
             seen.append(model[0].weight.detach().clone())
 
     batches = _image_batches(5, seed=3)
-    curve = range_test(model, opt, batches, start_lr=1e-3, end_lr=1.0, num_steps=12, callbacks=Spy(), precision=precision)
+    curve = range_test(
+        model, opt, batches, start_lr=1e-3, end_lr=1.0, num_steps=12, callbacks=Spy(), precision=precision
+    )
     assert len(curve) == 12 and curve.stopped == "completed"  # the list of 5 batches was cycled
     assert not torch.equal(seen[-1], before_model["0.weight"])
     _assert_same(before_model, model.state_dict(), "model")

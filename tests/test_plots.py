@@ -24,8 +24,19 @@ def results() -> pd.DataFrame:
             for seed in (0, 1):
                 blown = m == 8.0 and (subset == 10000 or seed == 1)
                 test = math.nan if blown else 1 + 0.05 * (math.log2(m / mt)) ** 2 + rng.normal(0, 0.01)
-                rows.append(dict(subset=subset, multiplier=m, base_lr=0.025, lr=0.025 * m, seed=seed, status="finished",
-                                 diverged=blown, test_loss=test, clean_train_loss=math.nan if blown else 0.4 + 0.01 * m))  # fmt: skip
+                rows.append(
+                    dict(
+                        subset=subset,
+                        multiplier=m,
+                        base_lr=0.025,
+                        lr=0.025 * m,
+                        seed=seed,
+                        status="finished",
+                        diverged=blown,
+                        test_loss=test,
+                        clean_train_loss=math.nan if blown else 0.4 + 0.01 * m,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -38,15 +49,45 @@ def probe() -> pd.DataFrame:
             for age in range(6):
                 for step in range(5):
                     loss = 1.7 - b * m * math.exp(-age / 2) + rng.normal(0, 0.01)
-                    rows.append(dict(run=f"{cond}{m}", condition=cond, multiplier=m, lr=0.4 * m, seed=0, step=step,
-                                     epoch=5 - age, epoch_age=age, loss_now=loss, acc_now=0.5, loss_when_seen=loss + 0.02 * age, n=64))  # fmt: skip
+                    rows.append(
+                        dict(
+                            run=f"{cond}{m}",
+                            condition=cond,
+                            multiplier=m,
+                            lr=0.4 * m,
+                            seed=0,
+                            step=step,
+                            epoch=5 - age,
+                            epoch_age=age,
+                            loss_now=loss,
+                            acc_now=0.5,
+                            loss_when_seen=loss + 0.02 * age,
+                            n=64,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def probe_runs() -> pd.DataFrame:
-    return pd.DataFrame([dict(run=f"{c}{m}", condition=c, multiplier=m, lr=0.4 * m, seed=0, test_loss=1.72, test_acc=0.4,
-                              train_loss=1.6, epochs=6, subset=5000) for c in ("half-noaug", "full-aug") for m in (0.5, 1.0, 2.0)])  # fmt: skip
+    return pd.DataFrame(
+        [
+            dict(
+                run=f"{c}{m}",
+                condition=c,
+                multiplier=m,
+                lr=0.4 * m,
+                seed=0,
+                test_loss=1.72,
+                test_acc=0.4,
+                train_loss=1.6,
+                epochs=6,
+                subset=5000,
+            )
+            for c in ("half-noaug", "full-aug")
+            for m in (0.5, 1.0, 2.0)
+        ]
+    )
 
 
 def _assert_written(saved, stem):
@@ -94,7 +135,9 @@ def test_forgetting_figure_has_a_panel_per_lr(tmp_path, probe, probe_runs):
 
 
 def test_forgetting_figure_without_reference_or_loss_when_seen(tmp_path, probe):
-    saved = plots.plot_forgetting(probe.drop(columns="loss_when_seen").query("multiplier == 1.0"), None, tmp_path / "f", SCALE)
+    saved = plots.plot_forgetting(
+        probe.drop(columns="loss_when_seen").query("multiplier == 1.0"), None, tmp_path / "f", SCALE
+    )
     (ax,) = saved.figure.axes
     assert len(ax.get_lines()) == 2
 
@@ -102,8 +145,18 @@ def test_forgetting_figure_without_reference_or_loss_when_seen(tmp_path, probe):
 def test_recency_figure(tmp_path, probe_runs):
     rng = np.random.default_rng(2)
     steps = rng.integers(0, 300, 600)
-    rec = pd.DataFrame(dict(run="r", condition=np.repeat(["half-noaug", "full-aug"], 300), multiplier=np.tile([0.5, 2.0], 300),
-                            lr=0.2, seed=0, index=np.arange(600), steps_since_seen=steps, loss_now=1.6 + 0.001 * steps))  # fmt: skip
+    rec = pd.DataFrame(
+        dict(
+            run="r",
+            condition=np.repeat(["half-noaug", "full-aug"], 300),
+            multiplier=np.tile([0.5, 2.0], 300),
+            lr=0.2,
+            seed=0,
+            index=np.arange(600),
+            steps_since_seen=steps,
+            loss_now=1.6 + 0.001 * steps,
+        )
+    )
     saved = plots.plot_recency(rec, tmp_path / "recency", SCALE, probe_runs=probe_runs, bins=6)
     _assert_written(saved, tmp_path / "recency")
     assert len(saved.figure.axes) == 2
@@ -112,8 +165,14 @@ def test_recency_figure(tmp_path, probe_runs):
 
 def test_lr_find_figure(tmp_path):
     lrs = np.geomspace(1e-4, 10, 50)
-    curves = pd.concat([pd.DataFrame(dict(seed=s, lr=lrs, loss=2.3 - 0.5 * np.tanh(lrs) + 0.05 * s, smoothed_loss=2.3 - 0.5 * np.tanh(lrs)))
-                        for s in (0, 1)])  # fmt: skip
+    curves = pd.concat(
+        [
+            pd.DataFrame(
+                dict(seed=s, lr=lrs, loss=2.3 - 0.5 * np.tanh(lrs) + 0.05 * s, smoothed_loss=2.3 - 0.5 * np.tanh(lrs))
+            )
+            for s in (0, 1)
+        ]
+    )
     saved = plots.plot_lr_find(curves, 0.4, "steepest", tmp_path / "lrfind", "lr-find: dawn18 width 0.25")
     _assert_written(saved, tmp_path / "lrfind")
     (ax,) = saved.figure.axes
@@ -133,9 +192,21 @@ def test_multiplier_labels():
 def test_tau_lr_figure_has_points_fit_and_revisit_lines(tmp_path):
     law = dict(
         taus=[dict(multiplier=m, lr=0.03 * m, tau=40.0 / m, tau_lo=30.0 / m, tau_hi=55.0 / m) for m in (0.5, 1, 2, 4)],
-        alpha=1.0, alpha_lo=0.8, alpha_hi=1.2, c=math.log(40 * 0.03),
-        versus_sweep=[dict(sweep="s", reading="final", subset=1280, revisit_steps=10.0, turn_up=4.0, base_lr=0.03,
-                           turn_up_past_grid=False)],
+        alpha=1.0,
+        alpha_lo=0.8,
+        alpha_hi=1.2,
+        c=math.log(40 * 0.03),
+        versus_sweep=[
+            dict(
+                sweep="s",
+                reading="final",
+                subset=1280,
+                revisit_steps=10.0,
+                turn_up=4.0,
+                base_lr=0.03,
+                turn_up_past_grid=False,
+            )
+        ],
     )
     saved = plots.plot_tau_lr(law, tmp_path / "tau_lr", SCALE)
     assert [p.suffix for p in saved] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in saved)

@@ -19,8 +19,21 @@ from conftest import make_synthetic
 
 
 def _train_run(tmp_path, cifar, name="run", **kw):
-    cfg = train.TrainConfig(**{**dict(net="dawn18", width=0.125, subset=200, epochs=3, batch_size=50,
-                                      lr_knots=((0, 0), (1, 0.4), (3, 0.4)), augment=True, seed=3), **kw})  # fmt: skip
+    cfg = train.TrainConfig(
+        **{
+            **dict(
+                net="dawn18",
+                width=0.125,
+                subset=200,
+                epochs=3,
+                batch_size=50,
+                lr_knots=((0, 0), (1, 0.4), (3, 0.4)),
+                augment=True,
+                seed=3,
+            ),
+            **kw,
+        }
+    )
     out = tmp_path / name
     train.train_to_dir(cfg, cifar, out, "cpu")
     return out, cfg
@@ -41,7 +54,9 @@ def test_probe_rows_and_reference(tmp_path, synth):
     np.testing.assert_allclose(rp.steps["loss_when_seen"], steps["loss"])
     assert np.isfinite(rp.run["test_loss"])
     # last K epochs only
-    assert sorted(probe.probe_run(run_dir, synth, torch.device("cpu"), last_epochs=1).steps["epoch_age"].unique()) == [0]
+    assert sorted(probe.probe_run(run_dir, synth, torch.device("cpu"), last_epochs=1).steps["epoch_age"].unique()) == [
+        0
+    ]
 
 
 @pytest.mark.parametrize("change", [{"seed": 4}, {"augment": False}, {"cutout": 8}])
@@ -71,7 +86,9 @@ def test_probe_replays_a_bf16_run_with_a_partial_batch_exactly(tmp_path, synth):
 def test_bn_batch_mode_leaves_weights_and_statistics_untouched(tmp_path, synth):
     run_dir, _ = _train_run(tmp_path, synth)
     before = torch.load(run_dir / "model.pt")
-    model = train.build_model(train.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu"))
+    model = train.build_model(
+        train.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu")
+    )
     model.load_state_dict(before)
     saved = probe._batch_stat_mode(model)
     x = torch.randn(50, 3, 32, 32) * 3 + 1
@@ -98,7 +115,9 @@ def test_zero_lr_shows_the_same_loss_at_every_epoch_age(tmp_path, synth):
     se = float(np.sqrt((g.var() / g.count()).mean()))
     assert float(g.mean().max() - g.mean().min()) < 4 * se
     # and the weights really did not move
-    init = train.build_model(train.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu"))
+    init = train.build_model(
+        train.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu")
+    )
     final = torch.load(run_dir / "model.pt")
     for k, v in init.state_dict().items():
         if "running" not in k and "num_batches" not in k:
@@ -131,9 +150,30 @@ def test_count_forgetting_across_a_skipped_presentation():
 @pytest.mark.integration
 def test_probe_epochs_command_end_to_end_and_reuses_runs(tmp_path, cifar_path):
     env = dict(os.environ, FORGETTING_DATA=str(cifar_path))
-    args = [sys.executable, "-m", "forgetting.cli", "probe-epochs", "--epochs", "4", "--warmup", "1", "--width", "0.125",
-            "--subset", "1000", "--batch-size", "100", "--multipliers", "1", "--base-lr", "0.4", "--store",
-            str(tmp_path), "--device", "cpu"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "forgetting.cli",
+        "probe-epochs",
+        "--epochs",
+        "4",
+        "--warmup",
+        "1",
+        "--width",
+        "0.125",
+        "--subset",
+        "1000",
+        "--batch-size",
+        "100",
+        "--multipliers",
+        "1",
+        "--base-lr",
+        "0.4",
+        "--store",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]
     r = subprocess.run(args, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "cpu-probe"
@@ -142,8 +182,14 @@ def test_probe_epochs_command_end_to_end_and_reuses_runs(tmp_path, cifar_path):
     assert per_epoch.loc["full-aug"].tolist() == [10, 10, 10, 10]
     assert per_epoch.loc["half-noaug"].tolist() == [5, 5, 5, 5]
     assert sorted(p["epoch_age"].unique()) == [0, 1, 2, 3]
-    for name in ("probe_runs.csv", "probe_epochs.csv", "probe_recency.csv", "probe_examples.csv",
-                 "figures/forgetting.png", "figures/forgetting.svg"):  # fmt: skip
+    for name in (
+        "probe_runs.csv",
+        "probe_epochs.csv",
+        "probe_recency.csv",
+        "probe_examples.csv",
+        "figures/forgetting.png",
+        "figures/forgetting.svg",
+    ):
         assert (folder / name).stat().st_size > 0, name
     ex = pd.read_csv(folder / "probe_examples.csv")
     assert len(ex[ex["condition"] == "full-aug"]) == 1000 and len(ex[ex["condition"] == "half-noaug"]) == 500
@@ -158,12 +204,31 @@ def test_probe_epochs_command_end_to_end_and_reuses_runs(tmp_path, cifar_path):
 
     tables = tmp_path / "tables" / "cpu-probe"
     shutil.copytree(folder, tables, ignore=shutil.ignore_patterns("runs", "figures", "summary.json", "*.lock"))
-    r3 = subprocess.run([sys.executable, "-m", "forgetting.cli", "figures", "--store", str(tmp_path / "tables"),
-                         "--out", str(tmp_path / "regen")], capture_output=True, text=True, env=env)  # fmt: skip
+    r3 = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "forgetting.cli",
+            "figures",
+            "--store",
+            str(tmp_path / "tables"),
+            "--out",
+            str(tmp_path / "regen"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r3.returncode == 0, r3.stderr
     regen = tmp_path / "regen" / "cpu-probe"
-    for name in ("summary.json", "figures/forgetting.png", "figures/forgetting.svg", "figures/recency.png",
-                 "probe.csv", "study.json"):  # fmt: skip
+    for name in (
+        "summary.json",
+        "figures/forgetting.png",
+        "figures/forgetting.svg",
+        "figures/recency.png",
+        "probe.csv",
+        "study.json",
+    ):
         assert (regen / name).stat().st_size > 0, name
     summary = json.loads((regen / "summary.json").read_text())
     assert {r["condition"] for r in summary["forgetting"]} == {"half-noaug", "full-aug"}

@@ -39,11 +39,20 @@ def test_preset_knots_and_midpoints(preset):
 @pytest.mark.parametrize(
     "preset,epoch,value",
     [
-        ("part2", 15, 0.44), ("part2", 7.5, 0.22), ("part2", 30, 0.005), ("part2", 35, 0.0),
-        ("part3", 8, 0.6), ("part3", 4, 0.3), ("part3", 19, 0.3), ("part3", 30, 0.0),
-        ("part4", 5, 0.4), ("part4", 2.5, 0.2), ("part4", 14.5, 0.2), ("part4", 24, 0.0),
+        ("part2", 15, 0.44),
+        ("part2", 7.5, 0.22),
+        ("part2", 30, 0.005),
+        ("part2", 35, 0.0),
+        ("part3", 8, 0.6),
+        ("part3", 4, 0.3),
+        ("part3", 19, 0.3),
+        ("part3", 30, 0.0),
+        ("part4", 5, 0.4),
+        ("part4", 2.5, 0.2),
+        ("part4", 14.5, 0.2),
+        ("part4", 24, 0.0),
     ],
-)  # fmt: skip
+)
 def test_presets_by_hand(preset, epoch, value):
     assert PiecewiseLinear(train.PRESETS[preset]["lr_knots"])(epoch) == pytest.approx(value, abs=1e-12)
 

@@ -17,8 +17,24 @@ import pytest
 from forgetting import data as data_mod
 from forgetting.store import exclusive_lock
 
-TINY = ["--multipliers", "1", "--batch-size", "100", "--epochs", "1", "--warmup", "0",
-        "--width", "0.125", "--base-lr", "0.4", "--seeds", "0", "--device", "cpu"]  # fmt: skip
+TINY = [
+    "--multipliers",
+    "1",
+    "--batch-size",
+    "100",
+    "--epochs",
+    "1",
+    "--warmup",
+    "0",
+    "--width",
+    "0.125",
+    "--base-lr",
+    "0.4",
+    "--seeds",
+    "0",
+    "--device",
+    "cpu",
+]
 
 
 def test_lock_names_its_holder_and_is_empty_after_release(tmp_path):
@@ -34,8 +50,13 @@ def test_lock_names_its_holder_and_is_empty_after_release(tmp_path):
 def sweep(store: Path, cifar_path: Path, sizes: str = "200") -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
     env[data_mod.ENV_VAR] = str(Path(cifar_path).resolve())
-    return subprocess.Popen([sys.executable, "-m", "forgetting.cli", "sweep-lr", *TINY, "--sizes", sizes, "--store", str(store)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "forgetting.cli", "sweep-lr", *TINY, "--sizes", sizes, "--store", str(store)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def wait_until_locked(proc: subprocess.Popen, lock: Path) -> None:

@@ -15,8 +15,22 @@ from forgetting import studies, sweep
 from forgetting.errors import UserError
 from forgetting.store import exclusive_lock
 
-TINY = ["--multipliers", "1,1000", "--sizes", "500,1000", "--epochs", "1", "--width", "0.125",
-        "--base-lr", "0.4", "--seeds", "0", "--workers", "1"]  # fmt: skip
+TINY = [
+    "--multipliers",
+    "1,1000",
+    "--sizes",
+    "500,1000",
+    "--epochs",
+    "1",
+    "--width",
+    "0.125",
+    "--base-lr",
+    "0.4",
+    "--seeds",
+    "0",
+    "--workers",
+    "1",
+]
 
 
 def tiny_study(**kw):
@@ -46,8 +60,14 @@ def test_lock_refuses_a_second_writer(tmp_path):
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "forgetting.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "forgetting.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 @pytest.mark.integration
@@ -79,8 +99,26 @@ def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_
         assert p.read_bytes() == blob and p.stat().st_mtime_ns == mtime, f"{p} was recomputed"
     table = pd.read_csv(store / "cpu-lr-sweep" / "results.csv")
     assert len(table) == 4
-    for col in ["run", "net", "width", "subset", "multiplier", "base_lr", "lr", "batch_size", "epochs", "augment",
-                "seed", "train_loss", "clean_train_loss", "test_loss", "test_acc", "diverged", "seconds", "device"]:  # fmt: skip
+    for col in [
+        "run",
+        "net",
+        "width",
+        "subset",
+        "multiplier",
+        "base_lr",
+        "lr",
+        "batch_size",
+        "epochs",
+        "augment",
+        "seed",
+        "train_loss",
+        "clean_train_loss",
+        "test_loss",
+        "test_acc",
+        "diverged",
+        "seconds",
+        "device",
+    ]:
         assert col in table.columns, col
     assert (table["status"] == "finished").all()
     # the huge multiplier diverges and is recorded as such; the sweep still finished

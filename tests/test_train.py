@@ -148,11 +148,20 @@ def test_make_config_unknown_preset():
 @pytest.mark.parametrize(
     "bad",
     [
-        dict(net="vgg"), dict(width=0), dict(subset=0), dict(subset=50_001), dict(epochs=0),
-        dict(batch_size=0), dict(subset=100, batch_size=101), dict(bn_init="zeros"), dict(eval_every=-1),
-        dict(cutout=33), dict(lr_knots=((0, 0.1),)), dict(lr_knots=((0, 0), (1, -1))),
+        dict(net="vgg"),
+        dict(width=0),
+        dict(subset=0),
+        dict(subset=50_001),
+        dict(epochs=0),
+        dict(batch_size=0),
+        dict(subset=100, batch_size=101),
+        dict(bn_init="zeros"),
+        dict(eval_every=-1),
+        dict(cutout=33),
+        dict(lr_knots=((0, 0.1),)),
+        dict(lr_knots=((0, 0), (1, -1))),
     ],
-)  # fmt: skip
+)
 def test_train_config_rejects(bad):
     with pytest.raises(UserError):
         train.TrainConfig(**bad)

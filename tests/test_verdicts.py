@@ -24,10 +24,20 @@ def sweep_table(curves: dict, diverge: dict, seeds=range(3), noise=0.01, rng_see
                 blown = m >= diverge.get(subset, math.inf)
                 loss = math.nan if blown else curve[m] + rng.normal(0, noise)
                 tail = math.nan if blown else curve[m] + rng.normal(0, noise / 3)
-                rows.append(dict(
-                    run=f"{subset}-{m}-{seed}", subset=subset, multiplier=m, base_lr=0.03, seed=seed,
-                    clean_train_loss=0.5, test_loss=loss, test_loss_tail=tail, diverged=blown, status="finished",
-                ))
+                rows.append(
+                    dict(
+                        run=f"{subset}-{m}-{seed}",
+                        subset=subset,
+                        multiplier=m,
+                        base_lr=0.03,
+                        seed=seed,
+                        clean_train_loss=0.5,
+                        test_loss=loss,
+                        test_loss_tail=tail,
+                        diverged=blown,
+                        status="finished",
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -57,7 +67,9 @@ def test_a_never_turning_up_counts_one_step_past_the_grid_and_is_read_on_both_lo
     r = analysis.sweep_readings(sweep_table({1280: flat, 10240: EARLY_TURN_UP}, {}), "test_loss_tail")
     small = r[r["subset"] == 1280].iloc[0]
     assert small["turn_up"] == 32 and small["turn_up_past_grid"] and small["divergence"] == 32
-    s = analysis.summarise(sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}), n_boot=50)
+    s = analysis.summarise(
+        sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}), n_boot=50
+    )
     assert s["verdicts"]["a_final"]["holds"] is True and s["verdicts"]["a_last5"]["holds"] is True
     assert s["verdicts"]["a_last5"]["loss"] == "test_loss_tail"
     assert "(a) on the final snapshot: HOLDS" in analysis.format_table(s)
@@ -77,7 +89,9 @@ def test_a_needs_the_bootstrap_to_agree_not_only_the_seed_means():
     assert 0.6 < v["boot_share_ratio_ge_2"] < 0.8 and v["holds"] is False
 
 
-def probe_table(taus: dict, b=0.1, a=1.2, seeds=range(5), epochs=12, steps=20, noise=0.01, rng_seed=1, age_unit="epoch"):
+def probe_table(
+    taus: dict, b=0.1, a=1.2, seeds=range(5), epochs=12, steps=20, noise=0.01, rng_seed=1, age_unit="epoch"
+):
     """full-aug probe rows: loss_now = a - b exp(-age / tau[m]) + noise, age in epochs or steps."""
     rng = np.random.default_rng(rng_seed)
     rows = []
@@ -87,9 +101,19 @@ def probe_table(taus: dict, b=0.1, a=1.2, seeds=range(5), epochs=12, steps=20, n
                 for s in range(steps):
                     step = epoch * steps + s
                     age = epochs - 1 - epoch if age_unit == "epoch" else epochs * steps - 1 - step
-                    rows.append(dict(run=f"{m}-{seed}", condition="full-aug", multiplier=m, lr=0.03 * m, seed=seed,
-                                     step=step, epoch=epoch, epoch_age=epochs - 1 - epoch,
-                                     loss_now=a - b * math.exp(-age / tau) + rng.normal(0, noise)))
+                    rows.append(
+                        dict(
+                            run=f"{m}-{seed}",
+                            condition="full-aug",
+                            multiplier=m,
+                            lr=0.03 * m,
+                            seed=seed,
+                            step=step,
+                            epoch=epoch,
+                            epoch_age=epochs - 1 - epoch,
+                            loss_now=a - b * math.exp(-age / tau) + rng.normal(0, noise),
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
