@@ -401,22 +401,7 @@ def forgetting_timescale(probe: pd.DataFrame, n_boot: int = 500, rng_seed: int =
                 fit_ok=bool(fit["fit_ok"]),
             )
         )
-    cols = [
-        "condition",
-        "multiplier",
-        "lr",
-        "a",
-        "b",
-        "tau",
-        "tau_lo",
-        "tau_hi",
-        "gap",
-        "gap_lo",
-        "gap_hi",
-        "oldest_age",
-        "fit_ok",
-    ]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=TIMESCALE_COLUMNS)
 
 
 def recency_bin_edges(steps_max: float, bins: int = 12, log: bool = True) -> np.ndarray:
@@ -493,6 +478,8 @@ DIVERGENCE_FACTOR = 2.0  # (a) the two divergence multipliers within this factor
 N_BOOT = 1000  # resamples of every pre-registered bootstrap
 RNG_SEED = 0  # the bootstraps' seed, so that summary.json repeats to the digit
 CONSISTENT_FACTOR = 2.0  # tau law: turn-up within this factor of m* (tau(m*) = N / B) is "consistent"
+TIMESCALE_COLUMNS = ["condition", "multiplier", "lr", "a", "b", "tau", "tau_lo", "tau_hi", "gap", "gap_lo", "gap_hi"]
+TIMESCALE_COLUMNS += ["oldest_age", "fit_ok"]  # forgetting_timescale's table, as printed
 LOSS_READINGS = {"final": "test_loss", "last5": "test_loss_tail"}  # (a) is read on both
 
 
@@ -841,21 +828,7 @@ def format_table(summary: dict) -> str:
         (
             "Forgetting probe: loss_now(age) = a - b exp(-age/tau), age in epochs",
             "forgetting",
-            [
-                "condition",
-                "multiplier",
-                "lr",
-                "a",
-                "b",
-                "tau",
-                "tau_lo",
-                "tau_hi",
-                "gap",
-                "gap_lo",
-                "gap_hi",
-                "oldest_age",
-                "fit_ok",
-            ],
+            TIMESCALE_COLUMNS,
         ),
         (
             "Forgetting probe: probed runs on the test set",

@@ -34,7 +34,7 @@ from forgetting.store import atomic_write_json, ensure_folder, exclusive_lock, j
 from forgetting.studies import STUDIES_DIR, Study
 from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
 
-RESULT_COLUMNS = [
+RUN_COLUMNS = [  # what the grid says about a run
     "run",
     "study",
     "condition",
@@ -49,6 +49,8 @@ RESULT_COLUMNS = [
     "warmup",
     "augment",
     "seed",
+]
+RESULT_FIELDS = [  # copied from the run's result.json
     "train_loss",
     "clean_train_loss",
     "clean_train_acc",
@@ -64,8 +66,8 @@ RESULT_COLUMNS = [
     "precision",
     "compiled",
     "compile_seconds",
-    "status",
 ]
+RESULT_COLUMNS = RUN_COLUMNS + RESULT_FIELDS + ["status"]
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
 
 
@@ -390,28 +392,7 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
         run_dir = store.run_dir(spec)
         if (run_dir / "result.json").exists():
             r = read_json(run_dir / "result.json")
-            row.update(
-                {
-                    k: r.get(k)
-                    for k in (
-                        "train_loss",
-                        "clean_train_loss",
-                        "clean_train_acc",
-                        "test_loss",
-                        "test_acc",
-                        "test_loss_tail",
-                        "test_acc_tail",
-                        "tail_epochs",
-                        "diverged",
-                        "seconds",
-                        "device",
-                        "threads",
-                        "precision",
-                        "compiled",
-                        "compile_seconds",
-                    )
-                }
-            )
+            row.update({k: r.get(k) for k in RESULT_FIELDS})
             row["status"] = "finished"
         else:
             row["status"] = "failed" if (run_dir / "failed.json").exists() else "missing"
