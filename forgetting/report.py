@@ -67,11 +67,18 @@ def _read_json(path: Path) -> dict:
 
 
 # Execution settings that change a run's numbers without changing its id (see README: run identity).
-EXECUTION_COLUMNS = {"threads": "thread counts", "precision": "precisions", "device": "devices"}
+# Settings outside the run id that still change a run's digits: one study mixing them is flagged.
+EXECUTION_COLUMNS = {
+    "threads": "thread counts",
+    "precision": "precisions",
+    "device": "devices",
+    "processor": "processors",
+}
 
 
 def mixed_execution_warning(results: pd.DataFrame | None) -> str | None:
-    """One line when a study's finished runs were trained at different thread counts, precisions or devices.
+    """One line when a study's finished runs were trained at different thread counts, precisions, devices
+    or processors (CPU models, GPUs).
 
     Their numbers are not comparable (1 vs 2 CPU threads gave test loss 2.30 vs 2.86 for the same run id),
     so this must never pass silently. Tables written before a column existed simply lack it.

@@ -62,6 +62,7 @@ RESULT_FIELDS = [  # copied from the run's result.json
     "diverged",
     "seconds",
     "device",
+    "processor",
     "threads",
     "precision",
     "compiled",

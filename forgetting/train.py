@@ -175,6 +175,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def processor_name(device: torch.device) -> str:
+    """The chip that trains on ``device``: the GPU's name, else the CPU model. Recorded with every run
+    because the same run id gives other digits on another CPU model (Intel vs AMD, 2 threads each)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype; None = fp32. auto: bf16 where the GPU supports it, else fp16 (with loss
     scaling); fp32 on CPU. bf16 and fp16 autocast on any device, CPU included, through the same code."""
@@ -512,6 +528,7 @@ def train(
         train_images_per_second=round(images / max(elapsed, 1e-9), 2),
         device=str(device),
         gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        processor=processor_name(device),
         precision=precision_name(dt),
         torch=torch.__version__,
         threads=torch.get_num_threads(),

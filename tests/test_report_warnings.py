@@ -34,6 +34,14 @@ def test_mixed_precisions_are_named_and_unfinished_runs_do_not_count():
     assert report.mixed_execution_warning(t) is None
 
 
+def test_runs_from_two_cpu_models_are_flagged():
+    # Same run ids on an Intel and an AMD machine gave other digits (results/README.md): never silent.
+    t = table(threads=[2, 2], device=["cpu"] * 2, processor=["Intel(R) Xeon(R) Processor @ 2.80GHz", "AMD EPYC"])
+    assert "processors AMD EPYC (1 runs), Intel(R) Xeon(R) Processor @ 2.80GHz (1 runs)" in (
+        report.mixed_execution_warning(t)
+    )
+
+
 def test_committed_results_are_not_mixed():
     for study in ("cpu-lr-sweep", "cpu-probe"):
         assert report.mixed_execution_warning(pd.read_csv(RESULTS / study / "results.csv")) is None

@@ -235,6 +235,7 @@ def test_run_output_contents(ref_run):
     r = ref_run.result
     assert r["diverged"] is False and r["epochs_completed"] == 2
     assert r["device"] == "cpu" and r["precision"] == "float32" and r["gpu"] is None
+    assert r["processor"] == train.processor_name(torch.device("cpu")) and r["processor"] not in ("", "unknown")
     assert r["test_loss"] == ref_run.history[-1]["test_loss"]
     assert np.isfinite(r["clean_train_loss"]) and 0 <= r["clean_train_acc"] <= 1
     assert [h["epoch"] for h in ref_run.history] == [1, 2]
