@@ -8,6 +8,7 @@ ICLR 2019) from the correctness recorded at every presentation during training.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forgetting import augment, data as data_mod
+from forgetting import analysis, augment, data as data_mod
 from forgetting.errors import UserError
-from forgetting.store import read_json
-from forgetting.train import TrainConfig, build_model, per_example, per_step_mean, prepare
+from forgetting.store import atomic_write_bytes, read_json
+from forgetting.train import TrainConfig, build_model, per_example, per_step_mean, prepare, resolve_device
 
 BN_MODES = ("eval", "batch")
 
@@ -261,17 +262,20 @@ def probe_study(
     probe_events=None,
 ) -> ProbeOutcome:
     """Train the probe study's runs through the sweep engine (finished ones reused), then probe them."""
-    import time
-
-    from forgetting import analysis, sweep
-    from forgetting.store import atomic_write_bytes
-    from forgetting.train import resolve_device
+    from forgetting import sweep
 
     last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
     bn = study.probe["bn"] if bn is None else bn
     if bn not in BN_MODES:
         raise UserError(f"--bn must be eval or batch, not {bn!r}")
     outcome = sweep.run_sweep(study, store_root, cifar, device=device, events=sweep_events, **(sweep_kwargs or {}))
+    # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
+    # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.
+    with outcome.store.lock():
+        return _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events)
+
+
+def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) -> ProbeOutcome:
     dev = resolve_device(device)
     cache: dict = {}
     tables = {"probe": [], "runs": [], "recency": [], "examples": []}

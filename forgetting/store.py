@@ -105,7 +105,9 @@ def exclusive_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise UserError(f"{path.parent} is in use by another sweep: {_holder(f.read())} (lock {path})") from None
+            raise UserError(
+                f"{path.parent} is in use by another sweep or probe: {_holder(f.read())} (lock {path})"
+            ) from None
         try:
             f.seek(0)
             f.truncate()

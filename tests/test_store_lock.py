@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from forgetting import data as data_mod
+from forgetting.errors import UserError
 from forgetting.store import exclusive_lock
 
 TINY = [
@@ -108,3 +109,32 @@ def test_second_sweep_on_a_held_store_exits_2_and_a_killed_holder_does_not_block
     assert again.returncode == 0, err
     assert "1 of 2 runs already finished" in out
     assert (pd.read_csv(store / "cpu-lr-sweep" / "results.csv")["status"] == "finished").sum() == 2
+
+
+@pytest.mark.integration
+def test_the_probe_writes_its_tables_while_holding_the_store(tmp_path, cifar, monkeypatch):
+    """A probe's five tables belong together: another sweep or probe must not get the store between them."""
+    from forgetting import probe, store as store_mod, studies
+
+    study = studies.load_study("cpu-probe").with_overrides(
+        epochs=1, warmup=0, width=0.125, subset=200, batch_size=100, multipliers=[1.0], base_lr=0.4, seeds=[0]
+    )
+    lock = tmp_path / study.name / "sweep.lock"
+    written, refused = [], []
+
+    def write_while_checking_the_lock(path, blob):
+        if Path(path).suffix == ".csv" and Path(path).stem.startswith("probe"):
+            written.append(Path(path).name)
+            try:
+                with exclusive_lock(lock):  # as a second process would: it must be refused
+                    pass
+            except UserError as e:
+                refused.append(str(e))
+        return real_write(path, blob)
+
+    real_write = store_mod.atomic_write_bytes
+    monkeypatch.setattr(probe, "atomic_write_bytes", write_while_checking_the_lock)
+    probe.probe_study(study, tmp_path, cifar, device="cpu")
+    assert len(written) == 5 and len(refused) == 5, (written, refused)
+    assert all("in use by another sweep or probe" in e and f"pid {os.getpid()}" in e for e in refused)
+    assert lock.read_text() == ""  # released at the end
