@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +73,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def start_cli(*args: str, data: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """`python -m forgetting.cli ARGS` as a real process in its own session (so a test can kill it whole),
+    with text stdout/stderr pipes; ``data`` sets FORGETTING_DATA."""
+    env = dict(os.environ if env is None else env, COLUMNS="200")
+    if data is not None:
+        env[data_mod.ENV_VAR] = str(Path(data).resolve())
+    return subprocess.Popen(
+        [sys.executable, "-m", "forgetting.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import start_cli
 from forgetting import studies, sweep
 
 ray = pytest.importorskip("ray")
@@ -97,43 +97,10 @@ def test_a_task_whose_worker_is_killed_is_retried_and_recorded_once(tmp_path, ci
 
 
 def cli_sweep(store: Path, cifar_path: Path) -> subprocess.Popen:
-    """`forgetting sweep-lr --executor ray` on 3 tiny runs, in its own session so it can be killed whole."""
-    args = [
-        "sweep-lr",
-        "--sizes",
-        "200,600,1200",
-        "--multipliers",
-        "1",
-        "--seeds",
-        "0",
-        "--epochs",
-        "1",
-        "--warmup",
-        "0",
-        "--width",
-        "0.125",
-        "--batch-size",
-        "100",
-        "--base-lr",
-        "0.4",
-        "--cpus-per-run",
-        "2",  # one run at a time on 2 cores: the runs finish one by one
-        "--executor",
-        "ray",
-        "--device",
-        "cpu",
-        "--store",
-        str(store),
-    ]
-    env = dict(os.environ, COLUMNS="200", FORGETTING_DATA=str(Path(cifar_path).resolve()))
-    return subprocess.Popen(
-        [sys.executable, "-m", "forgetting.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    """`forgetting sweep-lr --executor ray` on 3 tiny runs; 2 CPUs per run on 2 cores: they finish one by one."""
+    tiny = "--sizes 200,600,1200 --multipliers 1 --seeds 0 --epochs 1 --warmup 0 --width 0.125 --batch-size 100"
+    ray_args = "--base-lr 0.4 --cpus-per-run 2 --executor ray --device cpu"
+    return start_cli("sweep-lr", *tiny.split(), *ray_args.split(), "--store", str(store), data=cifar_path)
 
 
 def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(tmp_path, cifar_path):

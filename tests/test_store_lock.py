@@ -7,14 +7,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from forgetting import data as data_mod
+from conftest import start_cli
 from forgetting.errors import UserError
 from forgetting.store import exclusive_lock
 
@@ -49,15 +48,8 @@ def test_lock_names_its_holder_and_is_empty_after_release(tmp_path):
 
 
 def sweep(store: Path, cifar_path: Path, sizes: str = "200") -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
-    env[data_mod.ENV_VAR] = str(Path(cifar_path).resolve())
-    return subprocess.Popen(
-        [sys.executable, "-m", "forgetting.cli", "sweep-lr", *TINY, "--sizes", sizes, "--store", str(store)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return start_cli("sweep-lr", *TINY, "--sizes", sizes, "--store", str(store), data=cifar_path, env=env)
 
 
 def wait_until_locked(proc: subprocess.Popen, lock: Path) -> None:

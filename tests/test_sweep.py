@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 
+from conftest import start_cli
 from forgetting import studies, sweep
 from forgetting.errors import UserError
 from forgetting.store import exclusive_lock
@@ -59,22 +58,10 @@ def test_lock_refuses_a_second_writer(tmp_path):
                 pass
 
 
-def _cli(*args, **kw):
-    return subprocess.Popen(
-        [sys.executable, "-m", "forgetting.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        **kw,
-    )
-
-
 @pytest.mark.integration
 def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_path):
-    env = dict(os.environ, FORGETTING_DATA=str(cifar_path))
     store = tmp_path / "store"
-    proc = _cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", env=env)
+    proc = start_cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
     runs = store / "cpu-lr-sweep" / "runs"
     deadline = time.time() + 300
     first = None
@@ -91,7 +78,7 @@ def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_
     assert len(finished_before) < 4, "the sweep finished before it could be killed"
     snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in finished_before}
 
-    proc = _cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", env=env)
+    proc = start_cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "already finished" in out
