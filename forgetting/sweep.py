@@ -112,6 +112,24 @@ class RunSpec:
         return f"{cond}n={self.config.subset} x{self.meta['multiplier']:g} seed {self.config.seed}"
 
 
+def study_config(study: Study, **run) -> TrainConfig:
+    """A TrainConfig with the network and recipe of the study's [train] section, plus ``run``'s own
+    settings (subset, seed, LR schedule, ...): the one place a new [train] key reaches every run."""
+    t = study.train
+    shared = dict(
+        net=t["net"],
+        width=float(t["width"]),
+        shortcut=t["shortcut"],
+        bn_init=t["bn_init"],
+        epochs=t["epochs"],
+        batch_size=t["batch_size"],
+        precision=t["precision"],
+        drop_last=t["drop_last"],
+        compile=t["compile"],
+    )
+    return TrainConfig(**shared, **run)
+
+
 def expand(study: Study, base_lr: float) -> list[RunSpec]:
     """Every run of the study, smallest subsets first (so results arrive early)."""
     t = study.train
@@ -125,23 +143,15 @@ def expand(study: Study, base_lr: float) -> list[RunSpec]:
         for m in study.grid["multipliers"]:
             for seed in study.grid["seeds"]:
                 lr = m * base_lr
-                cfg = TrainConfig(
-                    net=t["net"],
-                    width=float(t["width"]),
-                    shortcut=t["shortcut"],
-                    bn_init=t["bn_init"],
+                cfg = study_config(
+                    study,
                     subset=subset,
-                    epochs=t["epochs"],
-                    batch_size=t["batch_size"],
                     lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots,
                     augment=augment,
                     cutout=t["cutout"] if augment else 0,
                     seed=seed,
                     eval_every=t["eval_every"],
                     eval_last=t["eval_last"],
-                    precision=t["precision"],
-                    drop_last=t["drop_last"],
-                    compile=t["compile"],
                 )
                 meta = dict(
                     study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"]
@@ -326,21 +336,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None)
     f = study.lr_find
     t = study.train
     subset = f["subset"] or study.largest_subset()
-    cfg = TrainConfig(
-        net=t["net"],
-        width=float(t["width"]),
-        shortcut=t["shortcut"],
-        bn_init=t["bn_init"],
-        subset=subset,
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        augment=t["augment"],
-        cutout=t["cutout"],
-        seed=f["seeds"][0],
-        precision=t["precision"],
-        drop_last=t["drop_last"],
-        compile=t["compile"],
-    )
+    cfg = study_config(study, subset=subset, augment=t["augment"], cutout=t["cutout"], seed=f["seeds"][0])
     key = dict(
         config=cfg.identity(),
         method=f["method"],
