@@ -24,44 +24,13 @@ from forgetting import cli, data as data_mod, studies, sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results" / "cpu-lr-sweep"
-TINY_SWEEP = [
-    "--multipliers",
-    "1",
-    "--sizes",
-    "100",
-    "--batch-size",
-    "50",
-    "--epochs",
-    "1",
-    "--width",
-    "0.125",
-    "--base-lr",
-    "0.4",
-    "--seeds",
-    "0",
-    "--device",
-    "cpu",
-]
-TINY_PROBE = [
-    "--epochs",
-    "1",
-    "--warmup",
-    "0",
-    "--width",
-    "0.125",
-    "--subset",
-    "200",
-    "--batch-size",
-    "50",
-    "--multipliers",
-    "1",
-    "--base-lr",
-    "0.4",
-    "--seeds",
-    "0",
-    "--device",
-    "cpu",
-]
+TINY_SWEEP = (
+    "--multipliers 1 --sizes 100 --batch-size 50 --epochs 1 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
+)
+TINY_PROBE = (
+    "--epochs 1 --warmup 0 --width 0.125 --subset 200 --batch-size 50 --multipliers 1 --base-lr 0.4 --seeds 0"
+    " --device cpu"
+).split()
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -142,60 +111,20 @@ CASES = {
     "train-zero-width": (["train", "--width", "0", "--out", "{tmp}/run"], "width", None, False),
     "train-bad-preset": (["train", "--preset", "part9", "--out", "{tmp}/run"], "part9", None, False),
     "train-out-is-a-file": (
-        [
-            "train",
-            "--width",
-            "0.125",
-            "--subset",
-            "100",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "50",
-            "--device",
-            "cpu",
-            "--out",
-            "{tmp}/taken",
-        ],
+        "train --width 0.125 --subset 100 --epochs 1 --batch-size 50 --device cpu --out {tmp}/taken".split(),
         "{tmp}/taken",
         write("taken", "x"),
         True,
     ),
     "lr-find-bad-seeds": (["lr-find", "--seeds", "a,b", "--out", "{tmp}/lr"], "a,b", None, False),
     "lr-find-bad-method": (
-        [
-            "lr-find",
-            "--method",
-            "guess",
-            "--subset",
-            "100",
-            "--batch-size",
-            "50",
-            "--width",
-            "0.125",
-            "--device",
-            "cpu",
-            "--out",
-            "{tmp}/lr",
-        ],
+        "lr-find --method guess --subset 100 --batch-size 50 --width 0.125 --device cpu --out {tmp}/lr".split(),
         "guess",
         None,
         True,
     ),
     "lr-find-out-is-a-file": (
-        [
-            "lr-find",
-            "--subset",
-            "100",
-            "--batch-size",
-            "50",
-            "--width",
-            "0.125",
-            "--device",
-            "cpu",
-            "--out",
-            "{tmp}/taken",
-        ],
+        "lr-find --subset 100 --batch-size 50 --width 0.125 --device cpu --out {tmp}/taken".split(),
         "{tmp}/taken",
         write("taken", "x"),
         True,

@@ -17,24 +17,9 @@ from conftest import start_cli
 from forgetting.errors import UserError
 from forgetting.store import exclusive_lock
 
-TINY = [
-    "--multipliers",
-    "1",
-    "--batch-size",
-    "100",
-    "--epochs",
-    "1",
-    "--warmup",
-    "0",
-    "--width",
-    "0.125",
-    "--base-lr",
-    "0.4",
-    "--seeds",
-    "0",
-    "--device",
-    "cpu",
-]
+TINY = (
+    "--multipliers 1 --batch-size 100 --epochs 1 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
+)
 
 
 def test_lock_names_its_holder_and_is_empty_after_release(tmp_path):

@@ -14,22 +14,7 @@ from forgetting import studies, sweep
 from forgetting.errors import UserError
 from forgetting.store import exclusive_lock
 
-TINY = [
-    "--multipliers",
-    "1,1000",
-    "--sizes",
-    "500,1000",
-    "--epochs",
-    "1",
-    "--width",
-    "0.125",
-    "--base-lr",
-    "0.4",
-    "--seeds",
-    "0",
-    "--workers",
-    "1",
-]
+TINY = "--multipliers 1,1000 --sizes 500,1000 --epochs 1 --width 0.125 --base-lr 0.4 --seeds 0 --workers 1".split()
 
 
 def tiny_study(**kw):
@@ -86,26 +71,9 @@ def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_
         assert p.read_bytes() == blob and p.stat().st_mtime_ns == mtime, f"{p} was recomputed"
     table = pd.read_csv(store / "cpu-lr-sweep" / "results.csv")
     assert len(table) == 4
-    for col in [
-        "run",
-        "net",
-        "width",
-        "subset",
-        "multiplier",
-        "base_lr",
-        "lr",
-        "batch_size",
-        "epochs",
-        "augment",
-        "seed",
-        "train_loss",
-        "clean_train_loss",
-        "test_loss",
-        "test_acc",
-        "diverged",
-        "seconds",
-        "device",
-    ]:
+    columns = "run net width subset multiplier base_lr lr batch_size epochs augment seed"
+    columns += " train_loss clean_train_loss test_loss test_acc diverged seconds device"
+    for col in columns.split():
         assert col in table.columns, col
     assert (table["status"] == "finished").all()
     # the huge multiplier diverges and is recorded as such; the sweep still finished
