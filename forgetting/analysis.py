@@ -498,14 +498,26 @@ def _seed_matrix(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     return table.columns.to_numpy(dtype=float), table.to_numpy(dtype=float)
 
 
+def _seed_mean(grid: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # an all-missing multiplier is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(losses, axis=0) if losses.size else np.full(len(grid), np.nan)
+
+
+def _minimum_at_lower_edge(grid: np.ndarray, losses: np.ndarray) -> bool:
+    """The seed-mean curve is lowest at the grid's first multiplier: the true minimum may lie below the
+    grid, so the optimum and the turn-up read from this curve are truncated."""
+    mean = _seed_mean(grid, losses)
+    finite = np.isfinite(mean)
+    return bool(finite.any() and int(np.argmin(np.where(finite, mean, np.inf))) == 0)
+
+
 def _turn_up(grid: np.ndarray, losses: np.ndarray, rise: float = TURN_UP_RISE) -> float:
     """First multiplier past the seed-mean curve's minimum whose mean is >= (1 + rise) x that minimum.
 
     A multiplier where any seed blew up has an infinite mean (counts as above). A curve that never
     turns up inside the grid turns up one grid step past its last multiplier."""
-    with warnings.catch_warnings():  # an all-missing multiplier is NaN, not a warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(losses, axis=0) if losses.size else np.full(len(grid), np.nan)
+    mean = _seed_mean(grid, losses)
     finite = np.isfinite(mean)
     if not finite.any():
         return float(grid[0])  # every multiplier blew up: the curve is up from the first one
@@ -540,6 +552,7 @@ def sweep_readings(results: pd.DataFrame, col: str = "test_loss") -> pd.DataFram
                 turn_up_past_grid=bool(turn > grid[-1]),
                 divergence=div,
                 divergence_past_grid=bool(div > grid[-1]),
+                minimum_at_lower_edge=_minimum_at_lower_edge(grid, losses),
                 m_opt=o["m_opt"],
                 m_opt_lo=o["m_opt_lo"],
                 m_opt_hi=o["m_opt_hi"],
@@ -596,6 +609,7 @@ def sweep_verdict(
         divergence_largest=float(large["divergence"]),
         divergence_ratio=div_ratio,
         n_boot=n_boot,
+        truncated_subsets=[int(r) for r in readings.loc[readings["minimum_at_lower_edge"], "subset"]],
         readings=_records(readings),
     )
 
@@ -867,6 +881,9 @@ def verdict_lines(verdicts: dict) -> list[str]:
             f"{_fmt(v['turn_up_ratio'])}, >= 2 in {v['boot_share_ratio_ge_2']:.0%} of resamples; divergence "
             f"x{_fmt(v['divergence_smallest'])} vs x{_fmt(v['divergence_largest'])})"
         )
+        if v.get("truncated_subsets"):
+            edge = ", ".join(f"{n:,}" for n in v["truncated_subsets"])
+            lines.append(f"    truncated: the curve of {edge} images is lowest at the grid's smallest multiplier")
     b = verdicts.get("b")
     if b is not None:
         gaps = ", ".join(

@@ -76,28 +76,48 @@ def run_sweep(
     workers: int = 1,
     device: str = "auto",
     events: SweepEvents | None = None,
+    shard: str | None = None,
 ) -> SweepOutcome:
     """Train every unfinished run of ``study`` into ``store/<study name>/`` and write its results.csv.
 
     Finished runs are skipped, so an interrupted sweep resumes. ``executor`` is "local" (``workers``
-    processes) or "ray" (a local Ray unless one is already initialised). The outcome holds the
-    resolved base LR, the runs (``specs``) and ``table`` (results.csv as a DataFrame).
+    processes) or "ray" (a local Ray unless one is already initialised). ``shard`` "K/N" trains only
+    the K-th of N pieces of equal work (join the stores with `merge_stores`). The outcome holds the
+    resolved base LR, the runs (``specs``; ``mine`` for the shard's) and ``table`` (results.csv).
     """
     from forgetting import sweep
+    from forgetting.shards import Shard
 
     data = data if data is not None else load_data()
-    return sweep.run_sweep(study, Path(store), data, executor, workers, device, events=events)
+    piece = Shard.parse(shard) if shard is not None else None
+    return sweep.run_sweep(study, Path(store), data, executor, workers, device, events=events, shard=piece)
 
 
 def probe_study(
-    study: Study, store: str | Path = "store", data: Cifar10 | None = None, device: str = "auto"
+    study: Study,
+    store: str | Path = "store",
+    data: Cifar10 | None = None,
+    device: str = "auto",
+    shard: str | None = None,
 ) -> ProbeOutcome:
     """Train a probe study's missing runs, then re-evaluate each run's frozen final weights on the exact
-    batches of its earlier epochs; writes probe.csv and its companions into ``store/<study name>/``."""
+    batches of its earlier epochs; writes probe.csv and its companions into ``store/<study name>/``.
+    ``shard`` "K/N" trains and probes only the K-th of N pieces (join them with `merge_stores`)."""
     from forgetting import probe
+    from forgetting.shards import Shard
 
     data = data if data is not None else load_data()
-    return probe.probe_study(study, Path(store), data, device)
+    piece = Shard.parse(shard) if shard is not None else None
+    return probe.probe_study(study, Path(store), data, device, sweep_kwargs=dict(shard=piece))
+
+
+def merge_stores(sources: list[str | Path], into: str | Path, light: bool = False) -> list:
+    """The union of the finished runs of ``sources`` (stores or study folders) in ``into``, study by study,
+    as `forgetting merge` does; ``light`` copies each run's record only (no weights). Refuses, raising
+    UserError and writing nothing, studies of one name that differ and runs of one id that differ."""
+    from forgetting import merge
+
+    return merge.merge_stores([Path(s) for s in sources], Path(into), light=light)
 
 
 def summarise(folder: str | Path, out: str | Path | None = None) -> StudyReport:

@@ -124,8 +124,15 @@ def _base_lr(text: Optional[str]):
         raise UserError(f"--base-lr must be 'find' or a number, not {text!r}") from None
 
 
+StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
+
+
 @app.command("lr-find")
 def lr_find(
+    study: Optional[str] = typer.Argument(
+        None, help="a study: run its LR finder into STORE/<study>/ (what shards 2..N need); else the options below"
+    ),
+    store: Path = StoreOpt,
     net: str = typer.Option("dawn18", help="dawn18 or resnet9"),
     width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
     subset: int = typer.Option(50_000, help="class-balanced training images"),
@@ -140,12 +147,24 @@ def lr_find(
     compile: Optional[bool] = CompileOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
-    out: Path = typer.Option(..., "--out", help="output folder: lr_find.csv, lr_find.json, lr_find.png/.svg"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="output folder: lr_find.csv, lr_find.json, lr_find.png/.svg"
+    ),
 ):
     """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
     from forgetting import data as data_mod, lr_finder, plots, train as train_mod
-    from forgetting.console import LRFindProgress, console, progress_bar
+    from forgetting.console import LRFindProgress, SweepProgress, console, progress_bar
     from forgetting.store import atomic_write_bytes, ensure_folder, json_bytes
+
+    if study is not None:
+        from forgetting import studies, sweep
+
+        s = studies.load_study(study)
+        with progress_bar(transient=True) as bar:
+            base_lr = sweep.find_base_lr(s, store, data_mod.load_cifar10(data), device, SweepProgress(bar))
+        return console.print(f"{s.name}: base LR {base_lr:.4g} -> {Path(store) / s.name / 'lr_find.json'}")
+    if out is None:
+        raise UserError("lr-find needs a study (e.g. `forgetting lr-find cpu-lr-sweep`) or --out FOLDER")
 
     seed_list = tuple(_ints(seeds, "seeds") or ())
     cfg = train_mod.TrainConfig(
@@ -191,7 +210,23 @@ def lr_find(
     )
 
 
-StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
+ShardOpt = typer.Option(
+    None, "--shard", help="K/N: run only the K-th of N pieces of equal work (then `forgetting merge` the stores)"
+)
+DryRunOpt = typer.Option(False, "--dry-run", help="list the runs (of the shard) and their work; train nothing")
+
+
+def _shard(text: Optional[str]):
+    from forgetting.shards import Shard
+
+    return None if text is None else Shard.parse(text)
+
+
+def _print_plan(study, store: Path, shard) -> None:
+    from forgetting import sweep
+    from forgetting.console import console, plan_table
+
+    console.print(plan_table(sweep.plan_sweep(study, store, shard)))
 
 
 @app.command("sweep-lr")
@@ -214,6 +249,8 @@ def sweep_lr(
     address: Optional[str] = typer.Option(None, help="ray executor: cluster address (default: start a local Ray)"),
     gpus_per_run: float = typer.Option(0.0, help="ray executor: GPU fraction per run (0 = CPU)"),
     cpus_per_run: float = typer.Option(1.0, help="ray executor: CPUs per run"),
+    shard: Optional[str] = ShardOpt,
+    dry_run: bool = DryRunOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
 ):
@@ -234,16 +271,20 @@ def sweep_lr(
         compile=compile,
         drop_last=drop_last,
     )
+    piece = _shard(shard)
+    if dry_run:
+        return _print_plan(s, store, piece)
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
         outcome = sweep.run_sweep(
-            s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events
+            s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events, shard=piece
         )
     console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
     rep = report.study_report(outcome.store.dir)
     console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
-    console.print(f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs in {outcome.seconds:.0f} s")
+    piece_text = f" (shard {piece}: {len(outcome.mine)} of them)" if piece else ""
+    console.print(f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs{piece_text} in {outcome.seconds:.0f} s")
     console.print(
         f"wrote {outcome.store.dir / 'results.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}"
     )
@@ -270,6 +311,8 @@ def probe_epochs(
     drop_last: Optional[bool] = DropLastOpt,
     executor: str = typer.Option("local", help="local or ray (for training missing runs)"),
     workers: int = typer.Option(1, help="local executor: runs at once"),
+    shard: Optional[str] = ShardOpt,
+    dry_run: bool = DryRunOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
 ):
@@ -292,6 +335,9 @@ def probe_epochs(
         compile=compile,
         drop_last=drop_last,
     )
+    piece = _shard(shard)
+    if dry_run:
+        return _print_plan(s, store, piece)
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
@@ -300,7 +346,7 @@ def probe_epochs(
             store,
             cifar,
             device,
-            sweep_kwargs=dict(executor=executor, workers=workers),
+            sweep_kwargs=dict(executor=executor, workers=workers, shard=piece),
             sweep_events=events,
             probe_events=ProbeProgress(bar),
         )
@@ -312,6 +358,23 @@ def probe_epochs(
     console.print(
         f"wrote {outcome.sweep.store.dir / 'probe.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}"
     )
+
+
+@app.command()
+def merge(
+    sources: list[Path] = typer.Argument(..., help="stores (or study folders) to take finished runs from"),
+    into: Path = typer.Option(..., "--into", help="the store to merge into (created if missing)"),
+    light: bool = typer.Option(
+        False, "--light", help="copy each run's record only (config, meta, result, history: a few kB), not weights"
+    ),
+):
+    """Union of the finished runs of several stores, study by study; refuses mismatched studies or runs."""
+    from forgetting import merge as merge_mod
+    from forgetting.console import console
+
+    for m in merge_mod.merge_stores(sources, into, light=light):
+        news = f"{len(m.new_runs)} runs added" if m.changed else "nothing new"
+        console.print(f"{m.name}: {news}; {len(m.runs)} finished runs in {m.dst}")
 
 
 @app.command()

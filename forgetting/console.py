@@ -193,6 +193,8 @@ def lr_sweep_table(table, title: str):
             r = rows[rows["subset"] == size]
             if r.empty:
                 cells.append("")
+            elif (r["status"] == "missing").all():  # another shard's, or not yet run
+                cells.append("-")
             elif (r["status"] != "finished").all():
                 cells.append("failed")
             elif r["diverged"].fillna(False).astype(bool).all():
@@ -251,3 +253,24 @@ class LRFindProgress:
 
     def step(self, i: int, n: int) -> None:
         self.progress.update(self.task, completed=i, total=n)
+
+
+def plan_table(plan):
+    """A dry run: the runs a sweep (or one shard) would train, their work and whether they are done."""
+    from rich.table import Table
+
+    mine, total = plan.work
+    share = f"shard {plan.shard}: " if plan.shard else ""
+    lr = f"base LR {plan.base_lr:.4g}" if plan.base_lr is not None else "base LR not yet found (run ids follow it)"
+    out = Table(
+        title=f"{plan.study.name}: {share}{len(plan.mine)} of {len(plan.specs)} runs, "
+        f"{mine / total:.1%} of the work; {lr}",
+        title_justify="left",
+    )
+    for name in ("run", "run id", "work", "state"):
+        out.add_column(name, justify="left" if name in ("run", "run id") else "right")
+    for spec in plan.mine:
+        known = plan.base_lr is not None
+        state = "finished" if spec.id in plan.finished else "to run"
+        out.add_row(spec.describe(), spec.id if known else "-", f"{spec.work:,.0f}", state)
+    return out

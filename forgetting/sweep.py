@@ -30,8 +30,9 @@ import torch
 from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.schedules import warmup_constant
-from forgetting.store import atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
-from forgetting.studies import STUDIES_DIR, Study
+from forgetting.shards import Shard, select
+from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
+from forgetting.studies import STUDIES_DIR, Condition, Study
 from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
 
 RUN_COLUMNS = [  # what the grid says about a run
@@ -327,12 +328,8 @@ def _run_ray(specs, store, cifar, address, gpus_per_run, cpus_per_run, events: S
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None) -> float:
-    """The study's base LR: a number, or the LR finder's suggestion (computed once, then reused)."""
-    if study.grid["base_lr"] != "find":
-        return float(study.grid["base_lr"])
-    from forgetting import lr_finder
-
+def _lr_find_setup(study: Study) -> tuple[TrainConfig, dict]:
+    """The finder's config and the key its stored result must match to be reused."""
     f = study.lr_find
     t = study.train
     subset = f["subset"] or study.largest_subset()
@@ -345,11 +342,48 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None)
         end_lr=f["end_lr"],
         seeds=f["seeds"],
     )
+    return cfg, key
+
+
+def stored_base_lr(study: Study, store: StudyStore) -> float | None:
+    """The study's base LR if it is known without training: a number, or the finder's stored result."""
+    if study.grid["base_lr"] != "find":
+        return float(study.grid["base_lr"])
     path = store.dir / "lr_find.json"
     if path.exists():
         saved = read_json(path)
-        if saved.get("key") == key:
+        if saved.get("key") == _lr_find_setup(study)[1]:
             return float(saved["suggestion"])
+    return None
+
+
+def _require_finder_result(study: Study, store: StudyStore, shard: Shard | None) -> None:
+    if shard is not None and shard.index > 1 and stored_base_lr(study, store) is None:
+        raise UserError(
+            f'{study.name}: base_lr = "find" and {store.dir / "lr_find.json"} is not there: run the finder first '
+            f"(`forgetting lr-find {study.name} --store DIR`, or shard 1/{shard.count}), then "
+            f"`forgetting merge DIR --into {store.dir.parent}`"
+        )
+
+
+def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None, shard: Shard | None = None) -> float:
+    """The study's base LR: a number, or the LR finder's suggestion (computed once, then reused).
+
+    Only a whole study or its first shard runs the finder: pieces trained at two base LRs would be two
+    studies under one name."""
+    known = stored_base_lr(study, store)
+    if known is not None:
+        return known
+    if shard is not None and shard.index > 1:
+        raise UserError(
+            f'{study.name}: base_lr = "find" and {store.dir / "lr_find.json"} is not there: run the finder first '
+            f"(`forgetting lr-find {study.name} --store {store.dir.parent}`, or shard 1/{shard.count}), then merge "
+            f"its store into this one (`forgetting merge`)"
+        )
+    from forgetting import lr_finder
+
+    f = study.lr_find
+    cfg, key = _lr_find_setup(study)
     found = lr_finder.find_lr(
         cfg,
         cifar,
@@ -361,8 +395,8 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None)
         end_lr=f["end_lr"],
         callbacks=events.lr_find_callbacks() if events else None,
     )
-    found.curves_frame().to_csv(store.dir / "lr_find.csv", index=False)
-    atomic_write_json(path, dict(key=key, **found.to_dict()))
+    atomic_write_bytes(store.dir / "lr_find.csv", found.curves_frame().to_csv(index=False).encode())
+    atomic_write_json(store.dir / "lr_find.json", dict(key=key, **found.to_dict()))
     return float(found.suggestion)
 
 
@@ -424,14 +458,71 @@ def study_record(study: Study, base_lr: float) -> dict:
     )
 
 
+def study_from_record(record: dict) -> Study:
+    """The study a study.json describes, complete enough to expand its runs (merge rebuilds results.csv so)."""
+    return Study(
+        name=record["name"],
+        kind=record["kind"],
+        scale=record["scale"],
+        description=record.get("description", ""),
+        train=record["train"],
+        grid=record["grid"],
+        lr_find={},
+        probe=record.get("probe") or {},
+        conditions=tuple(Condition(**c) for c in record.get("conditions") or ()),
+        source=record.get("source", ""),
+    )
+
+
+def results_csv_bytes(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False).encode()
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep (or one shard of it) would train, without training: the dry run's view."""
+
+    study: Study
+    shard: Shard | None
+    specs: list[RunSpec]  # every run of the study
+    mine: list[RunSpec]  # this shard's runs (all runs without a shard)
+    finished: set[str]  # ids of this shard's runs already in the store
+    base_lr: float | None  # None: the LR finder has not run, so run ids are not known yet
+
+    @property
+    def work(self) -> tuple[float, float]:
+        """This shard's work and the whole study's."""
+        return sum(s.work for s in self.mine), sum(s.work for s in self.specs)
+
+
+def plan_sweep(study: Study, store_root: Path, shard: Shard | None = None) -> SweepPlan:
+    store = StudyStore(store_root, study.name)
+    base_lr = stored_base_lr(study, store)
+    # Work and shards do not depend on the base LR, so a placeholder still gives the true pieces.
+    specs = expand(study, base_lr if base_lr is not None else 1.0)
+    mine = select(specs, [s.work for s in specs], shard)
+    finished = {s.id for s in mine if base_lr is not None and store.finished(s)}
+    return SweepPlan(study, shard, specs, mine, finished, base_lr)
+
+
+def find_base_lr(study: Study, store_root: Path, cifar, device: str = "auto", events=None) -> float:
+    """A study's LR finder alone, into its store (study.json and lr_find.*): run once before shards 2..N."""
+    store = StudyStore(store_root, study.name)
+    with store.lock():
+        base_lr = resolve_base_lr(study, store, cifar, resolve_device(device), events)
+        atomic_write_json(store.dir / "study.json", study_record(study, base_lr))
+    return base_lr
+
+
 @dataclass
 class SweepOutcome:
     study: Study
     store: StudyStore
-    specs: list[RunSpec]
+    specs: list[RunSpec]  # every run of the study: results.csv has a row for each
     base_lr: float
     table: pd.DataFrame
     seconds: float
+    mine: list[RunSpec]  # the runs this invocation was given: its shard's, or all of them
 
 
 def run_sweep(
@@ -445,8 +536,9 @@ def run_sweep(
     gpus_per_run: float = 0.0,
     cpus_per_run: float = 1.0,
     events: SweepEvents | None = None,
+    shard: Shard | None = None,
 ) -> SweepOutcome:
-    """Run every unfinished run of ``study`` into ``store_root`` and write its results.csv."""
+    """Run every unfinished run of ``study`` (or of its ``shard``) into ``store_root`` and write its results.csv."""
     if executor not in ("local", "ray"):
         raise UserError(f"executor must be local or ray, not {executor!r}")
     if workers < 1:
@@ -455,17 +547,18 @@ def run_sweep(
     dev = resolve_device(device)
     store = StudyStore(store_root, study.name)
     t0 = time.perf_counter()
+    _require_finder_result(study, store, shard)  # before the lock, which would create the store
     with store.lock():
-        base_lr = resolve_base_lr(study, store, cifar, dev, events)
+        base_lr = resolve_base_lr(study, store, cifar, dev, events, shard)
         atomic_write_json(store.dir / "study.json", study_record(study, base_lr))
         specs = expand(study, base_lr)
-        todo = [s for s in specs if not store.finished(s)]
-        events.start(len(specs), len(specs) - len(todo), todo)
+        mine = select(specs, [s.work for s in specs], shard)
+        todo = [s for s in mine if not store.finished(s)]
+        events.start(len(mine), len(mine) - len(todo), todo)
         if executor == "local":
             _run_local(todo, store, cifar, dev, workers, events)
         else:
             _run_ray(todo, store, cifar, address, gpus_per_run, cpus_per_run, events)
         table = results_table(study, store, specs)
-        table.to_csv(store.dir / ".results.csv.tmp", index=False)
-        os.replace(store.dir / ".results.csv.tmp", store.dir / "results.csv")
-    return SweepOutcome(study, store, specs, base_lr, table, time.perf_counter() - t0)
+        atomic_write_bytes(store.dir / "results.csv", results_csv_bytes(table))
+    return SweepOutcome(study, store, specs, base_lr, table, time.perf_counter() - t0, mine)

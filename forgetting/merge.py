@@ -1,0 +1,241 @@
+"""`forgetting merge`: the union of the finished runs of several stores, study by study.
+
+Run ids are hashes of the resolved config, so the shards of a study, or stores filled on different
+machines, join by copying run folders: the same id is the same run. Everything is checked before
+anything is written, and each study folder of DST is replaced whole (staged beside it, then swapped
+in one rename), so a refused or killed merge leaves DST as it was. ``light`` copies only a run's
+record (a few kB, what results.csv and the figures need): what is committed under results/.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from forgetting import analysis
+from forgetting.errors import UserError
+from forgetting.store import atomic_write_bytes, exclusive_lock, json_bytes, read_json
+from forgetting.sweep import CHECKPOINT, expand, results_csv_bytes, results_table, study_from_record
+
+LIGHT_FILES = ("config.json", "meta.json", "result.json", "history.csv")  # a finished run's record
+STUDY_FILES = ("lr_find.json", "lr_find.csv")  # copied from the first folder that has them
+PROBE_TABLES = ("probe", "probe_runs", "probe_recency", "probe_examples")  # one block of rows per run
+NOT_COPIED = (CHECKPOINT, "failed.json")  # an unfinished run's state stays where it was made
+
+
+@dataclass
+class StudyMerge:
+    name: str
+    dst: Path  # DST/<study>
+    record: dict  # the study.json every folder agrees on
+    folders: list[Path]  # the source folders of this study, in the order given
+    runs: dict[str, Path] = field(default_factory=dict)  # run id -> the run folder to take it from
+    failed: dict[str, Path] = field(default_factory=dict)  # id -> a failed run's folder (finished nowhere)
+    new_runs: list[str] = field(default_factory=list)  # ids not yet in DST
+    files: dict[str, bytes] = field(default_factory=dict)  # study-level files to (re)write
+    changed: bool = False  # set once DST/<study> has been replaced
+
+
+def _study_folders(root: Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder")
+    if (root / "study.json").exists():
+        return [root]
+    folders = sorted(p.parent for p in root.glob("*/study.json"))
+    if not folders:
+        raise UserError(f"{root}: no study folders (folders with a study.json) found")
+    return folders
+
+
+def _read_record(folder: Path) -> dict:
+    try:
+        record = read_json(folder / "study.json")
+    except (ValueError, OSError) as e:
+        raise UserError(f"{folder / 'study.json'}: not readable JSON ({type(e).__name__})") from None
+    if not isinstance(record, dict) or not {"name", "kind", "train", "grid"} <= set(record):
+        raise UserError(f"{folder / 'study.json'}: not a study record written by sweep-lr or probe-epochs")
+    return record
+
+
+def _same_study(a: dict, b: dict, where: str) -> None:
+    """Refuse two records of one name that describe different runs (the study file's path may differ)."""
+    for key in sorted(set(a) | set(b)):
+        if key != "source" and a.get(key) != b.get(key):
+            raise UserError(f"{where}: different studies named {a['name']!r} ('{key}' differs); not merged")
+
+
+def _finished_runs(folder: Path) -> dict[str, Path]:
+    runs = folder / "runs"
+    return {p.name: p for p in sorted(runs.iterdir()) if (p / "result.json").exists()} if runs.is_dir() else {}
+
+
+def _claim_runs(merge: StudyMerge, folder: Path, light: bool) -> None:
+    for run, path in _finished_runs(folder).items():
+        missing = [f for f in LIGHT_FILES if not (path / f).exists()]
+        if missing:
+            raise UserError(f"{path}: a finished run without {', '.join(missing)}; remove the folder or redo the run")
+        held = merge.runs.get(run)
+        if held is None:
+            merge.runs[run] = path
+        elif (held / "result.json").read_bytes() != (path / "result.json").read_bytes():
+            raise UserError(f"run {run}: {held / 'result.json'} and {path / 'result.json'} differ; not merged")
+
+
+def _probe_tables(merge: StudyMerge, specs) -> dict[str, bytes]:
+    """Each probed run's rows from the first folder that has them, in the order of the study's runs
+    (as one probe of the whole study writes them); probe_epochs recomputed from the union."""
+    order = {s.id: i for i, s in enumerate(specs)}
+    tables = {}
+    for name in PROBE_TABLES:
+        frames = {}
+        for folder in [merge.dst, *merge.folders]:
+            path = folder / f"{name}.csv"
+            if not path.exists():
+                continue
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)  # text in, text out: bytes kept
+            for run, rows in df.groupby("run", sort=False):
+                frames.setdefault(run, rows)
+        if frames:
+            runs = sorted(frames, key=lambda r: order.get(r, len(order)))
+            tables[name] = pd.concat([frames[r] for r in runs]).to_csv(index=False).encode()
+    if "probe_runs" in tables:
+        bn = set(pd.read_csv(io.BytesIO(tables["probe_runs"]))["bn"])
+        if len(bn) > 1:
+            raise UserError(f"{merge.name}: the folders were probed with different BN modes ({', '.join(sorted(bn))})")
+    if "probe" in tables:
+        probe = pd.read_csv(io.BytesIO(tables["probe"]), dtype={"run": str})
+        tables["probe_epochs"] = analysis.epoch_aggregates(probe).to_csv(index=False).encode()
+    return {f"{name}.csv": data for name, data in tables.items()}
+
+
+class _UnionView:
+    """The store as it will be after the merge, for results_table: each run from where it is taken."""
+
+    def __init__(self, merge: StudyMerge):
+        self.merge = merge
+
+    def run_dir(self, spec) -> Path:
+        m = self.merge
+        return m.runs.get(spec.id) or m.failed.get(spec.id) or m.dst / "runs" / spec.id
+
+
+def plan(name: str, folders: list[Path], dst_root: Path, light: bool) -> StudyMerge:
+    dst = Path(dst_root) / name
+    records = [(f, _read_record(f)) for f in folders]
+    if (dst / "study.json").exists():
+        records.insert(0, (dst, _read_record(dst)))
+    for folder, record in records[1:]:
+        _same_study(records[0][1], record, f"{records[0][0]} and {folder}")
+    merge = StudyMerge(name, dst, records[0][1], folders)
+    _claim_runs(merge, dst, light)
+    held = set(merge.runs)
+    for folder in folders:
+        _claim_runs(merge, folder, light)
+    merge.new_runs = [r for r in merge.runs if r not in held]
+    for folder in folders:  # a failed run stays failed in the union, as in a store that ran it all
+        for path in sorted((folder / "runs").glob("*/failed.json")):
+            run = path.parent.name
+            if run not in merge.runs and not (dst / "runs" / run / "failed.json").exists():
+                merge.failed.setdefault(run, path.parent)
+    for fname in STUDY_FILES:
+        source = next((f / fname for f in [dst, *folders] if (f / fname).exists()), None)
+        if source is not None:
+            merge.files[fname] = source.read_bytes()
+    study = study_from_record(merge.record)
+    specs = expand(study, float(merge.record["base_lr"]))
+    merge.files["study.json"] = json_bytes(merge.record)
+    merge.files["results.csv"] = results_csv_bytes(results_table(study, _UnionView(merge), specs))
+    merge.files.update(_probe_tables(merge, specs))
+    return merge
+
+
+def unchanged(merge: StudyMerge) -> bool:
+    return (
+        not merge.new_runs
+        and not merge.failed
+        and all((merge.dst / n).exists() and (merge.dst / n).read_bytes() == data for n, data in merge.files.items())
+    )
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                os.fsync(f.fileno())
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders in one step (Linux renameat2 RENAME_EXCHANGE); elsewhere, two renames."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None and renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0:  # AT_FDCWD
+        return
+    aside = b.with_name(b.name + ".old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def apply(merge: StudyMerge, light: bool) -> None:
+    """Stage DST/<study> anew beside it (hard links to what it held, copies of the new runs), then swap."""
+    stage = merge.dst.with_name(f".{merge.name}.merge-tmp")
+    shutil.rmtree(stage, ignore_errors=True)  # left by a killed merge
+    if merge.dst.exists():
+        shutil.copytree(merge.dst, stage, copy_function=os.link, ignore=shutil.ignore_patterns("sweep.lock"))
+    keep = set(LIGHT_FILES)
+    for run in merge.new_runs:
+        source = merge.runs[run]
+        ignore = (
+            (lambda d, names: [n for n in names if n not in keep])
+            if light
+            else shutil.ignore_patterns(*NOT_COPIED, ".*.tmp")
+        )
+        shutil.copytree(source, stage / "runs" / run, ignore=ignore)
+    for run, source in merge.failed.items():
+        atomic_write_bytes(stage / "runs" / run / "failed.json", (source / "failed.json").read_bytes())
+    for name, data in merge.files.items():
+        atomic_write_bytes(stage / name, data)
+    _fsync_tree(stage)
+    if merge.dst.exists():
+        _exchange(stage, merge.dst)
+        shutil.rmtree(stage)
+    else:
+        os.rename(stage, merge.dst)
+
+
+def merge_stores(sources: list[Path], dst_root: Path, light: bool = False) -> list[StudyMerge]:
+    """Merge every study of ``sources`` into ``dst_root``; check all of them before writing any."""
+    if not sources:
+        raise UserError("merge needs at least one source store")
+    dst_root = Path(dst_root)
+    if dst_root.exists() and not dst_root.is_dir():
+        raise UserError(f"{dst_root}: --into must be a folder, but it is a file")
+    by_name: dict[str, list[Path]] = {}
+    for root in sources:
+        for folder in _study_folders(root):
+            if folder.resolve() != (dst_root / folder.name).resolve():  # DST itself adds nothing
+                by_name.setdefault(_read_record(folder)["name"], []).append(folder)
+    merges = [plan(name, folders, dst_root, light) for name, folders in sorted(by_name.items())]
+    dst_root.mkdir(parents=True, exist_ok=True)
+    for merge in merges:
+        if unchanged(merge):
+            continue
+        if merge.dst.exists():
+            with exclusive_lock(merge.dst / "sweep.lock"):  # not while a sweep writes this study
+                apply(merge, light)
+        else:
+            apply(merge, light)
+        merge.changed = True
+    return merges
