@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,6 +41,7 @@ base_lr = "find"
 method = "min10"
 steps = 10
 """
+SLICE = dict(train_x=1000, train_y=1000, test_x=500, test_y=500)
 TIMING = ("seconds", "compile_seconds")  # what differs between two runs of the same run id
 
 
@@ -53,7 +55,8 @@ def tree(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def run_cli(*args: str, data: Path) -> subprocess.CompletedProcess:
-    proc = start_cli(*args, data=data, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", FORGETTING_DATA_SIZES="any")  # the slice below
+    proc = start_cli(*args, data=data, env=env)
     out, err = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -109,26 +112,28 @@ def test_the_balance_rule_holds_for_arbitrary_works():
 
 
 @pytest.fixture(scope="module")
-def pieces(tmp_path_factory, cifar_path):
+def pieces(tmp_path_factory, cifar):
     """The study run at once into `whole`, and as shards 1/3, 2/3, 3/3 into three stores."""
     root = tmp_path_factory.mktemp("shards")
+    data = root / "slice.npz"  # the real images, a slice: each process loads and tests on less
+    np.savez(data, **{k: getattr(cifar, k)[:n] for k, n in SLICE.items()})
     study = root / "tiny-shards.toml"
     study.write_text(STUDY_TOML)
     common = ("--device", "cpu")
-    refused = run_cli("sweep-lr", str(study), "--shard", "2/3", "--store", str(root / "s2"), *common, data=cifar_path)
+    refused = run_cli("sweep-lr", str(study), "--shard", "2/3", "--store", str(root / "s2"), *common, data=data)
     refused.left_store = (root / "s2").exists()
-    finder = run_cli("lr-find", str(study), "--store", str(root / "finder"), *common, data=cifar_path)
+    finder = run_cli("lr-find", str(study), "--store", str(root / "finder"), *common, data=data)
     assert finder.returncode == 0, finder.stderr
     runs = {}
     for k in (1, 2, 3):
         store = root / f"s{k}"
         if k > 1:  # shards 2..N start from the finder's store
             merge.merge_stores([root / "finder"], store)
-        runs[k] = run_cli("sweep-lr", str(study), "--shard", f"{k}/3", "--store", str(store), *common, data=cifar_path)
+        runs[k] = run_cli("sweep-lr", str(study), "--shard", f"{k}/3", "--store", str(store), *common, data=data)
         assert runs[k].returncode == 0, runs[k].stderr
-    whole = run_cli("sweep-lr", str(study), "--store", str(root / "whole"), *common, data=cifar_path)
+    whole = run_cli("sweep-lr", str(study), "--store", str(root / "whole"), *common, data=data)
     assert whole.returncode == 0, whole.stderr
-    return dict(root=root, study=study, refused=refused, runs=runs)
+    return dict(root=root, study=study, refused=refused, runs=runs, data=data)
 
 
 def results(folder: Path) -> pd.DataFrame:
@@ -205,7 +210,7 @@ def test_merge_is_idempotent_and_refuses_mismatches_leaving_dst_untouched(pieces
 
 
 @pytest.mark.integration
-def test_a_committed_light_record_is_skipped_in_a_fresh_clone(pieces, tmp_path, cifar_path):
+def test_a_committed_light_record_is_skipped_in_a_fresh_clone(pieces, tmp_path):
     root = pieces["root"]
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -224,7 +229,7 @@ def test_a_committed_light_record_is_skipped_in_a_fresh_clone(pieces, tmp_path, 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     proc = run_cli(
-        "sweep-lr", str(pieces["study"]), "--store", str(clone / "results"), "--device", "cpu", data=cifar_path
+        "sweep-lr", str(pieces["study"]), "--store", str(clone / "results"), "--device", "cpu", data=pieces["data"]
     )
     assert proc.returncode == 0, proc.stderr
     assert "12 of 12 runs already finished" in proc.stdout
@@ -246,3 +251,49 @@ def test_dry_run_lists_a_shard_and_writes_nothing(pieces, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "shard 1/3: 4 of 12 runs" in proc.stdout and "base LR not yet found" in proc.stdout
     assert not store.exists()
+
+
+PROBE_TOML = """
+[study]
+name = "tiny-probe-shards"
+kind = "probe"
+scale = "test scale: dawn18 width 0.125, 2 epochs"
+[train]
+net = "dawn18"
+width = 0.125
+batch_size = 100
+epochs = 2
+warmup = 0
+[grid]
+multipliers = [1, 4]
+subset = 400
+seeds = [0]
+base_lr = 0.05
+[[conditions]]
+name = "half-noaug"
+fraction = 0.5
+augment = false
+[[conditions]]
+name = "full-aug"
+fraction = 1.0
+augment = true
+"""
+
+
+@pytest.mark.integration
+def test_probe_shards_merged_give_the_probe_tables_of_one_probe(pieces, tmp_path):
+    study = tmp_path / "tiny-probe-shards.toml"
+    study.write_text(PROBE_TOML)
+    for store, extra in (("p1", ["--shard", "1/2"]), ("p2", ["--shard", "2/2"]), ("whole", [])):
+        proc = run_cli(
+            "probe-epochs", str(study), "--store", str(tmp_path / store), "--device", "cpu", *extra, data=pieces["data"]
+        )
+        assert proc.returncode == 0, proc.stderr
+    merge.merge_stores([tmp_path / "p1", tmp_path / "p2"], tmp_path / "merged")
+    merged, whole = tmp_path / "merged" / "tiny-probe-shards", tmp_path / "whole" / "tiny-probe-shards"
+    for name in ("probe.csv", "probe_epochs.csv", "probe_recency.csv", "probe_examples.csv"):
+        assert (merged / name).read_bytes() == (whole / name).read_bytes(), name
+    a, b = pd.read_csv(merged / "probe_runs.csv"), pd.read_csv(whole / "probe_runs.csv")
+    columns = [c for c in a.columns if "seconds" not in c]
+    pd.testing.assert_frame_equal(a[columns], b[columns])
+    assert len(a) == 4
