@@ -1,4 +1,4 @@
-"""Tidy tables -> fits and summaries for Part 2's two experiments (protocol section 4). No plotting.
+"""Tidy tables -> fits and summaries for Part 2's two experiments (docs/protocol.md, section 4). No plotting.
 
 Inputs are the sweep table (one row per run), the probe tables (one row per replayed step, per probed
 run, per (run, example)) and nothing else. Every interval is a 95% interval. Pass one study's rows at
@@ -145,7 +145,7 @@ def _vertex(x: np.ndarray, y: np.ndarray, half_window: int) -> tuple[float, int]
     taken from one side at an edge). Local, because loss against log LR is not a parabola: it is flat
     on the left and climbs steeply into the blow-up on the right, and a global fit (or a spline
     through every point) is pulled about by that wall. Two points either side rather than one, because
-    small subsets make single-point swings of several percent (calibration.md) and a 3-point fit only
+    small subsets make single-point swings of several percent (docs/calibration.md) and a 3-point fit only
     moves the argmin by up to half a grid step. The vertex is clipped to the sampled range, and a
     fit that does not curve upwards falls back to the argmin.
     """
