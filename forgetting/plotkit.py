@@ -46,7 +46,10 @@ def save(fig: Figure, path_stem) -> SavedFigure:
     paths = []
     for ext, kwargs in ((".png", dict(dpi=DPI)), (".svg", dict(metadata={"Date": None}))):
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext[1:], bbox_inches="tight", **kwargs)
+        # The salt is read when saving, after the style's context has closed: without it here every
+        # SVG id is random and no SVG regenerates byte for byte.
+        with matplotlib.rc_context({"svg.hashsalt": STYLE["svg.hashsalt"]}):
+            fig.savefig(buf, format=ext[1:], bbox_inches="tight", **kwargs)
         path = stem.with_name(stem.name + ext)  # not with_suffix: "sweep_w0.25" would lose ".25"
         atomic_write_bytes(path, buf.getvalue())
         paths.append(path)

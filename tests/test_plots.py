@@ -291,3 +291,10 @@ def test_tau_lr_figure_has_points_fit_and_revisit_lines(tmp_path):
     )  # open: a tau shows through
     with pytest.raises(UserError):
         plots.plot_tau_lr(dict(taus=[]), tmp_path / "empty", SCALE)
+
+
+def test_the_same_figure_saves_to_the_same_bytes(tmp_path, results):
+    """Figures are regenerated from tables and committed: SVG ids must not change from run to run."""
+    first = plots.plot_lr_sweep(results, tmp_path / "a", SCALE)
+    second = plots.plot_lr_sweep(results, tmp_path / "b", SCALE)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
