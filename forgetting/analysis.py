@@ -560,9 +560,7 @@ def turn_up_levels(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for subset, df in _runs(results).groupby("subset", sort=True):
         grid, losses = _seed_matrix(df, "test_loss")
-        with warnings.catch_warnings():  # an all-missing multiplier is NaN, not a warning
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(losses, axis=0)
+        mean = _seed_mean(grid, losses)
         if not np.isfinite(mean).any():
             continue
         i = int(np.argmin(np.where(np.isfinite(mean), mean, np.inf)))
