@@ -1,4 +1,4 @@
-"""Tidy tables -> fits and summaries for Part 2's two experiments (protocol section 4). No plotting.
+"""Tidy tables -> fits and summaries for Part 2's two experiments (docs/protocol.md, section 4). No plotting.
 
 Inputs are the sweep table (one row per run), the probe tables (one row per replayed step, per probed
 run, per (run, example)) and nothing else. Every interval is a 95% interval. Pass one study's rows at
@@ -145,7 +145,7 @@ def _vertex(x: np.ndarray, y: np.ndarray, half_window: int) -> tuple[float, int]
     taken from one side at an edge). Local, because loss against log LR is not a parabola: it is flat
     on the left and climbs steeply into the blow-up on the right, and a global fit (or a spline
     through every point) is pulled about by that wall. Two points either side rather than one, because
-    small subsets make single-point swings of several percent (calibration.md) and a 3-point fit only
+    small subsets make single-point swings of several percent (docs/calibration.md) and a 3-point fit only
     moves the argmin by up to half a grid step. The vertex is clipped to the sampled range, and a
     fit that does not curve upwards falls back to the argmin.
     """
@@ -299,6 +299,33 @@ def epoch_aggregates(probe: pd.DataFrame) -> pd.DataFrame:
         "n_steps",
     ]
     return out[cols].reset_index(drop=True)
+
+
+def epoch_seed_aggregates(probe: pd.DataFrame) -> pd.DataFrame:
+    """As epoch_aggregates, but over seeds, the unit of the pre-registered verdicts: the mean of each
+    seed's mean over the epoch's steps, and a within-seed 95% interval over seeds (Cousineau 2005 with
+    Morey's 2008 correction): each seed's own level over the ages is removed first, because seeds
+    differ in level far more than in how the loss changes with age, and the verdicts read the change.
+    NaN interval with one seed. Columns as epoch_aggregates, with n_seeds in place of n_steps."""
+    df = _probe(probe)
+    keys = ["condition", "multiplier", "epoch_age"]
+    cols = [c for c in ("lr", "loss_now", "loss_when_seen", "acc_now") if c in df]
+    s = df.groupby(keys + ["seed"], as_index=False)[cols].mean()
+    cell = s.groupby(keys[:2])["loss_now"]
+    s["centred"] = s["loss_now"] - s.groupby(keys[:2] + ["seed"])["loss_now"].transform("mean") + cell.transform("mean")
+    s["n_ages"] = s.groupby(keys[:2])["epoch_age"].transform("nunique")
+    g = s.groupby(keys).agg(
+        loss_now=("loss_now", "mean"), sd=("centred", "std"), n_seeds=("seed", "nunique"), n_ages=("n_ages", "first")
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = _t_halfwidth(g["sd"], g["n_seeds"]) * np.sqrt(g["n_ages"] / (g["n_ages"] - 1))
+    g = g.assign(loss_now_lo=g["loss_now"] - h, loss_now_hi=g["loss_now"] + h)
+    g = g.join(s.groupby(keys)[[c for c in cols if c != "loss_now"]].mean()).reset_index()
+    for c in ("lr", "loss_when_seen", "acc_now"):
+        if c not in g:
+            g[c] = math.nan
+    cols = keys[:2] + ["lr", "epoch_age", "loss_now", "loss_now_lo", "loss_now_hi", "loss_when_seen", "acc_now"]
+    return g[cols + ["n_seeds"]]
 
 
 def _rise(age, a, b, tau):
@@ -524,6 +551,31 @@ def _turn_up(grid: np.ndarray, losses: np.ndarray, rise: float = TURN_UP_RISE) -
     i = int(np.argmin(np.where(finite, mean, np.inf)))
     above = np.flatnonzero(mean[i + 1 :] >= (1 + rise) * mean[i])
     return float(grid[i + 1 + above[0]]) if len(above) else _past_grid(grid)
+
+
+def turn_up_levels(results: pd.DataFrame) -> pd.DataFrame:
+    """Per subset, what the pre-registered turn-up rule reads on the test loss, for drawing it: the
+    seed-mean curve's minimum (a blow-up counting as infinite) and its multiplier, the threshold
+    (1 + TURN_UP_RISE) x that minimum, and the turn-up multiplier (past_grid: one step past the grid)."""
+    rows = []
+    for subset, df in _runs(results).groupby("subset", sort=True):
+        grid, losses = _seed_matrix(df, "test_loss")
+        mean = _seed_mean(grid, losses)
+        if not np.isfinite(mean).any():
+            continue
+        i = int(np.argmin(np.where(np.isfinite(mean), mean, np.inf)))
+        turn = _turn_up(grid, losses)
+        rows.append(
+            dict(
+                subset=int(subset),
+                m_min=float(grid[i]),
+                loss_min=float(mean[i]),
+                threshold=float((1 + TURN_UP_RISE) * mean[i]),
+                turn_up=turn,
+                past_grid=bool(turn > grid[-1]),
+            )
+        )
+    return pd.DataFrame(rows, columns=["subset", "m_min", "loss_min", "threshold", "turn_up", "past_grid"])
 
 
 def _divergence(grid: np.ndarray, losses: np.ndarray) -> float:

@@ -22,7 +22,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 NUM_CLASSES = 10
 TRAIN_SIZE = 50_000
 TEST_SIZE = 10_000
-# Per-channel statistics of the training pixels / 255 (protocol section 3).
+# Per-channel statistics of the training pixels / 255 (docs/protocol.md, section 3).
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2471, 0.2435, 0.2616)
 PAD = 4  # reflect padding before the random 32x32 crop

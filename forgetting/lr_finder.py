@@ -1,4 +1,4 @@
-"""LR range test (Smith 2015; fastai's ``lr_find``): find the "base LR" of protocol section 4(a).
+"""LR range test (Smith 2015; fastai's ``lr_find``): find the "base LR" of docs/protocol.md, section 4(a).
 
 One short pseudo-training run whose LR grows geometrically, step by step, from ``start_lr`` to
 ``end_lr``. Each step is exactly a step of the training engine (`forgetting.train`): same model,

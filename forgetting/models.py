@@ -1,4 +1,4 @@
-"""The networks of protocol sections 1-2: `dawn18` (Parts 1-3) and `resnet9` (Part 4 on).
+"""The networks of docs/protocol.md, sections 1-2: `dawn18` (Parts 1-3) and `resnet9` (Part 4 on).
 
 ``width`` scales every channel count (0.25 = a quarter of the channels, at least 1).
 """

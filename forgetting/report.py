@@ -66,8 +66,8 @@ def _read_json(path: Path) -> dict:
     return obj
 
 
-# Execution settings that change a run's numbers without changing its id (see README: run identity).
-# Settings outside the run id that still change a run's digits: one study mixing them is flagged.
+# Settings outside the run id (train.TrainConfig.identity) that still change a run's digits: one study
+# mixing them is flagged.
 EXECUTION_COLUMNS = {
     "threads": "thread counts",
     "precision": "precisions",

@@ -1,6 +1,6 @@
 """One training run: batch plans -> steps -> history, records, weights, result.
 
-Recipe (protocol section 3): Nesterov SGD, momentum 0.9, weight decay 5e-4, LR in the mean-loss
+Recipe (docs/protocol.md, section 3): Nesterov SGD, momentum 0.9, weight decay 5e-4, LR in the mean-loss
 convention, a piecewise-linear schedule evaluated at every step. Each epoch ends with its partial
 batch, as Page's loader does (``drop_last=False``); that step's loss is summed over its images and
 divided by the nominal batch size (Page's summed loss with LR / batch size), so it moves the weights
@@ -132,7 +132,7 @@ EXECUTION_SETTINGS = ("compile",)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-# The blog's stages (protocol section 3). LR knots are (epoch, LR) in the mean-loss convention.
+# The blog's stages (docs/protocol.md, section 3). LR knots are (epoch, LR) in the mean-loss convention.
 PRESETS: dict[str, dict] = {
     "part1": dict(net="dawn18", batch_size=128, epochs=35, lr_knots=((0, 0), (15, 0.1), (30, 0.005), (35, 0))),
     "part2": dict(net="dawn18", batch_size=512, epochs=35, lr_knots=((0, 0), (15, 0.44), (30, 0.005), (35, 0))),

@@ -190,6 +190,35 @@ def test_epoch_aggregates_means_and_intervals():
     assert (e["acc_now"] == 0.5).all()
 
 
+def test_epoch_seed_aggregates_interval_is_over_seeds_without_their_levels():
+    probe = make_probe(tau=3.0, seeds=(0, 1, 2, 3), steps=10, noise=0.01)
+    shifted = probe.assign(loss_now=probe["loss_now"] + 0.2 * probe["seed"])  # seeds differ only in level
+    e = analysis.epoch_seed_aggregates(shifted)
+    pooled = analysis.epoch_aggregates(shifted)
+    assert (e["n_seeds"] == 4).all() and list(e["epoch_age"]) == list(range(12))
+    assert np.allclose(e["loss_now"], pooled["loss_now"])  # the same line, only the band's unit differs
+    width = e["loss_now_hi"] - e["loss_now_lo"]
+    assert (width > 0).all() and (width < 0.05).all()  # a 0.6 spread of levels is not in it
+    noisy = probe.copy()
+    noisy.loc[noisy["seed"] == 3, "loss_now"] += 0.3 * (noisy["epoch_age"] == 5)  # one seed's bump at age 5
+    wide = analysis.epoch_seed_aggregates(noisy).set_index("epoch_age")
+    assert (wide["loss_now_hi"] - wide["loss_now_lo"]).idxmax() == 5
+    one = analysis.epoch_seed_aggregates(make_probe(seeds=(0,), steps=10))
+    assert one["loss_now_lo"].isna().all()
+
+
+def test_turn_up_levels_read_the_pre_registered_rule():
+    results = make_results({1000: 0.5, 8000: 2.0}, seeds=range(3))
+    levels = analysis.turn_up_levels(results).set_index("subset")
+    readings = analysis.sweep_readings(results).set_index("subset")
+    assert (levels["turn_up"] == readings["turn_up"]).all()
+    assert np.allclose(levels["threshold"], 1.1 * levels["loss_min"])
+    assert list(levels["m_min"]) == [0.5, 2.0]
+    flat = make_results({1000: 1.0}, k=0.0, diverge_at=99.0)  # never 10% up: one grid step past 16
+    (row,) = analysis.turn_up_levels(flat).to_dict("records")
+    assert row["turn_up"] == 32.0 and row["past_grid"]
+
+
 def test_recency_aggregates_bins_every_example():
     rng = np.random.default_rng(0)
     steps = rng.integers(0, 400, 2000)

@@ -120,6 +120,21 @@ def test_lr_sweep_figure(tmp_path, results):
     assert SCALE in fig._suptitle.get_text()
 
 
+def test_lr_sweep_figure_draws_the_turn_up_rule_and_puts_optima_on_their_curves(tmp_path, results):
+    optimum = analysis.optimum_by_subset(results, n_boot=50)
+    fig = plots.plot_lr_sweep(results, tmp_path / "f", SCALE, optimum=optimum).figure
+    left = fig.axes[0]
+    levels = analysis.turn_up_levels(results).set_index("subset")
+    thresholds = sorted(ln.get_ydata()[0] for ln in left.get_lines() if ln.get_label() == "_threshold")
+    assert thresholds == pytest.approx(sorted(1.1 * levels["loss_min"]))
+    rings = [ln.get_xdata()[0] for ln in left.get_lines() if ln.get_label() == "_turn_up"]
+    assert sorted(rings) == sorted(levels["turn_up"].clip(upper=max(MULTIPLIERS)))
+    opt_heights = sorted(ln.get_ydata()[0] for ln in left.get_lines() if ln.get_label() == "_opt")
+    assert opt_heights == pytest.approx(sorted(levels["loss_min"]))  # on each curve's minimum, not in a margin
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "95% t interval over 2 seeds" in labels and any(t.startswith("+10% above the minimum") for t in labels)
+
+
 def test_forgetting_figure_has_a_panel_per_lr(tmp_path, probe, probe_runs):
     saved = plots.plot_forgetting(probe, probe_runs, tmp_path / "fig2", SCALE)
     _assert_written(saved, tmp_path / "fig2")
@@ -132,6 +147,56 @@ def test_forgetting_figure_has_a_panel_per_lr(tmp_path, probe, probe_runs):
         left, right = ax.get_xlim()
         assert left > right  # time reads left to right: age 0 at the right
     assert axes[0].get_title().startswith("LR ×1/2")
+
+
+def test_five_panels_wrap_at_three_per_row(tmp_path):
+    rows = [
+        dict(
+            run=f"r{m}",
+            condition="full-aug",
+            multiplier=m,
+            lr=0.1 * m,
+            seed=0,
+            step=s,
+            epoch=3 - a,
+            epoch_age=a,
+            loss_now=1.0 + 0.01 * a + 0.001 * s,
+            n=64,
+        )
+        for m in (0.5, 1.0, 2.0, 4.0, 8.0)
+        for a in range(4)
+        for s in range(3)
+    ]  # one row per replayed step
+    fig = plots.plot_forgetting(pd.DataFrame(rows), None, tmp_path / "f", SCALE).figure
+    assert len(fig.axes) == 5
+    columns = {round(ax.get_position().x0, 3) for ax in fig.axes}
+    assert len(columns) == 3  # two rows: 3 + 2
+
+
+def test_a_test_loss_above_the_axis_is_written_and_the_legend_says_so(tmp_path, probe, probe_runs):
+    runs = probe_runs.assign(test_loss=np.where(probe_runs["condition"] == "half-noaug", 9.5, 1.72))
+    fig = plots.plot_forgetting(probe, runs, tmp_path / "f", SCALE).figure
+    top = fig.axes[0].get_ylim()[1]
+    assert top < 9.5
+    assert all([t.get_text() for t in ax.texts] == ["test loss 9.50 ↑"] for ax in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "test loss, same weights (↑ above the axis: value written)" in labels
+    fig = plots.plot_forgetting(probe, probe_runs, tmp_path / "g", SCALE).figure  # nothing clipped: no note
+    assert not any(ax.texts for ax in fig.axes)
+    assert "test loss, same weights" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_with_several_seeds_the_band_is_over_seeds(tmp_path, probe):
+    # three seeds that differ in level by 0.3 but rise alike with age: a within-seed band is narrow
+    seeds = pd.concat([probe.assign(seed=k, loss_now=probe["loss_now"] + 0.3 * k) for k in range(3)])
+    fig = plots.plot_forgetting(seeds, None, tmp_path / "f", SCALE).figure
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("mean of 3 seeds, 95% within-seed interval" in t for t in labels)
+    one = plots.plot_forgetting(probe, None, tmp_path / "g", SCALE).figure
+    assert any("one seed" in t.get_text() and "the epoch's batches" in t.get_text() for t in one.legends[0].get_texts())
+    agg = analysis.epoch_seed_aggregates(seeds)
+    assert (agg["n_seeds"] == 3).all()
+    assert ((agg["loss_now_hi"] - agg["loss_now_lo"]) < 0.05).all()  # the 0.3 offsets are not in the band
 
 
 def test_forgetting_figure_without_reference_or_loss_when_seen(tmp_path, probe):
@@ -210,9 +275,26 @@ def test_tau_lr_figure_has_points_fit_and_revisit_lines(tmp_path):
     )
     saved = plots.plot_tau_lr(law, tmp_path / "tau_lr", SCALE)
     assert [p.suffix for p in saved] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in saved)
-    ax = saved.figure.axes[0]
+    fig = saved.figure
+    ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any("α = 1.00" in t for t in labels) and any("N/B = 10 steps" in t for t in labels)
+    assert ax.get_legend() is None  # the legend sits below the axes, where it hides no line or marker
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("α = 1.00" in t for t in labels) and any("over 4 LRs" in t for t in labels)
+    notes = [t.get_text() for t in ax.texts]
+    assert notes == ["N = 1,280: N/B = 10"]  # each revisit line is named at its right end
+    (fit,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("tau ∝")]
+    assert min(fit.get_xdata()) == pytest.approx(0.015) and max(fit.get_xdata()) == pytest.approx(0.12)
+    (turn,) = [ln for ln in ax.get_lines() if ln.get_marker() == "v"]
+    assert (
+        turn.get_xdata()[0] == pytest.approx(0.12) and turn.get_markerfacecolor() == "none"
+    )  # open: a tau shows through
     with pytest.raises(UserError):
         plots.plot_tau_lr(dict(taus=[]), tmp_path / "empty", SCALE)
+
+
+def test_the_same_figure_saves_to_the_same_bytes(tmp_path, results):
+    """Figures are regenerated from tables and committed: SVG ids must not change from run to run."""
+    first = plots.plot_lr_sweep(results, tmp_path / "a", SCALE)
+    second = plots.plot_lr_sweep(results, tmp_path / "b", SCALE)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]

@@ -1,0 +1,338 @@
+"""The numbers quoted in README.md and results/README.md are the committed summary.json's (or, where a
+document says so, recomputed from the committed tables), so that the prose cannot drift from the
+results. Each claim is the quoted text with {} where its numbers go; the numbers are formatted as the
+document quotes them and the text must appear in the document (whitespace and line breaks aside)."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgetting import analysis, studies
+
+from conftest import REPO_ROOT
+
+RESULTS = REPO_ROOT / "results"
+
+
+@cache
+def summary(study: str) -> dict:
+    return json.loads((RESULTS / study / "summary.json").read_text())
+
+
+@cache
+def document(name: str) -> str:
+    """The document with every run of whitespace (line breaks included) as one space."""
+    return " ".join((REPO_ROOT / name).read_text().split())
+
+
+def verdict(study: str, name: str) -> dict:
+    return summary(study)["verdicts"][name]
+
+
+def law_taus(study: str = "cpu-tau-lr") -> list[dict]:
+    return verdict(study, "tau_law")["taus"]
+
+
+def reference(study: str, condition: str, multiplier: float) -> float:
+    (row,) = [r for r in summary(study)["reference"] if r["condition"] == condition and r["multiplier"] == multiplier]
+    return row["test_loss"]
+
+
+def fmt(spec: str, values) -> list[str]:
+    return [spec.format(v) for v in values]
+
+
+def sweep_rows() -> list[dict]:
+    return verdict("cpu-tau-lr", "tau_law")["versus_sweep"]
+
+
+def misses() -> list[float]:
+    """How far each inconsistent turn-up is from m*, as a factor >= 1."""
+    return [max(r["turn_up_over_m_star"], 1 / r["turn_up_over_m_star"]) for r in sweep_rows() if not r["consistent"]]
+
+
+def b_numbers(study: str) -> list[str]:
+    b = verdict(study, "b")
+    return fmt("{:.2f}", [b["tau_ratio"], b["tau_ratio_lo"], b["tau_ratio_hi"]])
+
+
+def alpha(study: str = "cpu-tau-lr") -> list[str]:
+    law = verdict(study, "tau_law")
+    return fmt("{:.2f}", [law["alpha"], law["alpha_lo"], law["alpha_hi"]])
+
+
+def tau_range(taus: list[dict]) -> list[str]:
+    return fmt("{:.0f}", [min(t["tau"] for t in taus), max(t["tau"] for t in taus)])
+
+
+def full_aug_cells() -> list[str]:
+    studies = ("cpu-probe-5seeds", "cpu-tau-lr")
+    cells = sum(len(verdict(s, "b")["multipliers"]) for s in studies)
+    return [str(cells), str(sum(verdict(s, "b")["n_seeds"] for s in studies))]
+
+
+def optimum_row(i: int) -> list[str]:
+    o, c = summary("cpu-lr-sweep")["optimum"][i], summary("cpu-lr-sweep")["curvature"][i]
+    return (
+        [f"{o['subset']:,}"]
+        + fmt("{:.2f}", [o["m_opt"], o["m_opt_lo"], o["m_opt_hi"]])
+        + fmt("{:g}", [o["m_argmin"], c["curvature_limit"], c["turn_up"]])
+    )
+
+
+def probe_fit_row(multiplier: float) -> list[str]:
+    (r,) = [
+        r for r in summary("cpu-probe")["forgetting"] if r["condition"] == "full-aug" and r["multiplier"] == multiplier
+    ]
+    return (
+        [f"{r['lr']:.3g}"]
+        + fmt("{:.1f}", [r["tau"], r["tau_lo"], r["tau_hi"]])
+        + fmt("{:.3f}", [r["gap"], r["gap_lo"], r["gap_hi"]])
+    )
+
+
+def probe_age_row(age: int) -> list[str]:
+    rows = {(r["condition"], r["multiplier"]): r for r in summary("cpu-probe")["epochs"] if r["epoch_age"] == age}
+    order = [("full-aug", 1), ("full-aug", 4), ("half-noaug", 1), ("half-noaug", 4)]
+    return fmt("{:.3f}", [rows[k]["loss_now"] for k in order])
+
+
+def same_runs_ratios() -> pd.Series:
+    amd = pd.read_csv(RESULTS / "cpu-probe" / "results.csv", dtype={"run": str})
+    intel = pd.read_csv(RESULTS / "cpu-probe-5seeds" / "results.csv", dtype={"run": str})
+    both = amd.merge(intel, on="run", suffixes=("_amd", "_intel"))
+    return both["seconds_intel"] / both["seconds_amd"]
+
+
+def same_runs_slowdown() -> float:
+    """Median Intel/AMD time of the runs both machines trained (cpu-probe's run ids, in cpu-probe-5seeds)."""
+    ratios = same_runs_ratios()
+    assert len(ratios) == 4
+    return float(ratios.median())
+
+
+A5 = verdict("cpu-lr-sweep", "a_final")
+B5 = verdict("cpu-probe-5seeds", "b")
+B16 = verdict("cpu-tau-lr", "b")
+TAUS = law_taus()
+BELOW_X8 = [t for t in TAUS if t["multiplier"] < 8]
+
+# (document, quoted text with {} for each number, the numbers as the document formats them)
+CLAIMS = [
+    ("README.md", "alpha {} [{}, {}]", alpha()),
+    ("README.md", "falls roughly as LR^-{}", fmt("{:.1f}", [verdict("cpu-tau-lr", "tau_law")["alpha"]])),
+    (
+        "README.md",
+        "at 4x apart the ratio is {} [{}, {}] with {} seeds",
+        b_numbers("cpu-probe-5seeds") + [str(B5["n_seeds"])],
+    ),
+    ("README.md", "tau is flat from x0.5 to x4 ({}-{} steps)", tau_range(BELOW_X8)),
+    (
+        "README.md",
+        "(test loss {} against {} at x1)",
+        fmt("{:.2f}", [reference("cpu-tau-lr", "full-aug", 8), reference("cpu-tau-lr", "full-aug", 1)]),
+    ),
+    ("README.md", "{} cells, {} seeds)", full_aug_cells()),
+    (
+        "README.md",
+        "predicted {} of the short sweep's {} turn-ups",
+        [str(sum(r["consistent"] for r in sweep_rows())), str(len(sweep_rows()))],
+    ),
+    (
+        "README.md",
+        "The main job trains {} small networks",
+        [str(len(pd.read_csv(RESULTS / "cpu-lr-sweep" / "results.csv")))],
+    ),
+    ("README.md", "ran the same runs about {}x slower", [f"{same_runs_slowdown():.1f}"]),
+    ("results/README.md", "the same runs took a median {}x as long", [f"{same_runs_slowdown():.1f}"]),
+    (
+        "results/README.md",
+        "(x1: {} [{}, {}], x4: {} [{}, {}])",
+        fmt(
+            "{:.3f}", [B5["gaps"][0], B5["gap_lo"][0], B5["gap_hi"][0], B5["gaps"][1], B5["gap_lo"][1], B5["gap_hi"][1]]
+        ),
+    ),
+    ("results/README.md", "tau(x4)/tau(x1) = {} [{}, {}]", b_numbers("cpu-probe-5seeds")),
+    (
+        "results/README.md",
+        "every gap above 0 ({}-{}, smallest lower bound {} at x{:g})",
+        fmt("{:.3f}", [min(B16["gaps"]), max(B16["gaps"]), min(B16["gap_lo"])])
+        + [B16["multipliers"][int(np.argmin(B16["gap_lo"]))]],
+    ),
+    ("results/README.md", "tau(x8)/tau(x0.5) = {} [{}, {}]", b_numbers("cpu-tau-lr")),
+    ("results/README.md", "alpha = {} [{}, {}]", alpha()),
+    (
+        "results/README.md",
+        "tau (SGD steps) {}, {}, {}, {}, {} at x0.5, 1, 2, 4, 8",
+        fmt("{:.0f}", [t["tau"] for t in TAUS]),
+    ),
+    ("results/README.md", "flat ({}-{}) up to x4", tau_range(BELOW_X8)),
+    (
+        "results/README.md",
+        "(test loss {} against {} at x1 and x2)",
+        fmt("{:.2f}", [reference("cpu-tau-lr", "full-aug", 8), reference("cpu-tau-lr", "full-aug", 2)]),
+    ),
+    ("results/README.md", "the measured tau range ({}-{} steps)", tau_range(TAUS)),
+    (
+        "results/README.md",
+        "m* = {}, {}, {}, {} for N = {}, {}, {}, {} against turn-ups x{:g}, x{:g}, x{:g}, x{:g}",
+        fmt("{:.2g}", [r["m_star"] for r in sweep_rows()])
+        + [f"{r['subset']:,}" for r in sweep_rows()]
+        + [r["turn_up"] for r in sweep_rows()],
+    ),
+    (
+        "results/README.md",
+        "consistent for {} of {} subsets",
+        [str(sum(r["consistent"] for r in sweep_rows())), str(len(sweep_rows()))],
+    ),
+    ("results/README.md", "the others miss by {}x-{}x", [f"{min(misses()):.1f}", f"{max(misses()):.0f}"]),
+    (
+        "results/README.md",
+        "turn-up x{:g} at {} vs x{:g} at {} (ratio {}; >= 2 in {} of resamples); divergence x{:g} vs none (x{:g})",
+        [A5["turn_up_smallest"], f"{A5['subset_smallest']:,}", A5["turn_up_largest"], f"{A5['subset_largest']:,}"]
+        + [
+            f"{A5['turn_up_ratio']:.2f}",
+            f"{A5['boot_share_ratio_ge_2']:.0%}",
+            A5["divergence_smallest"],
+            A5["divergence_largest"],
+        ],
+    ),
+    ("results/README.md", "| {} | {} | {}-{} | {} | {} | {} |", optimum_row(0)),
+    ("results/README.md", "| {} | {} | {}-{} | {} | {} | {} |", optimum_row(1)),
+    ("results/README.md", "| {} | {} | {}-{} | {} | {} | {} |", optimum_row(2)),
+    ("results/README.md", "| {} | {} | {}-{} | {} | {} | {} |", optimum_row(3)),
+    (
+        "results/README.md",
+        "The fitted optima are {}x and {}x (`summary.json`, `optimum`), a ratio of {}",
+        fmt("{:.2f}", [o["m_opt"] for o in summary("cpu-lr-sweep")["optimum"][::3]])
+        + [f"{summary('cpu-lr-sweep')['optimum'][0]['m_opt'] / summary('cpu-lr-sweep')['optimum'][3]['m_opt']:.2f}"],
+    ),
+    (
+        "results/README.md",
+        "Base LR {} from the LR finder on the 10,240-image subset",
+        [f"{summary('cpu-lr-sweep')['study']['base_lr']:.3g}"],
+    ),
+    (
+        "results/README.md",
+        "Base LR {} from the LR finder on the 5,120-image subset",
+        [f"{summary('cpu-probe')['study']['base_lr']:.3g}"],
+    ),
+    ("results/README.md", "| full-aug | 1x ({}) | {} | {}-{} | {} | {}-{} |", probe_fit_row(1)),
+    ("results/README.md", "| full-aug | 4x ({}) | {} | {}-{} | {} | {}-{} |", probe_fit_row(4)),
+    ("results/README.md", "| 0 (final epoch) | {} | {} | {} | {} |", probe_age_row(0)),
+    ("results/README.md", "| 11 (oldest) | {} | {} | {} | {} |", probe_age_row(11)),
+    (
+        "results/README.md",
+        "| test set (same weights) | {} | {} | {} | {} |",
+        fmt(
+            "{:.3f}",
+            [
+                reference("cpu-probe", c, m)
+                for c, m in [("full-aug", 1), ("full-aug", 4), ("half-noaug", 1), ("half-noaug", 4)]
+            ],
+        ),
+    ),
+]
+
+
+def csv_row(name: str, **match) -> dict:
+    df = pd.read_csv(REPO_ROOT / "benchmarks" / name)
+    for k, v in match.items():
+        df = df[df[k] == v]
+    (row,) = df.to_dict("records")
+    return row
+
+
+def training_images(study: str) -> int:
+    """Training images of a whole study file: seeds x multipliers x epochs x the images of each size."""
+    s = studies.load_study(study)
+    if s.kind == "probe":
+        per_lr = sum(int(s.grid["subset"] * c.fraction) for c in s.conditions)
+    else:
+        per_lr = sum(s.grid["sizes"])
+    return len(s.grid["seeds"]) * len(s.grid["multipliers"]) * s.train["epochs"] * per_lr
+
+
+PAGE_RATE = {512: 35 * 50_000 / 256, 128: 35 * 50_000 / 297}  # images/s of Page's V100 runs (docs/protocol.md)
+
+
+def gpu_hours(study: str) -> float:
+    return training_images(study) / PAGE_RATE[studies.load_study(study).train["batch_size"]] / 3600
+
+
+CALIBRATION = [
+    (
+        "| AMD EPYC with AVX-512 | 1 | {} |",
+        [f"{csv_row('throughput_cpu.csv', net='dawn18', width=1.0)['toolkit_img_s']:.1f}"],
+    ),
+    (
+        "| AMD EPYC with AVX-512 | 0.25 | {} |",
+        [f"{csv_row('throughput_cpu.csv', net='dawn18', width=0.25)['toolkit_img_s']:,.0f}"],
+    ),
+    ("| Intel Xeon | 1 | {} |", [f"{csv_row('compile_cpu.csv', width=1.0, run='eager')['steady_img_s']:.1f}"]),
+    ("| Intel Xeon | 0.25 | {} |", [f"{csv_row('compile_cpu.csv', width=0.25, run='eager')['steady_img_s']:.1f}"]),
+    (
+        "took {}-{}x as long on the Intel machine as on the AMD one (median {}x",
+        [f"{same_runs_ratios().min():.1f}", f"{same_runs_ratios().max():.0f}", f"{same_runs_ratios().median():.1f}"],
+    ),
+    ("3 seeds = {} M training images", [f"{training_images('cpu-lr-sweep-30') / 1e6:.2f}"]),
+    (
+        "| Intel Xeon | 505 images/s | 7.26 M / 505 = about {} h |",
+        [f"{training_images('cpu-lr-sweep-30') / 505 / 3600:.0f}"],
+    ),
+    (
+        "| `page2018-lr-sweep` | 3 | 3 x 8 multipliers x 30 epochs x 93,750 = {} M | about {} h |",
+        [f"{training_images('page2018-lr-sweep') / 1e6:.1f}", f"{gpu_hours('page2018-lr-sweep'):.1f}"],
+    ),
+    (
+        "| `page2018-lr-sweep-b128` | 3 | {} M | about {} h |",
+        [f"{training_images('page2018-lr-sweep-b128') / 1e6:.1f}", f"{gpu_hours('page2018-lr-sweep-b128'):.1f}"],
+    ),
+    (
+        "| `page2018-probe` | 5 | 5 x 2 LRs x 30 epochs x 75,000 = {} M | about {} min",
+        [f"{training_images('page2018-probe') / 1e6:.1f}", f"{gpu_hours('page2018-probe') * 60:.0f}"],
+    ),
+]
+CLAIMS += [("docs/calibration.md", text, values) for text, values in CALIBRATION]
+
+
+@pytest.mark.parametrize("doc, text, values", CLAIMS, ids=[f"{d}: {t[:40]}" for d, t, _ in CLAIMS])
+def test_quoted_numbers_are_the_committed_results(doc, text, values):
+    expected = " ".join(text.format(*values).split())
+    assert expected in document(doc), f"{doc} should say: {expected}"
+
+
+def test_the_mean_test_loss_table_is_the_committed_results_csv():
+    agg = analysis.sweep_aggregates(pd.read_csv(RESULTS / "cpu-lr-sweep" / "results.csv", dtype={"run": str}))
+    table = agg.pivot(index="multiplier", columns="subset", values="test_loss")
+    for m, row in table.iterrows():
+        cells = r" \| ".join(f"\\**{v:.3f}\\**( \\(1 of 3 diverged\\))?" for v in row)
+        assert re.search(rf"\| {m:g} \| {cells} \|", document("results/README.md")), f"row x{m:g}"
+
+
+@pytest.fixture(scope="module")
+def tau_probe() -> pd.DataFrame:
+    return pd.read_csv(RESULTS / "cpu-tau-lr" / "probe.csv", dtype={"run": str})
+
+
+def test_the_numbers_without_x8_are_recomputed_from_the_committed_probe(tau_probe):
+    """The leave-x8-out readings the documents quote (the snippet in results/README.md), recomputed."""
+    law = analysis.tau_lr_law(tau_probe[tau_probe["multiplier"] < 8])
+    assert law["multipliers"] == [0.5, 1.0, 2.0, 4.0]
+    quoted = "{:.2f} [{:.2f}, {:.2f}]".format(law["alpha"], law["alpha_lo"], law["alpha_hi"])
+    assert f"without x8, alpha is {quoted}" in document("README.md")
+    assert f"without x8, {quoted}" in document("results/README.md")
+    assert f"without x8, alpha is {quoted}" in document("results/README.md")
+    # dropping the last multiplier leaves every other tau and its interval as in summary.json
+    for new, old in zip(law["taus"], BELOW_X8):
+        assert new["tau"] == pytest.approx(old["tau"]) and new["tau_lo"] == pytest.approx(old["tau_lo"])
+    v = analysis.probe_verdict(tau_probe[tau_probe["multiplier"].isin([0.5, 4])])
+    ratio = "{:.2f} [{:.2f}, {:.2f}]".format(v["tau_ratio"], v["tau_ratio_lo"], v["tau_ratio_hi"])
+    assert f"tau(x4)/tau(x0.5) = {ratio}" in document("results/README.md")
+    assert f"x0.5 against x4 gives a ratio of {ratio}" in document("results/README.md")
