@@ -148,7 +148,9 @@ def test_train_needs_out():
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    assert "data" in result.output and "train" in result.output
+    for command in ("data", "train", "lr-find", "sweep-lr", "probe-epochs", "merge", "figures"):
+        # a row of the commands panel, not a word of the app's description ("training")
+        assert re.search(rf"^\W*{command} ", result.output, re.M), command
 
 
 @pytest.mark.integration

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import re
+import types
 
 import numpy as np
 import pytest
 import torch
 
-from forgetting import augment, data as data_mod, train
+from forgetting import augment, train
+from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.schedules import triangle
 
@@ -467,10 +470,13 @@ def test_compile_bookkeeping_without_compiling(synthetic_cifar, monkeypatch):
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
+    ticks = itertools.count()  # a clock that moves one second per reading: each timed span is countable
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     cfg = dataclasses.replace(TINY, subset=250, compile=True)  # 2 x 100 + 50: two batch shapes
     out = train.train(cfg, synthetic_cifar, "cpu")
     assert compiled_modules == [dict(dynamic=False)]
-    assert out.result["compiled"] is True and out.result["compile_seconds"] > 0
+    # one second for the first step of each of the two batch shapes, none for any other step
+    assert out.result["compiled"] is True and out.result["compile_seconds"] == 2.0
     eager = train.train(dataclasses.replace(cfg, compile=None), synthetic_cifar, "cpu")  # None = off on CPU
     assert eager.result["compiled"] is False and eager.result["compile_seconds"] == 0
     assert len(compiled_modules) == 1
