@@ -1,6 +1,6 @@
 """Forgetting's clock against batch size and the rival noise account of claim (a) (results/README.md,
 "Pre-registered readings: forgetting's clock against batch size"), on synthetic probe tables whose
-answer is known."""
+answer is known, and its figures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgetting import clock, forms, predictions
+from forgetting import clock, forms, plots_clock, predictions, report
 
 BASE_LR = 0.03
 N_IMAGES = 1280  # 40 steps per epoch at batch 32, 10 at batch 128: the 128 vs 512 design, 4x smaller
@@ -152,6 +152,55 @@ def test_the_two_predictions_for_a_are_told_apart_on_a_synthetic_sweep():
     assert no_law[0]["nearer"] == "cannot tell" and no_law[0]["m_forgetting"] is None
     other_width = dict(train=dict(net="dawn18", width=0.125))
     assert predictions.a_predictions({REF_BATCH: LAW}, [sweep({1280: 64, 10240: 8})], other_width) == []
+
+
+def write_study(folder, name, batch, table) -> None:
+    folder.mkdir(parents=True)
+    study = dict(
+        name=name,
+        kind="probe",
+        scale=f"test scale, batch {batch}",
+        base_lr=BASE_LR,
+        conditions=[dict(name="full-aug", fraction=1.0, augment=True)],
+        grid=dict(subset=N_IMAGES, multipliers=sorted(table["multiplier"].unique().tolist())),
+        train=dict(net="dawn18", width=0.25, augment=True, batch_size=batch, epochs=12),
+    )
+    (folder / "study.json").write_text(json.dumps(study))
+    table.to_csv(folder / "probe.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    write_study(store / "b32", "b32", REF_BATCH, ref_table())
+    write_study(store / "b128", "b128", NEW_BATCH, new_table(per_step=0.25))
+    return {r.name: r for r in report.regenerate(store, tmp_path_factory.mktemp("out"))}
+
+
+def test_figures_combine_the_two_batch_sizes_into_the_larger_ones_summary(regenerated):
+    small, large = regenerated["b32"], regenerated["b128"]
+    assert not {"clock", "noise", "form", "a_predictions"} & set(small.summary["verdicts"])
+    v = json.loads((large.folder / "summary.json").read_text())["verdicts"]
+    assert v["clock"]["reference"] == "b32" and v["clock"]["reading"] == "images"
+    assert v["noise"]["reading"] == "unequal" and len(v["form"]["readings"]) == 8
+    assert [law["batch"] for law in v["clock"]["laws"]] == [REF_BATCH, NEW_BATCH]
+    text = large.text()
+    assert "clock (b32 at batch 32 vs batch 128, equal LR): IMAGES" in text and "noise (" in text
+    assert {p.name for p in large.figures} >= {"clock_tau.png", "clock_curves.png"}
+
+
+def test_clock_figures_are_log_log_in_steps_and_images(regenerated, tmp_path):
+    v = regenerated["b128"].summary["verdicts"]["clock"]
+    saved = plots_clock.plot_clock_taus(v, tmp_path / "tau", "test scale")
+    assert all(p.exists() and p.stat().st_size > 0 for p in saved)
+    left, right = saved.figure.axes[:2]
+    assert left.get_xscale() == right.get_xscale() == left.get_yscale() == right.get_yscale() == "log"
+    assert "SGD steps" in left.get_ylabel() and "images" in right.get_ylabel()
+    curves = pd.concat([clock.age_curves(ref_table(), REF_BATCH), clock.age_curves(new_table(0.25), NEW_BATCH)])
+    saved = plots_clock.plot_clock_curves(curves, v, tmp_path / "curves", "test scale")
+    assert saved[0].exists() and len(saved.figure.axes) == 2 * len(REF_MULTS)  # shared LRs x (steps, images)
+    assert "images" in saved.figure.axes[len(REF_MULTS)].get_xlabel()
+    assert len(saved.figure.axes[0].get_lines()) == 4  # two batch sizes, each its curve and its fit
 
 
 def test_readings_pick_the_reference_and_are_json_or_absent_without_one():
