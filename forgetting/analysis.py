@@ -964,4 +964,6 @@ def verdict_lines(verdicts: dict) -> list[str]:
                 f"x{_fmt(r['m_star'])}; turn-up x{_fmt(r['turn_up'])}: "
                 + ("consistent (within 2x)" if r["consistent"] else "not consistent (more than 2x apart)")
             )
-    return lines
+    from forgetting import clock  # builds on this module, so imported here: forgetting's clock (issue 18)
+
+    return lines + clock.verdict_lines(verdicts)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import analysis, plots
+from forgetting import analysis, clock, plots, plots_clock
 from forgetting.errors import UserError
 from forgetting.store import atomic_write_json, read_json
 
@@ -119,11 +119,34 @@ def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
     return rows
 
 
-def study_report(folder: Path, out: Path | None = None, sweeps: list[dict] | None = None) -> StudyReport:
+def _clock_report(summary: dict, study: dict, probe, folders: list[Path], sweeps: list[dict], fig_dir: Path) -> list:
+    """Forgetting's clock against batch size (forgetting/clock.py), when one of the probe studies in
+    ``folders`` is trained like this one at a smaller batch size: adds its verdicts to ``summary`` and
+    returns its figures. Nothing for any other study, whose summary.json stays as it was."""
+    if study["kind"] != "probe" or probe is None or not len(probe):
+        return []
+    others = [_read_json(f / "study.json") for f in folders]
+    partners = [(o, _read(f, "probe.csv")) for o, f in zip(others, folders) if clock.comparable(study, o)]
+    found = clock.readings(study, probe, summary["verdicts"].get("tau_law"), partners, sweeps or [])
+    if not found:
+        return []
+    summary["verdicts"].update(found)
+    c = found["clock"]
+    ref_probe = next(p for o, p in partners if o["name"] == c["reference"])
+    curves = pd.concat([clock.age_curves(ref_probe, c["reference_batch"]), clock.age_curves(probe, c["batch"])])
+    return plots_clock.plot_clock_taus(c, fig_dir / "clock_tau", study["scale"]) + plots_clock.plot_clock_curves(
+        curves, c, fig_dir / "clock_curves", study["scale"]
+    )
+
+
+def study_report(
+    folder: Path, out: Path | None = None, sweeps: list[dict] | None = None, probes: list[Path] | None = None
+) -> StudyReport:
     """Write summary.json and the figures of the study in ``folder`` into ``out`` (default: folder).
 
     ``sweeps``: summaries of LR-sweep studies to set a probe study's tau law against (see
-    _comparable_sweeps); ``regenerate`` passes every sweep it found."""
+    _comparable_sweeps); ``probes``: folders of probe studies to read forgetting's clock against (see
+    _clock_report); ``regenerate`` passes every sweep and probe study it found."""
     folder = Path(folder)
     out = Path(out) if out is not None else folder
     if not (folder / "study.json").exists():
@@ -167,6 +190,7 @@ def study_report(folder: Path, out: Path | None = None, sweeps: list[dict] | Non
         figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
         figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
+    figures += _clock_report(summary, study, probe, probes or [], sweeps or [], fig_dir)
     if recency is not None and len(recency):
         figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
     curves = _read(folder, "lr_find.csv")
@@ -189,9 +213,10 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
     # sweeps first: a probe study's tau law is set against the sweeps trained like it
     kinds = {folder: _read_json(folder / "study.json").get("kind") for folder in folders}
     folders.sort(key=lambda f: (kinds[f] != "lr-sweep", f.name))
+    probes = [f for f in folders if kinds[f] == "probe"]  # forgetting's clock compares probe studies
     reports = []
     for folder in folders:
         target = None if out is None else (Path(out) if folder == store else Path(out) / folder.name)
         sweeps = [r.summary for r in reports if r.summary["study"]["kind"] == "lr-sweep"]
-        reports.append(study_report(folder, target, sweeps))
+        reports.append(study_report(folder, target, sweeps, probes))
     return reports
