@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from forgetting.errors import UserError
-from forgetting.plots import LOSS_UNIT, SavedFigure, _save, _style
+from forgetting.plotkit import LOSS_UNIT, SavedFigure, save, style
 
 UNITS = {"steps": "SGD steps", "images": "images seen"}
 AGE_COLUMNS = {"steps": "step_age", "images": "image_age"}  # clock.age_curves' columns
@@ -49,7 +49,7 @@ def plot_clock_taus(clock: dict, path_stem, scale: str) -> SavedFigure:
     taus = _taus(clock)
     laws = {int(law["batch"]): law for law in clock.get("laws") or []}
     colours = batch_colours(taus["batch"])
-    with _style():
+    with style():
         fig = Figure(figsize=(12, 4.8), layout="constrained")
         axes = fig.subplots(1, 2, sharex=True)
         for ax, unit in zip(axes, UNITS):
@@ -75,7 +75,7 @@ def plot_clock_taus(clock: dict, path_stem, scale: str) -> SavedFigure:
             f"Forgetting's clock: tau against LR at batch {clock['reference_batch']} and {clock['batch']} "
             f"(lines: tau ∝ LR^-α per batch size; clock reading: {clock.get('reading')})\n{scale}"
         )
-    return _save(fig, path_stem)
+    return save(fig, path_stem)
 
 
 def _fit_line(ax, row: dict, unit_scale: float, top: float, colour) -> None:
@@ -95,7 +95,7 @@ def plot_clock_curves(curves: pd.DataFrame, clock: dict, path_stem, scale: str) 
     if curves.empty or not shared:
         raise UserError("no LR was probed at both batch sizes")
     colours = batch_colours(curves["batch"])
-    with _style():
+    with style():
         fig = Figure(figsize=(1.5 + 3.6 * len(shared), 7.5), layout="constrained")
         axes = fig.subplots(2, len(shared), sharey=True, squeeze=False)
         for col, lr in enumerate(shared):
@@ -115,4 +115,4 @@ def plot_clock_curves(curves: pd.DataFrame, clock: dict, path_stem, scale: str) 
             f"Forgetting at batch {clock['reference_batch']} and {clock['batch']}, equal LR: seed-mean loss on "
             f"each replayed batch (dashed: exponential fit)\n{scale}"
         )
-    return _save(fig, path_stem)
+    return save(fig, path_stem)
