@@ -77,15 +77,3 @@ def a_predictions(laws: dict, sweeps: list[dict], study: dict) -> list[dict]:
                     )
                 )
     return rows
-
-
-def verdict_lines(v: dict) -> list[str]:
-    """One line per (sweep, reading, subset) of ``a_predictions``."""
-    lines = []
-    for r in v.get("rows", []):
-        lines.append(
-            f"(a) predictions vs {r['sweep']} ({r['reading']}) N={r['subset']:,}: turn-up x{analysis._fmt(r['turn_up'])}; "
-            f"forgetting (tau = N/B) x{analysis._fmt(r['m_forgetting'])}, noise (1/N) x{analysis._fmt(r['m_noise'])}: nearer "
-            f"{r['nearer']}{' (' + r['why'] + ')' if r['why'] else ''}"
-        )
-    return lines

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import analysis, clock, plots, plots_clock
+from forgetting import analysis, clock, plots, plots_clock, report_text
 from forgetting.errors import UserError
 from forgetting.store import atomic_write_json, read_json
 
@@ -42,7 +42,7 @@ class StudyReport:
     warning: str | None = None  # mixed thread counts / precisions / devices among the runs
 
     def text(self) -> str:
-        table = analysis.format_table(self.summary)
+        table = report_text.format_table(self.summary)
         return f"{table}\n{self.warning}" if self.warning else table
 
 

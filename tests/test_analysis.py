@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgetting import analysis
+from forgetting import analysis, report_text
 
 MULTIPLIERS = [2.0**k for k in range(-3, 5)]  # 1/8 .. 16
 BASE_LR = 0.025
@@ -279,7 +279,7 @@ def test_summarise_holds_every_section_and_strict_json():
     assert s["verdicts"]["a_final"]["subset_smallest"] == 6250 and s["verdicts"]["a_final"]["subset_largest"] == 50000
     assert s["verdicts"]["a_last5"]["holds"] is None  # no test_loss_tail column in this table
     assert s["verdicts"]["b"]["multipliers"] == [0.5, 1.0, 2.0]
-    text = analysis.format_table(s)
+    text = report_text.format_table(s)
     assert "(a) on the final snapshot" in text and "(b) full-aug" in text and "6250" in text
 
 
@@ -287,4 +287,4 @@ def test_summarise_without_enough_data_reports_undecided():
     s = analysis.summarise(make_results({6250: 2.0}), make_probe(), n_boot=0)
     assert s["verdicts"]["a_final"]["holds"] is None and s["verdicts"]["b"]["holds"] is None
     assert analysis.summarise() == {"verdicts": {}}
-    assert "undecided" in analysis.format_table(s)
+    assert "undecided" in report_text.format_table(s)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgetting import analysis
+from forgetting import analysis, report_text
 
 GRID = [0.25, 0.5, 1, 2, 4, 8, 16]
 
@@ -72,7 +72,7 @@ def test_a_never_turning_up_counts_one_step_past_the_grid_and_is_read_on_both_lo
     )
     assert s["verdicts"]["a_final"]["holds"] is True and s["verdicts"]["a_last5"]["holds"] is True
     assert s["verdicts"]["a_last5"]["loss"] == "test_loss_tail"
-    assert "(a) on the final snapshot: HOLDS" in analysis.format_table(s)
+    assert "(a) on the final snapshot: HOLDS" in report_text.format_table(s)
 
 
 def test_a_needs_the_bootstrap_to_agree_not_only_the_seed_means():

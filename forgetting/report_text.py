@@ -1,0 +1,177 @@
+"""Summaries as terminal text: the tables and one line per pre-registered verdict, with its numbers.
+
+What ``forgetting figures`` prints and report.StudyReport.text returns. It reads summary.json's dicts
+only (never a table), so it can word a summary written earlier; the numbers themselves come from
+forgetting/analysis/ and forgetting/clock.py.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from forgetting import analysis, forms
+
+
+def fmt(v) -> str:
+    """A number as the tables print it: 4 significant digits, None as "-", booleans as yes/no."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def text_table(records: list[dict], columns: list[str]) -> str:
+    cells = [columns] + [[fmt(r.get(c)) for c in columns] for r in records]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells)
+
+
+def format_table(summary: dict) -> str:
+    """The summary as plain text: one table per section present, then the checks."""
+    sections = [
+        (
+            "LR sweep: fitted optimum (multiplier of base LR)",
+            "optimum",
+            ["subset", "m_opt", "m_opt_lo", "m_opt_hi", "m_argmin", "test_loss_min", "n_seeds"],
+        ),
+        (
+            "LR sweep: curvature limit and test-loss turn-up",
+            "curvature",
+            ["subset", "curvature_limit", "turn_up", "first_diverged"],
+        ),
+        (
+            "Forgetting probe: loss_now(age) = a - b exp(-age/tau), age in epochs",
+            "forgetting",
+            analysis.TIMESCALE_COLUMNS,
+        ),
+        (
+            "Forgetting probe: probed runs on the test set",
+            "reference",
+            ["condition", "multiplier", "lr", "test_loss", "test_loss_lo", "test_loss_hi", "train_loss", "n_runs"],
+        ),
+    ]
+    parts = []
+    for title, key, cols in sections:
+        if summary.get(key):
+            parts.append(f"{title}\n{text_table(summary[key], cols)}")
+    lines = verdict_lines(summary.get("verdicts", {}))
+    if lines:
+        parts.append("Pre-registered verdicts (results/README.md)\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def holds_word(v) -> str:
+    return "undecided" if v is None else ("HOLDS" if v else "does not hold")
+
+
+def verdict_lines(verdicts: dict) -> list[str]:
+    """One line per verdict in ``verdicts`` (a summary's), with the numbers it was decided on."""
+    lines = []
+    for name in analysis.LOSS_READINGS:
+        v = verdicts.get(f"a_{name}")
+        if v is None:
+            continue
+        reading = "final snapshot" if name == "final" else "mean of the last 5 epochs"
+        if v.get("holds") is None:
+            lines.append(f"(a) on the {reading}: undecided ({v.get('reason', '')})")
+            continue
+        lines.append(
+            f"(a) on the {reading}: {holds_word(v['holds'])}  (turn-up x{fmt(v['turn_up_smallest'])} at "
+            f"{v['subset_smallest']:,} images vs x{fmt(v['turn_up_largest'])} at {v['subset_largest']:,}: ratio "
+            f"{fmt(v['turn_up_ratio'])}, >= 2 in {v['boot_share_ratio_ge_2']:.0%} of resamples; divergence "
+            f"x{fmt(v['divergence_smallest'])} vs x{fmt(v['divergence_largest'])})"
+        )
+        if v.get("truncated_subsets"):
+            edge = ", ".join(f"{n:,}" for n in v["truncated_subsets"])
+            lines.append(f"    truncated: the curve of {edge} images is lowest at the grid's smallest multiplier")
+    b = verdicts.get("b")
+    if b is not None:
+        gaps = ", ".join(
+            f"x{fmt(m)}: {fmt(g)} [{fmt(lo)}, {fmt(hi)}]"
+            for m, g, lo, hi in zip(
+                b.get("multipliers", []), b.get("gaps", []), b.get("gap_lo", []), b.get("gap_hi", [])
+            )
+        )
+        why = f"; {b['reason']}" if b.get("holds") is None and b.get("reason") else ""
+        lines.append(
+            f"(b) {b.get('condition', analysis.FULL_AUG)}: {holds_word(b.get('holds'))}  (gap oldest - final: {gaps}; "
+            f"tau(high)/tau(low) {fmt(b.get('tau_ratio'))} [{fmt(b.get('tau_ratio_lo'))}, {fmt(b.get('tau_ratio_hi'))}]{why})"
+        )
+    law = verdicts.get("tau_law")
+    if law is not None:
+        if law.get("alpha") is None:
+            lines.append(f"tau law: not fitted ({law.get('reason', '')})")
+        else:
+            lines.append(
+                f"tau law (tau in SGD steps, natural logs): log tau = {fmt(law['c'])} - alpha log LR, alpha {fmt(law['alpha'])} "
+                f"[{fmt(law['alpha_lo'])}, {fmt(law['alpha_hi'])}] over {len(law['lrs'])} LRs"
+            )
+        for r in law.get("versus_sweep", []):
+            lines.append(
+                f"  vs {r['sweep']} ({r['reading']}) N={r['subset']:,}: tau = N/B = {fmt(r['revisit_steps'])} steps at "
+                f"x{fmt(r['m_star'])}; turn-up x{fmt(r['turn_up'])}: "
+                + ("consistent (within 2x)" if r["consistent"] else "not consistent (more than 2x apart)")
+            )
+    return lines + clock_lines(verdicts) + prediction_lines(verdicts.get("a_predictions") or {})
+
+
+def _ci(d: dict, key: str) -> str:
+    return f"{fmt(d.get(key))} [{fmt(d.get(key + '_lo'))}, {fmt(d.get(key + '_hi'))}]"
+
+
+def _pair_lines(v: dict, clock: bool) -> list[str]:
+    lines = []
+    for p in v["pairs"]:
+        half = f"half-rise {_ci(p, 'half_ratio')}" + (f" (images {_ci(p, 'half_images_ratio')})" if clock else "")
+        lines.append(
+            f"    LR {fmt(p['lr_ref'])} -> {fmt(p['lr'])}: tau {fmt(p['tau_ref'])} -> {fmt(p['tau'])} {v['unit']}, ratio "
+            f"{_ci(p, 'ratio')} {p['reading']}; {half} {p['half_reading']}"
+        )
+    return lines
+
+
+def clock_lines(verdicts: dict) -> list[str]:
+    """One line per reading of forgetting/clock.py (results/README.md, 2026-12-01), with its numbers."""
+    lines = []
+    c, n = verdicts.get("clock"), verdicts.get("noise")
+    if c:
+        lines.append(
+            f"clock ({c['reference']} at batch {c['reference_batch']} vs batch {c['batch']}, equal LR): "
+            f"{c['reading'].upper()}  tau_steps ratio {_ci(c, 'ratio')} over {c['n_pairs']} LRs (1 if it counts "
+            f"updates, {fmt(c['images_ratio'])} if images); half-rise: {c['half_reading'].upper()}  ratio in steps "
+            f"over {c['half_window']:,} steps {_ci(c, 'half_ratio')}, in images over {c['half_images_window']:,} "
+            f"images {_ci(c, 'half_images_ratio')} (1 in the unit the clock counts)"
+        )
+        lines += _pair_lines(c, clock=True)
+    if n:
+        lines.append(
+            f"noise (equal LR x N / B: {fmt(n['batch'] / n['reference_batch'])}x the LR at batch {n['batch']}): "
+            f"{n['reading'].upper()}  tau_images ratio {_ci(n, 'ratio')} over {n['n_pairs']} pairs (equal: holds 1, "
+            f"within {fmt(n['margin'])}x); half-rise over {n['half_window']:,} images: {n['half_reading'].upper()}  "
+            f"{_ci(n, 'half_ratio')}"
+        )
+        lines += _pair_lines(n, clock=False)
+    form = (verdicts.get("form") or {}).get("readings") or []
+    if form:
+        counts = pd.Series([r["better"] for r in form]).value_counts()
+        lines.append(
+            f"form (3 parameters each, smaller RSS in >= {forms.FORM_SHARE:.0%} of resamples): "
+            + ", ".join(f"{k} on {counts.get(k, 0)}" for k in ("exponential", "power", "either"))
+            + f" of {len(form)} seed-mean curves"
+        )
+    return lines
+
+
+def prediction_lines(v: dict) -> list[str]:
+    """One line per (sweep, reading, subset) of predictions.a_predictions."""
+    lines = []
+    for r in v.get("rows", []):
+        lines.append(
+            f"(a) predictions vs {r['sweep']} ({r['reading']}) N={r['subset']:,}: turn-up x{fmt(r['turn_up'])}; "
+            f"forgetting (tau = N/B) x{fmt(r['m_forgetting'])}, noise (1/N) x{fmt(r['m_noise'])}: nearer "
+            f"{r['nearer']}{' (' + r['why'] + ')' if r['why'] else ''}"
+        )
+    return lines
