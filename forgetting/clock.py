@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
-from forgetting import analysis, forms, predictions
-from forgetting.analysis import FULL_AUG, N_BOOT, RNG_SEED
+from forgetting import forms, predictions
+from forgetting.analysis import intervals, probe_fits, tables, verdicts
+from forgetting.analysis.verdicts import FULL_AUG, N_BOOT, RNG_SEED
 
 # ---------------------------------------------------------------- pre-registered constants (2026-12-01)
 # Change them only with a new, dated pre-registration; never to make a result agree.
@@ -80,12 +81,12 @@ def half_rise(ys: np.ndarray) -> np.ndarray:
 def _seed_curves(probe: pd.DataFrame) -> dict:
     """lr_key -> (seeds x step ages) loss_now in full-aug, ages 0..W-1 (W: the probed window in steps,
     cut at the first age missing from every seed)."""
-    df = analysis._probe(probe)
+    df = tables.probe_rows(probe)
     df = df[(df["condition"] == FULL_AUG) & np.isfinite(df["loss_now"])]
     df = df.assign(step_age=df.groupby("run")["step"].transform("max") - df["step"])
     out = {}
     for lr, g in df.groupby(df["lr"].map(lr_key), sort=True):
-        ages, per_seed = analysis._per_seed_age_means(g, "step_age")
+        ages, per_seed = probe_fits.per_seed_age_means(g, "step_age")
         ok = np.isfinite(per_seed).any(axis=0) & (ages == np.arange(len(ages)))
         out[lr] = per_seed[:, : len(ages) if ok.all() else int(np.argmin(ok))]
     return out
@@ -106,10 +107,10 @@ def _half_draws(per_seed: np.ndarray, window: int, n_boot: int, rng) -> tuple[fl
 
 
 def timescales(probe: pd.DataFrame, batch: int, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> pd.DataFrame:
-    """Per LR in full-aug: tau of a - b exp(-steps ago / tau) (analysis.seed_timescale, age in steps) and
+    """Per LR in full-aug: tau of a - b exp(-steps ago / tau) (verdicts.seed_timescale, age in steps) and
     the half-rise age over the whole probed window, in SGD steps and in images (steps x batch), with
     seed-bootstrap intervals. ``attrs``: "tau" (lr_key -> tau draws), "curves" (lr_key -> seeds x ages)."""
-    t = analysis.seed_timescale(probe, FULL_AUG, "step", n_boot, rng_seed, keep_draws=True)
+    t = verdicts.seed_timescale(probe, FULL_AUG, "step", n_boot, rng_seed, keep_draws=True)
     curves = _seed_curves(probe)
     rng = np.random.default_rng(rng_seed)
     rows, tau_draws = [], {}
@@ -119,7 +120,7 @@ def timescales(probe: pd.DataFrame, batch: int, n_boot: int = N_BOOT, rng_seed: 
         per_seed = curves[key]
         half, draws = _half_draws(per_seed, per_seed.shape[1], n_boot, rng)
         h_lo, h_hi = (
-            analysis._percentile_interval(draws, n_units=len(per_seed)) if np.isfinite(half) else (math.nan,) * 2
+            intervals.percentile_interval(draws, n_units=len(per_seed)) if np.isfinite(half) else (math.nan,) * 2
         )
         row = dict(batch=int(batch), lr=key, multiplier=r["multiplier"], fit_ok=r["fit_ok"], a=r["a"], b=r["b"])
         for unit, f in (("steps", 1), ("images", batch)):
@@ -198,7 +199,7 @@ def _ratio(nums: list, dens: list, n_units: int) -> tuple[float, float, float]:
     point = math.exp(np.mean([math.log(n[0] / d[0]) for n, d in zip(nums, dens)]))
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.column_stack([np.log(n[1] / d[1]) for n, d in zip(nums, dens)])
-    lo, hi = analysis._percentile_interval(np.exp(logs.mean(axis=1)), n_units=n_units)
+    lo, hi = intervals.percentile_interval(np.exp(logs.mean(axis=1)), n_units=n_units)
     return point, lo, hi
 
 
@@ -321,11 +322,11 @@ def readings(study: dict, probe, law: dict | None, partners: list, sweeps: list[
     ref_t = timescales(ref_probe, ref_b, n_boot, REFERENCE_RNG_SEED)
     new_t = timescales(probe, new_b, n_boot, RNG_SEED)
     clock, noise = clock_and_noise(ref_t, new_t, n_boot)
-    ref_law = analysis.tau_lr_law(ref_probe, n_boot=n_boot, rng_seed=REFERENCE_RNG_SEED)
+    ref_law = verdicts.tau_lr_law(ref_probe, n_boot=n_boot, rng_seed=REFERENCE_RNG_SEED)
     laws = {ref_b: ref_law, new_b: law or {}}
     head = dict(reference=ref["name"], reference_batch=ref_b, batch=new_b)
-    taus = analysis._records(ref_t) + analysis._records(new_t)  # not pd.concat: it compares the attrs' arrays
-    return analysis._clean(
+    taus = tables.records(ref_t) + tables.records(new_t)  # not pd.concat: it compares the attrs' arrays
+    return tables.clean(
         dict(
             clock=dict(head, **clock, taus=taus, laws=[_law_record(v, b) for b, v in laws.items()]),
             noise=dict(head, **noise),

@@ -1,6 +1,6 @@
 """Exponential or power law: which form of forgetting fits the probe's loss-against-age curves. No plotting.
 
-The toolkit's timescale is the exponential a - b exp(-age / tau) (analysis._profile_fit); a power law
+The toolkit's timescale is the exponential a - b exp(-age / tau) (probe_fits.profile_fit); a power law
 of forgetting in steps is reported in LLM pre-training (Chang et al. 2024), so the seed-mean curves are
 also fitted with a - b (1 + age)^-p. Pre-registered in results/README.md ("Pre-registered readings:
 forgetting's clock against batch size", 2026-12-01).
@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from forgetting import analysis
-from forgetting.analysis import N_BOOT
+from forgetting.analysis import probe_fits, verdicts
+from forgetting.analysis.verdicts import N_BOOT
 
-FORM_SHARE = analysis.BOOT_SHARE  # a form fits better when its RSS is smaller in this share of resamples
+FORM_SHARE = verdicts.BOOT_SHARE  # a form fits better when its RSS is smaller in this share of resamples
 POWER_RANGE = (0.001, 10.0)  # exponents p of a - b (1 + age)^-p searched (1% grid); p -> 0 is a log rise
 
 
@@ -35,7 +35,7 @@ def _power_fit(ages: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _exp_rss(ages: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    a, b, tau = analysis._profile_fit(ages, ys, analysis.TAU_MAX_FACTOR * float(ages.max()))
+    a, b, tau = probe_fits.profile_fit(ages, ys, probe_fits.TAU_MAX_FACTOR * float(ages.max()))
     return ((ys - (a[:, None] - b[:, None] * np.exp(-ages[None, :] / tau[:, None]))) ** 2).sum(axis=1)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import analysis
+from forgetting.analysis import probe_fits
 from forgetting.errors import UserError
 from forgetting.store import atomic_write_bytes, exclusive_lock, json_bytes, read_json
 from forgetting.sweep import CHECKPOINT, expand, results_csv_bytes, results_table, study_from_record
@@ -111,7 +111,7 @@ def _probe_tables(merge: StudyMerge, specs) -> dict[str, bytes]:
             raise UserError(f"{merge.name}: the folders were probed with different BN modes ({', '.join(sorted(bn))})")
     if "probe" in tables:
         probe = pd.read_csv(io.BytesIO(tables["probe"]), dtype={"run": str})
-        tables["probe_epochs"] = analysis.epoch_aggregates(probe).to_csv(index=False).encode()
+        tables["probe_epochs"] = probe_fits.epoch_aggregates(probe).to_csv(index=False).encode()
     return {f"{name}.csv": data for name, data in tables.items()}
 
 

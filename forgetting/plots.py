@@ -1,4 +1,5 @@
-"""Figures from tidy tables (seaborn styling on matplotlib's Agg backend). Aggregation lives in analysis.
+"""Figures from tidy tables (seaborn styling on matplotlib's Agg backend). The numbers come from
+forgetting/analysis/.
 
 Every figure is written as PNG and SVG next to each other (``path_stem`` + ".png" / ".svg"), carries
 the scale of the experiment in its title, and comes back as a SavedFigure: the list of written paths,
@@ -16,7 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from forgetting import analysis
+from forgetting.analysis import probe_fits, sweep_fits, verdicts
 from forgetting.errors import UserError
 from forgetting.plotkit import (
     CONDITION_LABELS,
@@ -97,7 +98,7 @@ def _sweep_legend(fig, axes, agg, levels, marks) -> None:
     if len(levels):
         handles.append(Line2D([], [], ls="--", marker="o", mfc="none", color="0.3", ms=9))
         past = "; '>' past the grid" if levels["past_grid"].any() else ""
-        rise = f"{analysis.TURN_UP_RISE:.0%}"
+        rise = f"{verdicts.TURN_UP_RISE:.0%}"
         labels.append(f"+{rise} above the minimum (dashed) and the turn-up it gives (ring{past})")
     if marks:
         handles.append(Line2D([], [], ls="-", lw=3, alpha=0.7, marker="v", color="0.3", mec="white", ms=8))
@@ -110,13 +111,13 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
 
     Lines are means over seeds of the runs that did not blow up, shaded with a 95% t interval when
     there are several seeds. An 'x' along the top marks multipliers where runs blew up. The test-loss
-    panel draws the pre-registered turn-up rule (analysis.turn_up_levels) and, with ``optimum``
-    (analysis.optimum_by_subset), each fitted optimum and its interval on its own curve.
+    panel draws the pre-registered turn-up rule (verdicts.turn_up_levels) and, with ``optimum``
+    (sweep_fits.optimum_by_subset), each fitted optimum and its interval on its own curve.
     """
-    agg = analysis.sweep_aggregates(results)
+    agg = sweep_fits.sweep_aggregates(results)
     if agg.empty:
         raise UserError("no finished runs to plot")
-    levels = analysis.turn_up_levels(results)
+    levels = verdicts.turn_up_levels(results)
     colours = subset_colours(agg["subset"])
     base = agg["base_lr"].dropna().unique()
     xlabel = f"LR multiplier (× base LR {base[0]:g})" if len(base) == 1 else "LR multiplier (× base LR)"
@@ -154,7 +155,7 @@ def _reference_lines(ax, probe_runs, mult, colours) -> list[float]:
     """Dashed test-loss line per condition (the "never seen" reference); returns their values."""
     if probe_runs is None or not len(probe_runs):
         return []
-    ref = analysis.probe_reference(probe_runs)
+    ref = probe_fits.probe_reference(probe_runs)
     ref = ref[np.isclose(ref["multiplier"], mult)]
     for r in ref.itertuples():
         ax.axhline(r.test_loss, ls="--", lw=1.2, color=colours.get(r.condition, "0.4"), label=f"_test {r.condition}")
@@ -216,17 +217,17 @@ def plot_forgetting(probe: pd.DataFrame, probe_runs: pd.DataFrame | None, path_s
     A panel per LR multiplier, a line per condition, the same weights' test loss dashed, and the
     batches' loss at the time they were trained on dotted (when present). With several seeds the line
     is the mean of the seeds' means and the band a within-seed interval over seeds, the unit of the
-    pre-registered verdicts (analysis.epoch_seed_aggregates); with one seed the band is over the
+    pre-registered verdicts (probe_fits.epoch_seed_aggregates); with one seed the band is over the
     epoch's batches. Time reads left to right: the final epoch (age 0) is at the right.
     """
-    agg = analysis.epoch_seed_aggregates(probe)
+    agg = probe_fits.epoch_seed_aggregates(probe)
     if agg.empty:
         raise UserError("the probe table has no rows to plot")
     if agg["n_seeds"].max() >= 2:
         seeds = seeds_text(agg["n_seeds"].min(), agg["n_seeds"].max())
         band = f"frozen final weights: mean of {seeds}, 95% within-seed interval (each seed's level removed)"
     else:
-        agg = analysis.epoch_aggregates(probe)
+        agg = probe_fits.epoch_aggregates(probe)
         band = "frozen final weights, one seed: mean, 95% t interval over the epoch's batches"
 
     def set_x(ax, panel):
@@ -250,10 +251,10 @@ def plot_recency(
     recency: pd.DataFrame, path_stem, scale: str, probe_runs: pd.DataFrame | None = None, bins=12
 ) -> SavedFigure:
     """Loss of each training example under the final weights against training steps since its most
-    recent presentation (binned, analysis.recency_aggregates), a panel per LR, a line per condition.
+    recent presentation (binned, probe_fits.recency_aggregates), a panel per LR, a line per condition.
     The unit is the example, pooled over seeds. The x axis is symlog so that 0 (seen in the final
     step) has a place."""
-    agg = analysis.recency_aggregates(recency, bins=bins)
+    agg = probe_fits.recency_aggregates(recency, bins=bins)
     if agg.empty:
         raise UserError("the recency table has no rows to plot")
     n_seeds = int(recency["seed"].nunique()) if "seed" in recency else 1

@@ -1,7 +1,7 @@
 """The two predictions for claim (a) set against LR sweeps' turn-ups. No plotting.
 
 Forgetting (Page): the turn-up sits where forgetting's timescale equals the revisit interval, tau(m*) =
-N / B steps (analysis.tau_vs_turn_up, from a tau law measured at the sweep's batch size). Gradient noise
+N / B steps (verdicts.tau_vs_turn_up, from a tau law measured at the sweep's batch size). Gradient noise
 (Smith & Le 2018): the noise scale LR x N / B sets the dynamics, so at a fixed batch the best (and the
 turn-up) multiplier scales as 1 / N; anchored at the largest subset. Pre-registered in results/README.md
 ("Pre-registered readings: forgetting's clock against batch size", 2026-12-01).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from forgetting import analysis
+from forgetting.analysis import verdicts
 
 TELL_FACTOR = 2.0  # nearer only by more than one grid step: the sweeps' turn-ups sit on a 2x grid
 SAME_NET = ("net", "width")  # train keys a sweep must share with the probe study whose taus it meets
@@ -41,7 +41,7 @@ def _censored(r: dict, anchor: dict) -> str | None:
 def a_predictions(laws: dict, sweeps: list[dict], study: dict) -> list[dict]:
     """Per LR sweep trained like ``study`` (same net and width), reading and subset: the turn-up
     multiplier against forgetting's m* (tau = N / B, from the tau law at the sweep's batch size in
-    ``laws``, via analysis.tau_vs_turn_up) and against the noise-scale prediction (turn-up x 1 / N at a
+    ``laws``, via verdicts.tau_vs_turn_up) and against the noise-scale prediction (turn-up x 1 / N at a
     fixed batch, anchored at the largest subset, which is therefore no test)."""
     rows = []
     for sweep in sweeps:
@@ -49,12 +49,12 @@ def a_predictions(laws: dict, sweeps: list[dict], study: dict) -> list[dict]:
         if any(st["train"].get(k) != study["train"].get(k) for k in SAME_NET):
             continue
         batch, base_lr = st["train"]["batch_size"], st["base_lr"]
-        for reading in analysis.LOSS_READINGS:
+        for reading in verdicts.LOSS_READINGS:
             readings = (sweep.get("verdicts", {}).get(f"a_{reading}") or {}).get("readings") or []
             if not readings:
                 continue
             law = laws.get(batch) or {}
-            forget = {r["subset"]: r["m_star"] for r in analysis.tau_vs_turn_up(law, readings, batch, base_lr)}
+            forget = {r["subset"]: r["m_star"] for r in verdicts.tau_vs_turn_up(law, readings, batch, base_lr)}
             anchor = max(readings, key=lambda r: r["subset"])
             for r in readings:
                 m_noise = anchor["turn_up"] * anchor["subset"] / r["subset"]

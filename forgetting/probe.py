@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forgetting import analysis, augment, data as data_mod
+from forgetting import augment, data as data_mod
+from forgetting.analysis import probe_fits
 from forgetting.errors import UserError
 from forgetting.store import atomic_write_bytes, read_json
 from forgetting.train import TrainConfig, build_model, per_example, per_step_mean, prepare, resolve_device
@@ -311,7 +312,7 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
     recency = recency[KEYS + [c for c in recency.columns if c not in KEYS]]
     examples = pd.concat(tables["examples"], ignore_index=True)
     examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
-    epochs = analysis.epoch_aggregates(probe)
+    epochs = probe_fits.epoch_aggregates(probe)
     for name, df in (
         ("probe", probe),
         ("probe_runs", runs),

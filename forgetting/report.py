@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import analysis, clock, plots, plots_clock, report_text
+from forgetting import clock, plots, plots_clock, report_text
+from forgetting.analysis import tables, verdicts
+from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
 from forgetting.store import atomic_write_json, read_json
 
@@ -114,7 +116,7 @@ def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
             if not verdict.get("readings"):
                 continue
             base_lr = sweep["study"]["base_lr"]
-            for r in analysis.tau_vs_turn_up(law, verdict["readings"], sweep["study"]["train"]["batch_size"], base_lr):
+            for r in verdicts.tau_vs_turn_up(law, verdict["readings"], sweep["study"]["train"]["batch_size"], base_lr):
                 rows.append(dict(sweep=sweep["study"]["name"], reading=reading, base_lr=base_lr, **r))
     return rows
 
@@ -169,7 +171,7 @@ def study_report(
     )
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
-        summary = analysis.summarise(
+        summary = summarise(
             results=finished if study["kind"] == "lr-sweep" else None,
             probe=probe,
             probe_runs=probe_runs,
@@ -180,7 +182,7 @@ def study_report(
     summary = dict(study=study, **summary)
     law = summary["verdicts"].get("tau_law")
     if law and law.get("alpha") is not None and sweeps:
-        law["versus_sweep"] = analysis._clean(_versus_sweeps(law, study, sweeps))
+        law["versus_sweep"] = tables.clean(_versus_sweeps(law, study, sweeps))
     figures: list[Path] = []
     fig_dir = out / "figures"
     if study["kind"] == "lr-sweep" and finished is not None and len(finished):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from forgetting import analysis, forms
+from forgetting import forms
+from forgetting.analysis.probe_fits import TIMESCALE_COLUMNS
+from forgetting.analysis.verdicts import FULL_AUG, LOSS_READINGS
 
 
 def fmt(v) -> str:
@@ -45,7 +47,7 @@ def format_table(summary: dict) -> str:
         (
             "Forgetting probe: loss_now(age) = a - b exp(-age/tau), age in epochs",
             "forgetting",
-            analysis.TIMESCALE_COLUMNS,
+            TIMESCALE_COLUMNS,
         ),
         (
             "Forgetting probe: probed runs on the test set",
@@ -70,7 +72,7 @@ def holds_word(v) -> str:
 def verdict_lines(verdicts: dict) -> list[str]:
     """One line per verdict in ``verdicts`` (a summary's), with the numbers it was decided on."""
     lines = []
-    for name in analysis.LOSS_READINGS:
+    for name in LOSS_READINGS:
         v = verdicts.get(f"a_{name}")
         if v is None:
             continue
@@ -97,7 +99,7 @@ def verdict_lines(verdicts: dict) -> list[str]:
         )
         why = f"; {b['reason']}" if b.get("holds") is None and b.get("reason") else ""
         lines.append(
-            f"(b) {b.get('condition', analysis.FULL_AUG)}: {holds_word(b.get('holds'))}  (gap oldest - final: {gaps}; "
+            f"(b) {b.get('condition', FULL_AUG)}: {holds_word(b.get('holds'))}  (gap oldest - final: {gaps}; "
             f"tau(high)/tau(low) {fmt(b.get('tau_ratio'))} [{fmt(b.get('tau_ratio_lo'))}, {fmt(b.get('tau_ratio_hi'))}]{why})"
         )
     law = verdicts.get("tau_law")

@@ -72,7 +72,7 @@ def test_the_reference_check_catches_what_it_should(tmp_path, monkeypatch):
 def test_documents_do_not_refer_to_how_the_work_was_organised():
     """No issue numbers, sessions or agents: a reader of the repository has none of them."""
     files = (
-        DOCUMENTS + sorted((REPO_ROOT / "forgetting").glob("*.py")) + sorted((REPO_ROOT / "benchmarks").glob("*.py"))
+        DOCUMENTS + sorted((REPO_ROOT / "forgetting").rglob("*.py")) + sorted((REPO_ROOT / "benchmarks").glob("*.py"))
     )
     pattern = re.compile(r"\bissue ?#?\d+|\bsessions?\b|\bagents?\b", re.IGNORECASE)
     hits = [f"{f.relative_to(REPO_ROOT)}: {m.group(0)}" for f in files for m in pattern.finditer(f.read_text())]

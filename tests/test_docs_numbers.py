@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgetting import analysis, studies
+from forgetting import studies
+from forgetting.analysis import sweep_fits, verdicts
 
 from conftest import REPO_ROOT
 
@@ -309,7 +310,7 @@ def test_quoted_numbers_are_the_committed_results(doc, text, values):
 
 
 def test_the_mean_test_loss_table_is_the_committed_results_csv():
-    agg = analysis.sweep_aggregates(pd.read_csv(RESULTS / "cpu-lr-sweep" / "results.csv", dtype={"run": str}))
+    agg = sweep_fits.sweep_aggregates(pd.read_csv(RESULTS / "cpu-lr-sweep" / "results.csv", dtype={"run": str}))
     table = agg.pivot(index="multiplier", columns="subset", values="test_loss")
     for m, row in table.iterrows():
         cells = r" \| ".join(f"\\**{v:.3f}\\**( \\(1 of 3 diverged\\))?" for v in row)
@@ -323,7 +324,7 @@ def tau_probe() -> pd.DataFrame:
 
 def test_the_numbers_without_x8_are_recomputed_from_the_committed_probe(tau_probe):
     """The leave-x8-out readings the documents quote (the snippet in results/README.md), recomputed."""
-    law = analysis.tau_lr_law(tau_probe[tau_probe["multiplier"] < 8])
+    law = verdicts.tau_lr_law(tau_probe[tau_probe["multiplier"] < 8])
     assert law["multipliers"] == [0.5, 1.0, 2.0, 4.0]
     quoted = "{:.2f} [{:.2f}, {:.2f}]".format(law["alpha"], law["alpha_lo"], law["alpha_hi"])
     assert f"without x8, alpha is {quoted}" in document("README.md")
@@ -332,7 +333,7 @@ def test_the_numbers_without_x8_are_recomputed_from_the_committed_probe(tau_prob
     # dropping the last multiplier leaves every other tau and its interval as in summary.json
     for new, old in zip(law["taus"], BELOW_X8):
         assert new["tau"] == pytest.approx(old["tau"]) and new["tau_lo"] == pytest.approx(old["tau_lo"])
-    v = analysis.probe_verdict(tau_probe[tau_probe["multiplier"].isin([0.5, 4])])
+    v = verdicts.probe_verdict(tau_probe[tau_probe["multiplier"].isin([0.5, 4])])
     ratio = "{:.2f} [{:.2f}, {:.2f}]".format(v["tau_ratio"], v["tau_ratio_lo"], v["tau_ratio_hi"])
     assert f"tau(x4)/tau(x0.5) = {ratio}" in document("results/README.md")
     assert f"x0.5 against x4 gives a ratio of {ratio}" in document("results/README.md")

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgetting import analysis, plots
+from forgetting import plots
+from forgetting.analysis import probe_fits, sweep_fits, verdicts
 from forgetting.errors import UserError
 
 SCALE = "test scale: dawn18 width 0.25, batch 128, 8 epochs"
@@ -105,7 +106,7 @@ def _data_lines(ax, prefix=""):
 
 def test_lr_sweep_figure(tmp_path, results):
     stem = tmp_path / "fig1_w0.25"  # a dot in the stem must survive
-    optimum = analysis.optimum_by_subset(results, n_boot=50)
+    optimum = sweep_fits.optimum_by_subset(results, n_boot=50)
     saved = plots.plot_lr_sweep(results, stem, SCALE, optimum=optimum)
     _assert_written(saved, stem)
     fig = saved.figure
@@ -121,10 +122,10 @@ def test_lr_sweep_figure(tmp_path, results):
 
 
 def test_lr_sweep_figure_draws_the_turn_up_rule_and_puts_optima_on_their_curves(tmp_path, results):
-    optimum = analysis.optimum_by_subset(results, n_boot=50)
+    optimum = sweep_fits.optimum_by_subset(results, n_boot=50)
     fig = plots.plot_lr_sweep(results, tmp_path / "f", SCALE, optimum=optimum).figure
     left = fig.axes[0]
-    levels = analysis.turn_up_levels(results).set_index("subset")
+    levels = verdicts.turn_up_levels(results).set_index("subset")
     thresholds = sorted(ln.get_ydata()[0] for ln in left.get_lines() if ln.get_label() == "_threshold")
     assert thresholds == pytest.approx(sorted(1.1 * levels["loss_min"]))
     rings = [ln.get_xdata()[0] for ln in left.get_lines() if ln.get_label() == "_turn_up"]
@@ -194,7 +195,7 @@ def test_with_several_seeds_the_band_is_over_seeds(tmp_path, probe):
     assert any("mean of 3 seeds, 95% within-seed interval" in t for t in labels)
     one = plots.plot_forgetting(probe, None, tmp_path / "g", SCALE).figure
     assert any("one seed" in t.get_text() and "the epoch's batches" in t.get_text() for t in one.legends[0].get_texts())
-    agg = analysis.epoch_seed_aggregates(seeds)
+    agg = probe_fits.epoch_seed_aggregates(seeds)
     assert (agg["n_seeds"] == 3).all()
     assert ((agg["loss_now_hi"] - agg["loss_now_lo"]) < 0.05).all()  # the 0.3 offsets are not in the band
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgetting import analysis, report_text
+from forgetting import report_text
+from forgetting.analysis import summary, tables, verdicts
 
 GRID = [0.25, 0.5, 1, 2, 4, 8, 16]
 
@@ -46,30 +47,28 @@ EARLY_TURN_UP = {0.25: 1.0, 0.5: 0.95, 1: 0.97, 2: 1.1, 4: 1.3, 8: 1.6, 16: 2.0}
 
 
 def test_a_holds_when_the_small_subset_turns_up_only_at_the_wall():
-    v = analysis.sweep_verdict(sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}))
+    v = verdicts.sweep_verdict(sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}))
     assert v["holds"] is True
     assert v["turn_up_smallest"] == 16 and v["turn_up_largest"] == 2 and v["turn_up_ratio"] == 8
     assert v["boot_share_ratio_ge_2"] >= 0.8 and v["divergence_ratio"] == 1
-    json.dumps(analysis._clean(v), allow_nan=False)
+    json.dumps(tables.clean(v), allow_nan=False)
 
 
 def test_a_fails_when_both_turn_up_together_or_curvature_differs():
-    same = analysis.sweep_verdict(sweep_table({1280: EARLY_TURN_UP, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}))
+    same = verdicts.sweep_verdict(sweep_table({1280: EARLY_TURN_UP, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}))
     assert same["holds"] is False and same["turn_up_ratio"] == 1
     # turn-ups 8x apart, but the small subset blows up at 4 and the large one never (32, one step past): 8x apart
-    wall = analysis.sweep_verdict(sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 4}))
+    wall = verdicts.sweep_verdict(sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 4}))
     assert wall["holds"] is False and wall["divergence_smallest"] == 4 and wall["divergence_largest"] == 32
     assert wall["turn_up_smallest"] == 4  # the blow-up is the turn-up
 
 
 def test_a_never_turning_up_counts_one_step_past_the_grid_and_is_read_on_both_losses():
     flat = {m: 1.0 for m in GRID}
-    r = analysis.sweep_readings(sweep_table({1280: flat, 10240: EARLY_TURN_UP}, {}), "test_loss_tail")
+    r = verdicts.sweep_readings(sweep_table({1280: flat, 10240: EARLY_TURN_UP}, {}), "test_loss_tail")
     small = r[r["subset"] == 1280].iloc[0]
     assert small["turn_up"] == 32 and small["turn_up_past_grid"] and small["divergence"] == 32
-    s = analysis.summarise(
-        sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}), n_boot=50
-    )
+    s = summary.summarise(sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}), n_boot=50)
     assert s["verdicts"]["a_final"]["holds"] is True and s["verdicts"]["a_last5"]["holds"] is True
     assert s["verdicts"]["a_last5"]["loss"] == "test_loss_tail"
     assert "(a) on the final snapshot: HOLDS" in report_text.format_table(s)
@@ -83,7 +82,7 @@ def test_a_needs_the_bootstrap_to_agree_not_only_the_seed_means():
     moderate = {0.25: 1.0, 0.5: 0.95, 1: 0.97, 2: 1.25, 4: 1.4, 8: 1.6, 16: 2.0}
     small_early = sweep_table({1280: moderate}, diverge, seeds=[0], noise=0.0)
     large = sweep_table({10240: EARLY_TURN_UP}, diverge, noise=0.0)
-    v = analysis.sweep_verdict(pd.concat([small_flat, small_early, large]), n_boot=400)
+    v = verdicts.sweep_verdict(pd.concat([small_flat, small_early, large]), n_boot=400)
     assert v["turn_up_ratio"] == 2 and v["divergence_ratio"] == 1
     # P(seed 0 drawn at least twice in 3) = 7/27, so about 74% of resamples keep the ratio at 2
     assert 0.6 < v["boot_share_ratio_ge_2"] < 0.8 and v["holds"] is False
@@ -118,30 +117,30 @@ def probe_table(
 
 
 def test_b_holds_when_old_batches_cost_more_and_the_high_lr_forgets_faster():
-    v = analysis.probe_verdict(probe_table({1: 4.0, 4: 1.0}), n_boot=300)
+    v = verdicts.probe_verdict(probe_table({1: 4.0, 4: 1.0}), n_boot=300)
     assert v["holds"] is True and v["gaps_above_zero"]
     assert v["tau_ratio"] == pytest.approx(0.25, rel=0.25) and v["tau_ratio_hi"] < 1
     assert all(lo > 0 for lo in v["gap_lo"])
 
 
 def test_b_fails_on_equal_timescales_and_is_undecided_without_a_rise_or_seeds():
-    same = analysis.probe_verdict(probe_table({1: 2.0, 4: 2.0}, noise=0.03), n_boot=300)
+    same = verdicts.probe_verdict(probe_table({1: 2.0, 4: 2.0}, noise=0.03), n_boot=300)
     assert same["holds"] is False and same["tau_ratio_lo"] < 1 < same["tau_ratio_hi"]
-    flat = analysis.probe_verdict(probe_table({1: 2.0, 4: 1.0}, b=0.0), n_boot=50)
+    flat = verdicts.probe_verdict(probe_table({1: 2.0, 4: 1.0}, b=0.0), n_boot=50)
     assert flat["holds"] is None and "fit" in flat["reason"]
-    one_seed = analysis.probe_verdict(probe_table({1: 4.0, 4: 1.0}, seeds=[0]), n_boot=50)
+    one_seed = verdicts.probe_verdict(probe_table({1: 4.0, 4: 1.0}, seeds=[0]), n_boot=50)
     assert one_seed["holds"] is None and "seeds" in one_seed["reason"]
 
 
 def test_tau_law_recovers_alpha_in_steps_and_predicts_where_tau_meets_n_over_b():
     # tau = 40 steps at x1, tau proportional to 1 / LR (alpha = 1)
     taus = {m: 40.0 / m for m in (0.5, 1, 2, 4, 8)}
-    law = analysis.tau_lr_law(probe_table(taus, seeds=range(3), age_unit="step", noise=0.005), n_boot=200)
+    law = verdicts.tau_lr_law(probe_table(taus, seeds=range(3), age_unit="step", noise=0.005), n_boot=200)
     assert law["alpha"] == pytest.approx(1.0, abs=0.15) and law["alpha_lo"] < 1.0 < law["alpha_hi"]
     fitted = {r["multiplier"]: r["tau"] for r in law["taus"]}
     assert fitted[1.0] == pytest.approx(40, rel=0.2) and fitted[8.0] == pytest.approx(5, rel=0.3)
     readings = [dict(subset=1280, turn_up=4.0, turn_up_past_grid=False), dict(subset=10240, turn_up=4.0)]
-    rows = analysis.tau_vs_turn_up(law, readings, batch_size=128, base_lr=0.03)
+    rows = verdicts.tau_vs_turn_up(law, readings, batch_size=128, base_lr=0.03)
     by = {r["subset"]: r for r in rows}
     assert by[1280]["revisit_steps"] == 10 and by[1280]["m_star"] == pytest.approx(4, rel=0.25)
     assert by[1280]["consistent"] and not by[10240]["consistent"]  # m* = 0.5 there: turn-up 8x past it

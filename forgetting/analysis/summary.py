@@ -1,0 +1,32 @@
+"""One study's tables -> summary.json's dict: each fit's table as records, and the pre-registered
+verdicts under ``verdicts``. The top of forgetting/analysis/: report.py writes it, report_text words it.
+"""
+
+from __future__ import annotations
+
+from forgetting.analysis import probe_fits, sweep_fits, tables, verdicts
+
+
+def summarise(results=None, probe=None, probe_runs=None, recency=None, n_boot: int = verdicts.N_BOOT) -> dict:
+    """Every fit of a study as one JSON-ready dict (tables as lists of records, NaN as None), with the
+    pre-registered verdicts under ``verdicts``: (a) on the final and on the last-5-epoch test loss,
+    (b) in full-aug, and the tau-LR law (``holds`` / ``alpha`` None where not computable)."""
+    out: dict = {"verdicts": {}}
+    if results is not None and len(results):
+        optimum = sweep_fits.optimum_by_subset(results, n_boot=n_boot)
+        out["optimum"] = tables.records(optimum)
+        out["curvature"] = tables.records(sweep_fits.curvature_limit(results))
+        for name, col in verdicts.LOSS_READINGS.items():
+            out["verdicts"][f"a_{name}"] = verdicts.sweep_verdict(results, col, n_boot=n_boot)
+    if probe is not None and len(probe):
+        timescale = probe_fits.forgetting_timescale(probe, n_boot=max(n_boot // 2, 0))
+        out["forgetting"] = tables.records(timescale)
+        out["epochs"] = tables.records(probe_fits.epoch_aggregates(probe))
+        if (probe["condition"] == verdicts.FULL_AUG).any():
+            out["verdicts"]["b"] = verdicts.probe_verdict(probe, n_boot=n_boot)
+            out["verdicts"]["tau_law"] = verdicts.tau_lr_law(probe, n_boot=n_boot)
+    if probe_runs is not None and len(probe_runs):
+        out["reference"] = tables.records(probe_fits.probe_reference(probe_runs))
+    if recency is not None and len(recency):
+        out["recency"] = tables.records(probe_fits.recency_aggregates(recency))
+    return tables.clean(out)
