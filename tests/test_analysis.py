@@ -131,7 +131,7 @@ def test_curvature_limit_finds_constructed_rise_and_turn_up():
     res = make_results({6250: 1.0}, noise=0.0, k=0.05)
     # clean train loss flat until x4, +50% at x8; x16 diverged
     res.loc[res["multiplier"] == 8.0, "clean_train_loss"] = 0.45
-    t = sweep_fits.curvature_limit(res, rise=0.1).iloc[0]
+    t = summary.curvature_table(res).iloc[0]
     assert t["curvature_limit"] == 8.0
     assert t["first_diverged"] == 16.0
     # test loss 1 + 0.05 d^2 rises by > 10% first at d = 2 octaves past the optimum: x4
@@ -140,9 +140,19 @@ def test_curvature_limit_finds_constructed_rise_and_turn_up():
 
 def test_curvature_limit_counts_a_blow_up_as_the_limit():
     res = make_results({6250: 4.0}, diverge_at=8.0, k=0.001, noise=0.0)
-    t = sweep_fits.curvature_limit(res).iloc[0]
+    t = summary.curvature_table(res).iloc[0]
     assert t["curvature_limit"] == 8.0 and t["first_diverged"] == 8.0
     assert t["turn_up"] == 8.0  # flat test loss: the blow-up is the first point clearly above the minimum
+
+
+def test_the_curvature_table_reads_turn_up_with_the_pre_registered_rule():
+    exact = make_results({6250: 1.0}, seeds=(0,), noise=0.0, k=0.1)  # 1.1 at x2: exactly +10%, which counts
+    flat = make_results({6250: 1.0}, k=0.0, diverge_at=99.0)  # never 10% up: one grid step past 16
+    for res, turn in ((exact, 2.0), (flat, 32.0)):
+        table = summary.curvature_table(res).set_index("subset")["turn_up"]
+        readings = verdicts.sweep_readings(res).set_index("subset")["turn_up"]
+        assert table.iloc[0] == readings.iloc[0] == turn
+    assert list(summary.curvature_table(exact).columns) == ["subset", "curvature_limit", "turn_up", "first_diverged"]
 
 
 def test_multiplier_round_off_groups_together():

@@ -4,7 +4,17 @@ verdicts under ``verdicts``. The top of forgetting/analysis/: report.py writes i
 
 from __future__ import annotations
 
+import pandas as pd
+
 from forgetting.analysis import probe_fits, sweep_fits, tables, verdicts
+
+
+def curvature_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per subset: the curvature limit and first blow-up (sweep_fits.curvature_limit) beside where test
+    loss turns up, by the one turn-up rule there is (verdicts.turn_ups: the pre-registered one)."""
+    turn = verdicts.turn_ups(results)[["subset", "turn_up"]]
+    table = sweep_fits.curvature_limit(results).merge(turn, on="subset", how="left")
+    return table[["subset", "curvature_limit", "turn_up", "first_diverged"]]
 
 
 def summarise(results=None, probe=None, probe_runs=None, recency=None, n_boot: int = verdicts.N_BOOT) -> dict:
@@ -15,7 +25,7 @@ def summarise(results=None, probe=None, probe_runs=None, recency=None, n_boot: i
     if results is not None and len(results):
         optimum = sweep_fits.optimum_by_subset(results, n_boot=n_boot)
         out["optimum"] = tables.records(optimum)
-        out["curvature"] = tables.records(sweep_fits.curvature_limit(results))
+        out["curvature"] = tables.records(curvature_table(results))
         for name, col in verdicts.LOSS_READINGS.items():
             out["verdicts"][f"a_{name}"] = verdicts.sweep_verdict(results, col, n_boot=n_boot)
     if probe is not None and len(probe):

@@ -131,44 +131,35 @@ def optimum_by_subset(
 
 
 def _per_multiplier(df: pd.DataFrame) -> pd.DataFrame:
-    """One subset's runs -> per multiplier: mean clean train and test loss of the survivors, any blow-up."""
+    """One subset's runs -> per multiplier: mean clean train loss of the survivors, and any blow-up."""
     ok = df[~df["blew_up"]]
-    means = ok.groupby("multiplier")[["clean_train_loss", "test_loss"]].mean()
+    means = ok.groupby("multiplier")[["clean_train_loss"]].mean()
     blown = df.groupby("multiplier")["blew_up"].any()
     return means.reindex(blown.index).assign(blew_up=blown).sort_index()
 
 
 def curvature_limit(results: pd.DataFrame, rise: float = 0.1) -> pd.DataFrame:
-    """Per subset: where training stops working (curvature) and where test loss turns up (forgetting).
+    """Per subset: where training stops working (curvature), and the first blow-up.
 
     curvature_limit: the smallest multiplier at which the mean clean train loss exceeds (1 + rise) x its
-    minimum over smaller-or-equal multipliers, or any run blew up. turn_up: the first multiplier past
-    the test-loss argmin whose mean test loss exceeds (1 + rise) x the minimum, a blow-up counting as
-    infinitely high. first_diverged: the smallest multiplier with a blown-up run. NaN where none.
+    minimum over smaller-or-equal multipliers, or any run blew up. first_diverged: the smallest
+    multiplier with a blown-up run. NaN where none. Where test loss turns up is the pre-registered
+    rule's (verdicts.turn_up); summary.curvature_table sets the two side by side.
     """
     rows = []
     for subset, df in tables.sweep_runs(results).groupby("subset", sort=True):
         t = _per_multiplier(df)
         m = t.index.to_numpy(dtype=float)
         clean = t["clean_train_loss"].to_numpy(dtype=float)
-        test = np.where(t["blew_up"], np.inf, t["test_loss"].to_numpy(dtype=float))
         blown = t["blew_up"].to_numpy()
-
         running_min = np.fmin.accumulate(np.where(np.isfinite(clean), clean, np.nan))
         with np.errstate(invalid="ignore"):
             broke = blown | (clean > (1 + rise) * running_min)
-        turn_up = math.nan
-        if np.isfinite(test).any():
-            i = int(np.nanargmin(np.where(np.isfinite(test), test, np.nan)))
-            with np.errstate(invalid="ignore"):
-                above = np.flatnonzero(test[i + 1 :] > (1 + rise) * test[i])
-            turn_up = float(m[i + 1 + above[0]]) if len(above) else math.nan
         rows.append(
             dict(
                 subset=int(subset),
                 curvature_limit=float(m[broke][0]) if broke.any() else math.nan,
-                turn_up=turn_up,
                 first_diverged=float(m[blown][0]) if blown.any() else math.nan,
             )
         )
-    return pd.DataFrame(rows, columns=["subset", "curvature_limit", "turn_up", "first_diverged"])
+    return pd.DataFrame(rows, columns=["subset", "curvature_limit", "first_diverged"])

@@ -60,7 +60,7 @@ def _minimum_at_lower_edge(grid: np.ndarray, losses: np.ndarray) -> bool:
     return bool(finite.any() and int(np.argmin(np.where(finite, mean, np.inf))) == 0)
 
 
-def _turn_up(grid: np.ndarray, losses: np.ndarray, rise: float = TURN_UP_RISE) -> float:
+def turn_up(grid: np.ndarray, losses: np.ndarray, rise: float = TURN_UP_RISE) -> float:
     """First multiplier past the seed-mean curve's minimum whose mean is >= (1 + rise) x that minimum.
 
     A multiplier where any seed blew up has an infinite mean (counts as above). A curve that never
@@ -74,21 +74,36 @@ def _turn_up(grid: np.ndarray, losses: np.ndarray, rise: float = TURN_UP_RISE) -
     return float(grid[i + 1 + above[0]]) if len(above) else _past_grid(grid)
 
 
+def _curves(runs: pd.DataFrame):
+    """Per subset of ``runs`` (tables.sweep_runs'): the subset, its runs, and _seed_matrix of test_loss."""
+    for subset, df in runs.groupby("subset", sort=True):
+        yield (int(subset), df, *_seed_matrix(df, "test_loss"))
+
+
+def turn_ups(results: pd.DataFrame) -> pd.DataFrame:
+    """Per subset: the test loss's turn-up multiplier by the pre-registered rule (turn_up), and whether
+    it lies past the grid."""
+    rows = []
+    for subset, _, grid, losses in _curves(tables.sweep_runs(results)):
+        turn = turn_up(grid, losses)
+        rows.append(dict(subset=subset, turn_up=turn, turn_up_past_grid=bool(turn > grid[-1])))
+    return pd.DataFrame(rows, columns=["subset", "turn_up", "turn_up_past_grid"])
+
+
 def turn_up_levels(results: pd.DataFrame) -> pd.DataFrame:
     """Per subset, what the pre-registered turn-up rule reads on the test loss, for drawing it: the
     seed-mean curve's minimum (a blow-up counting as infinite) and its multiplier, the threshold
     (1 + TURN_UP_RISE) x that minimum, and the turn-up multiplier (past_grid: one step past the grid)."""
     rows = []
-    for subset, df in tables.sweep_runs(results).groupby("subset", sort=True):
-        grid, losses = _seed_matrix(df, "test_loss")
+    for subset, _, grid, losses in _curves(tables.sweep_runs(results)):
         mean = _seed_mean(grid, losses)
         if not np.isfinite(mean).any():
             continue
         i = int(np.argmin(np.where(np.isfinite(mean), mean, np.inf)))
-        turn = _turn_up(grid, losses)
+        turn = turn_up(grid, losses)
         rows.append(
             dict(
-                subset=int(subset),
+                subset=subset,
                 m_min=float(grid[i]),
                 loss_min=float(mean[i]),
                 threshold=float((1 + TURN_UP_RISE) * mean[i]),
@@ -116,13 +131,12 @@ def sweep_readings(results: pd.DataFrame, col: str = "test_loss") -> pd.DataFram
         "subset"
     )
     rows = []
-    for subset, df in runs.groupby("subset", sort=True):
-        grid, losses = _seed_matrix(df, "test_loss")
-        turn, div = _turn_up(grid, losses), _divergence(grid, losses)
+    for subset, df, grid, losses in _curves(runs):
+        turn, div = turn_up(grid, losses), _divergence(grid, losses)
         o = optimum.loc[subset]
         rows.append(
             dict(
-                subset=int(subset),
+                subset=subset,
                 turn_up=turn,
                 turn_up_past_grid=bool(turn > grid[-1]),
                 divergence=div,
@@ -166,7 +180,7 @@ def sweep_verdict(
     for k in range(n_boot):
         t = []
         for grid, losses in mats.values():
-            t.append(_turn_up(grid, losses[rng.integers(0, len(losses), len(losses))]))
+            t.append(turn_up(grid, losses[rng.integers(0, len(losses), len(losses))]))
         ratios[k] = t[0] / t[1]
     share = float((ratios >= TURN_UP_RATIO).mean()) if n_boot else math.nan
     div_ratio = float(max(small["divergence"], large["divergence"]) / min(small["divergence"], large["divergence"]))
