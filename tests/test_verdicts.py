@@ -74,6 +74,15 @@ def test_a_never_turning_up_counts_one_step_past_the_grid_and_is_read_on_both_lo
     assert "(a) on the final snapshot: HOLDS" in report_text.format_table(s)
 
 
+def test_summarise_n_boot_reaches_every_bootstrap_of_a():
+    table = sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16})
+    none = summary.summarise(table, n_boot=0)["verdicts"]["a_final"]
+    assert none["n_boot"] == 0 and all(r["m_opt_lo"] is None for r in none["readings"])
+    few = summary.summarise(table, n_boot=20)["verdicts"]["a_final"]["readings"]
+    assert [r["m_opt_lo"] for r in few] == list(verdicts.sweep_readings(table, n_boot=20)["m_opt_lo"])
+    assert few != verdicts.sweep_verdict(table)["readings"]  # the default is N_BOOT (1,000) resamples
+
+
 def test_a_needs_the_bootstrap_to_agree_not_only_the_seed_means():
     # seeds 1-2 of the small subset stay flat to the wall, seed 0 turns up as early as the large subset:
     # the seed-mean curve passes (ratio 2) but resamples with seed 0 drawn twice or more do not

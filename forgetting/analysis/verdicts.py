@@ -120,16 +120,25 @@ def _divergence(grid: np.ndarray, losses: np.ndarray) -> float:
     return float(grid[blown][0]) if blown.any() else _past_grid(grid)
 
 
-def sweep_readings(results: pd.DataFrame, col: str = "test_loss") -> pd.DataFrame:
+def _read_on(runs: pd.DataFrame, col: str) -> pd.DataFrame:
+    """``runs`` (tables.sweep_runs') with test_loss taken from the loss column ``col``, a non-finite
+    value counting as a blow-up: the optimum fit and the blow-up test read test_loss."""
+    if col == "test_loss":
+        return runs
+    runs = runs.assign(test_loss=pd.to_numeric(runs[col], errors="coerce"))
+    runs["blew_up"] = runs["blew_up"] | ~np.isfinite(runs["test_loss"])
+    return runs
+
+
+def sweep_readings(
+    results: pd.DataFrame, col: str = "test_loss", n_boot: int = N_BOOT, rng_seed: int = RNG_SEED
+) -> pd.DataFrame:
     """Per subset, on the loss column ``col``: turn-up and divergence multipliers (pre-registered
-    rules), whether each lies past the grid, the fitted optimum and its bootstrap interval, n_seeds."""
-    runs = tables.sweep_runs(results)
-    if col != "test_loss":  # the optimum fit and blow-up test read test_loss; point them at ``col``
-        runs = runs.assign(test_loss=pd.to_numeric(runs[col], errors="coerce"))
-        runs["blew_up"] = runs["blew_up"] | ~np.isfinite(runs["test_loss"])
-    optimum = sweep_fits.optimum_by_subset(runs.drop(columns="blew_up"), n_boot=N_BOOT, rng_seed=RNG_SEED).set_index(
-        "subset"
-    )
+    rules), whether each lies past the grid, the fitted optimum and its bootstrap interval (``n_boot``
+    resamples over seeds, seeded with ``rng_seed``), n_seeds."""
+    runs = _read_on(tables.sweep_runs(results), col)
+    optimum = sweep_fits.optimum_by_subset(runs.drop(columns="blew_up"), n_boot=n_boot, rng_seed=rng_seed)
+    optimum = optimum.set_index("subset")
     rows = []
     for subset, df, grid, losses in _curves(runs):
         turn, div = turn_up(grid, losses), _divergence(grid, losses)
@@ -158,24 +167,20 @@ def sweep_verdict(
 
     (a) holds when turn-up(smallest) / turn-up(largest) >= 2 on the seed-mean curves and in >= 80% of
     bootstrap resamples over seeds (independently per subset), and the two divergence multipliers are
-    within a factor of 2. ``holds`` is None when there are not two subset sizes with data.
+    within a factor of 2. ``holds`` is None when there are not two subset sizes with data. ``n_boot``
+    and ``rng_seed`` set both bootstraps: of the turn-up ratio and of each subset's fitted optimum.
     """
     runs = tables.sweep_runs(results)
     if col not in runs or not np.isfinite(pd.to_numeric(runs[col], errors="coerce")).any():
         return dict(holds=None, reason=f"no finite {col} in the table")
-    readings = sweep_readings(results, col)
+    readings = sweep_readings(results, col, n_boot, rng_seed)
     if len(readings) < 2:
         return dict(holds=None, reason="needs two or more subset sizes", readings=tables.records(readings))
     small, large = readings.iloc[0], readings.iloc[-1]
     ratio = float(small["turn_up"] / large["turn_up"])
     rng = np.random.default_rng(rng_seed)
-    mats = {}
-    for subset in (small["subset"], large["subset"]):
-        df = runs[runs["subset"] == subset]
-        if col != "test_loss":
-            df = df.assign(test_loss=pd.to_numeric(df[col], errors="coerce"))
-            df["blew_up"] = df["blew_up"] | ~np.isfinite(df["test_loss"])
-        mats[subset] = _seed_matrix(df, "test_loss")
+    on_col = _read_on(runs, col)
+    mats = {s: _seed_matrix(on_col[on_col["subset"] == s], "test_loss") for s in (small["subset"], large["subset"])}
     ratios = np.empty(n_boot)
     for k in range(n_boot):
         t = []
