@@ -69,59 +69,67 @@ def holds_word(v) -> str:
     return "undecided" if v is None else ("HOLDS" if v else "does not hold")
 
 
+def _ci(d: dict, key: str) -> str:
+    """``key`` of ``d`` with its interval (``key``_lo, ``key``_hi): "0.81 [0.52, 1.06]"."""
+    return f"{fmt(d.get(key))} [{fmt(d.get(key + '_lo'))}, {fmt(d.get(key + '_hi'))}]"
+
+
 def verdict_lines(verdicts: dict) -> list[str]:
     """One line per verdict in ``verdicts`` (a summary's), with the numbers it was decided on."""
     lines = []
     for name in LOSS_READINGS:
-        v = verdicts.get(f"a_{name}")
-        if v is None:
-            continue
-        reading = "final snapshot" if name == "final" else "mean of the last 5 epochs"
-        if v.get("holds") is None:
-            lines.append(f"(a) on the {reading}: undecided ({v.get('reason', '')})")
-            continue
-        lines.append(
-            f"(a) on the {reading}: {holds_word(v['holds'])}  (turn-up x{fmt(v['turn_up_smallest'])} at "
-            f"{v['subset_smallest']:,} images vs x{fmt(v['turn_up_largest'])} at {v['subset_largest']:,}: ratio "
-            f"{fmt(v['turn_up_ratio'])}, >= 2 in {v['boot_share_ratio_ge_2']:.0%} of resamples; divergence "
-            f"x{fmt(v['divergence_smallest'])} vs x{fmt(v['divergence_largest'])})"
-        )
-        if v.get("truncated_subsets"):
-            edge = ", ".join(f"{n:,}" for n in v["truncated_subsets"])
-            lines.append(f"    truncated: the curve of {edge} images is lowest at the grid's smallest multiplier")
-    b = verdicts.get("b")
-    if b is not None:
-        gaps = ", ".join(
-            f"x{fmt(m)}: {fmt(g)} [{fmt(lo)}, {fmt(hi)}]"
-            for m, g, lo, hi in zip(
-                b.get("multipliers", []), b.get("gaps", []), b.get("gap_lo", []), b.get("gap_hi", [])
-            )
-        )
-        why = f"; {b['reason']}" if b.get("holds") is None and b.get("reason") else ""
-        lines.append(
-            f"(b) {b.get('condition', FULL_AUG)}: {holds_word(b.get('holds'))}  (gap oldest - final: {gaps}; "
-            f"tau(high)/tau(low) {fmt(b.get('tau_ratio'))} [{fmt(b.get('tau_ratio_lo'))}, {fmt(b.get('tau_ratio_hi'))}]{why})"
-        )
-    law = verdicts.get("tau_law")
-    if law is not None:
-        if law.get("alpha") is None:
-            lines.append(f"tau law: not fitted ({law.get('reason', '')})")
-        else:
-            lines.append(
-                f"tau law (tau in SGD steps, natural logs): log tau = {fmt(law['c'])} - alpha log LR, alpha {fmt(law['alpha'])} "
-                f"[{fmt(law['alpha_lo'])}, {fmt(law['alpha_hi'])}] over {len(law['lrs'])} LRs"
-            )
-        for r in law.get("versus_sweep", []):
-            lines.append(
-                f"  vs {r['sweep']} ({r['reading']}) N={r['subset']:,}: tau = N/B = {fmt(r['revisit_steps'])} steps at "
-                f"x{fmt(r['m_star'])}; turn-up x{fmt(r['turn_up'])}: "
-                + ("consistent (within 2x)" if r["consistent"] else "not consistent (more than 2x apart)")
-            )
+        if verdicts.get(f"a_{name}") is not None:
+            lines += _a_lines(verdicts[f"a_{name}"], name)
+    if verdicts.get("b") is not None:
+        lines.append(_b_line(verdicts["b"]))
+    if verdicts.get("tau_law") is not None:
+        lines += _law_lines(verdicts["tau_law"])
     return lines + clock_lines(verdicts) + prediction_lines(verdicts.get("a_predictions") or {})
 
 
-def _ci(d: dict, key: str) -> str:
-    return f"{fmt(d.get(key))} [{fmt(d.get(key + '_lo'))}, {fmt(d.get(key + '_hi'))}]"
+def _a_lines(v: dict, name: str) -> list[str]:
+    reading = "final snapshot" if name == "final" else "mean of the last 5 epochs"
+    if v.get("holds") is None:
+        return [f"(a) on the {reading}: undecided ({v.get('reason', '')})"]
+    lines = [
+        f"(a) on the {reading}: {holds_word(v['holds'])}  (turn-up x{fmt(v['turn_up_smallest'])} at "
+        f"{v['subset_smallest']:,} images vs x{fmt(v['turn_up_largest'])} at {v['subset_largest']:,}: ratio "
+        f"{fmt(v['turn_up_ratio'])}, >= 2 in {v['boot_share_ratio_ge_2']:.0%} of resamples; divergence "
+        f"x{fmt(v['divergence_smallest'])} vs x{fmt(v['divergence_largest'])})"
+    ]
+    if v.get("truncated_subsets"):
+        edge = ", ".join(f"{n:,}" for n in v["truncated_subsets"])
+        lines.append(f"    truncated: the curve of {edge} images is lowest at the grid's smallest multiplier")
+    return lines
+
+
+def _b_line(b: dict) -> str:
+    gaps = ", ".join(
+        f"x{fmt(m)}: {fmt(g)} [{fmt(lo)}, {fmt(hi)}]"
+        for m, g, lo, hi in zip(b.get("multipliers", []), b.get("gaps", []), b.get("gap_lo", []), b.get("gap_hi", []))
+    )
+    why = f"; {b['reason']}" if b.get("holds") is None and b.get("reason") else ""
+    return (
+        f"(b) {b.get('condition', FULL_AUG)}: {holds_word(b.get('holds'))}  (gap oldest - final: {gaps}; "
+        f"tau(high)/tau(low) {_ci(b, 'tau_ratio')}{why})"
+    )
+
+
+def _law_lines(law: dict) -> list[str]:
+    if law.get("alpha") is None:
+        lines = [f"tau law: not fitted ({law.get('reason', '')})"]
+    else:
+        lines = [
+            f"tau law (tau in SGD steps, natural logs): log tau = {fmt(law['c'])} - alpha log LR, "
+            f"alpha {_ci(law, 'alpha')} over {len(law['lrs'])} LRs"
+        ]
+    for r in law.get("versus_sweep", []):
+        lines.append(
+            f"  vs {r['sweep']} ({r['reading']}) N={r['subset']:,}: tau = N/B = {fmt(r['revisit_steps'])} steps at "
+            f"x{fmt(r['m_star'])}; turn-up x{fmt(r['turn_up'])}: "
+            + ("consistent (within 2x)" if r["consistent"] else "not consistent (more than 2x apart)")
+        )
+    return lines
 
 
 def _pair_lines(v: dict, clock: bool) -> list[str]:
@@ -129,8 +137,8 @@ def _pair_lines(v: dict, clock: bool) -> list[str]:
     for p in v["pairs"]:
         half = f"half-rise {_ci(p, 'half_ratio')}" + (f" (images {_ci(p, 'half_images_ratio')})" if clock else "")
         lines.append(
-            f"    LR {fmt(p['lr_ref'])} -> {fmt(p['lr'])}: tau {fmt(p['tau_ref'])} -> {fmt(p['tau'])} {v['unit']}, ratio "
-            f"{_ci(p, 'ratio')} {p['reading']}; {half} {p['half_reading']}"
+            f"    LR {fmt(p['lr_ref'])} -> {fmt(p['lr'])}: tau {fmt(p['tau_ref'])} -> {fmt(p['tau'])} {v['unit']}, "
+            f"ratio {_ci(p, 'ratio')} {p['reading']}; {half} {p['half_reading']}"
         )
     return lines
 
