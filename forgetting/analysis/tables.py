@@ -42,6 +42,7 @@ def sweep_runs(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def probe_rows(probe: pd.DataFrame) -> pd.DataFrame:
+    """A probe table (probe.csv, probe_runs.csv or probe_recency.csv) with a normalised multiplier."""
     df = probe.copy()
     df["multiplier"] = norm_multiplier(df["multiplier"])
     return df
@@ -61,4 +62,5 @@ def clean(obj):
 
 
 def records(df: pd.DataFrame) -> list[dict]:
+    """A table as summary.json holds it: a list of JSON-ready rows."""
     return clean(df.to_dict("records"))
