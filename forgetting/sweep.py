@@ -30,7 +30,7 @@ import torch
 from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.schedules import warmup_constant
-from forgetting.store import atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
+from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
 from forgetting.studies import STUDIES_DIR, Study
 from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
 
@@ -361,7 +361,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None)
         end_lr=f["end_lr"],
         callbacks=events.lr_find_callbacks() if events else None,
     )
-    found.curves_frame().to_csv(store.dir / "lr_find.csv", index=False)
+    atomic_write_bytes(store.dir / "lr_find.csv", found.curves_frame().to_csv(index=False).encode())
     atomic_write_json(path, dict(key=key, **found.to_dict()))
     return float(found.suggestion)
 
@@ -466,6 +466,5 @@ def run_sweep(
         else:
             _run_ray(todo, store, cifar, address, gpus_per_run, cpus_per_run, events)
         table = results_table(study, store, specs)
-        table.to_csv(store.dir / ".results.csv.tmp", index=False)
-        os.replace(store.dir / ".results.csv.tmp", store.dir / "results.csv")
+        atomic_write_bytes(store.dir / "results.csv", table.to_csv(index=False).encode())
     return SweepOutcome(study, store, specs, base_lr, table, time.perf_counter() - t0)

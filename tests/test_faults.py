@@ -1,0 +1,147 @@
+"""Faults a long job meets on a shared cluster (issue 16): a full disk.
+
+Real processes where the fault needs one: a real tmpfs filled to the brim (where this machine lets the
+tests mount one; the store's writes are also tested everywhere under a fault-injecting disk).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import start_cli
+from forgetting import store as store_mod, train
+from forgetting.errors import UserError
+
+TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
+# Columns that measure the machine, not the run: they differ between two runs of the same run id.
+MACHINE_COLUMNS = ["seconds", "compile_seconds"]
+
+
+def one_thread_env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def sweep_cli(store: Path, cifar_path: Path, sizes: str, epochs: int) -> subprocess.Popen:
+    args = ("sweep-lr", *TINY, "--sizes", sizes, "--epochs", str(epochs), "--store", str(store))
+    return start_cli(*args, data=cifar_path, env=one_thread_env())
+
+
+def finish(proc: subprocess.Popen) -> tuple[str, str]:
+    out, err = proc.communicate(timeout=600)
+    return out, err
+
+
+def assert_one_line(err: str, *fragments: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def no_half_files(root: Path) -> None:
+    """No temporary file of an atomic write is left, and every result.json is whole."""
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")], "a half-written file was left"
+    for result in root.rglob("result.json"):
+        json.loads(result.read_text())
+
+
+# --- the store's writes on a disk that fills up (fault-injected: runs on every machine) -------------
+
+
+REAL_FSYNC = os.fsync
+
+
+class FullAfter:
+    """os.fsync that succeeds ``n`` times, then fails as a full disk does."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, fd):
+        if self.n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.n -= 1
+        return REAL_FSYNC(fd)
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "results.csv"
+    path.write_bytes(b"old table\n")
+    monkeypatch.setattr(os, "fsync", FullAfter(0))
+    with pytest.raises(UserError) as e:
+        store_mod.atomic_write_bytes(path, b"x" * 5000)
+    assert str(path) in str(e.value) and "no space left" in str(e.value) and "4.9 KB" in str(e.value)
+    assert path.read_bytes() == b"old table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"], "the temporary file must be removed"
+
+
+def test_a_run_cut_off_by_a_full_disk_never_looks_finished(tmp_path, monkeypatch):
+    files = {name: name.encode() for name in ("config.json", "history.csv", "steps.csv", "model.pt")}
+    files["result.json"] = b"{}"
+    monkeypatch.setattr(os, "fsync", FullAfter(3))  # model.pt, the fourth file, meets the full disk
+    with pytest.raises(UserError, match="model.pt"):
+        train.write_run(tmp_path, files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "history.csv", "steps.csv"]
+    monkeypatch.setattr(os, "fsync", FullAfter(99))  # space again: the same write completes
+    train.write_run(tmp_path, files)
+    assert (tmp_path / "result.json").read_bytes() == b"{}"
+
+
+# --- a real full file system ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs, where this machine lets the tests mount one (root, mount permitted)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root (the fault-injected tests above cover the writes)")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A ballast file that leaves ``leave`` bytes of the disk free."""
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as f:
+        f.write(b"\0" * (shutil.disk_usage(disk).free - leave))
+    return ballast
+
+
+@pytest.mark.integration
+def test_a_sweep_on_a_full_disk_exits_2_and_finishes_once_space_is_freed(tmp_path, cifar_path, small_disk):
+    clean = sweep_cli(tmp_path / "clean", cifar_path, "100,200", 1)  # the undisturbed reference
+    store = small_disk / "store"
+    ballast = fill(small_disk, 600_000)  # room for one run's files (model.pt is 360 KB), not for two
+    proc = sweep_cli(store, cifar_path, "100,200", 1)
+    out, err = finish(proc)
+    assert proc.returncode == 2, (out, err)
+    line = assert_one_line(err, "error:", str(store / "cpu-lr-sweep" / "runs"), "no space left", "needs")
+    assert "run the same command again" in line
+    no_half_files(store)
+    assert len(list(store.rglob("result.json"))) == 1, "the first run fitted; the second must not look finished"
+
+    ballast.unlink()
+    proc = sweep_cli(store, cifar_path, "100,200", 1)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    assert "1 of 2 runs already finished" in out
+    _, clean_err = finish(clean)
+    assert clean.returncode == 0, clean_err
+    got = pd.read_csv(store / "cpu-lr-sweep" / "results.csv", dtype={"run": str})
+    want = pd.read_csv(tmp_path / "clean" / "cpu-lr-sweep" / "results.csv", dtype={"run": str})
+    assert (got["status"] == "finished").all() and len(got) == 2
+    pd.testing.assert_frame_equal(got.drop(columns=MACHINE_COLUMNS), want.drop(columns=MACHINE_COLUMNS))
