@@ -391,6 +391,7 @@ def train(
             ex_order, ex_loss, ex_correct = state["ex_order"], state["ex_loss"], state["ex_correct"]
             start_epoch, elapsed = state["epoch"], state["elapsed"]
             compile_secs = state.get("compile_secs", 0.0)
+    resumed_from = start_epoch
 
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
@@ -534,6 +535,7 @@ def train(
         threads=torch.get_num_threads(),
         compiled=compiled,
         compile_seconds=round(compile_secs, 3),
+        resumed_from_epoch=resumed_from,  # 0: trained from the start in one go
     )
     return RunOutput(
         config=cfg.to_dict(),

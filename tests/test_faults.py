@@ -1,7 +1,8 @@
-"""Faults a long job meets on a shared cluster (issue 16): a full disk.
+"""Faults a long job meets on a shared cluster (issue 16): a full disk, SIGTERM.
 
 Real processes where the fault needs one: a real tmpfs filled to the brim (where this machine lets the
-tests mount one; the store's writes are also tested everywhere under a fault-injecting disk).
+tests mount one; the store's writes are also tested everywhere under a fault-injecting disk), a real
+SIGTERM to a real sweep.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import start_cli
-from forgetting import store as store_mod, train
+from forgetting import cli, report, store as store_mod, train
 from forgetting.errors import UserError
 
 TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
@@ -96,6 +101,19 @@ def test_a_run_cut_off_by_a_full_disk_never_looks_finished(tmp_path, monkeypatch
     assert (tmp_path / "result.json").read_bytes() == b"{}"
 
 
+def test_a_full_disk_outside_the_store_s_writes_is_still_one_line(tmp_path, monkeypatch, capsys):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "figure.png"))
+
+    monkeypatch.setattr(report, "regenerate", full)
+    monkeypatch.setattr(sys, "argv", ["forgetting", "figures", "--store", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2
+    assert_one_line(err, "error:", str(tmp_path / "figure.png"), "no space left")
+
+
 # --- a real full file system ----------------------------------------------------------------------
 
 
@@ -145,3 +163,48 @@ def test_a_sweep_on_a_full_disk_exits_2_and_finishes_once_space_is_freed(tmp_pat
     want = pd.read_csv(tmp_path / "clean" / "cpu-lr-sweep" / "results.csv", dtype={"run": str})
     assert (got["status"] == "finished").all() and len(got) == 2
     pd.testing.assert_frame_equal(got.drop(columns=MACHINE_COLUMNS), want.drop(columns=MACHINE_COLUMNS))
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------------
+
+
+def wait_for(proc: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if ready():
+            return
+        assert proc.poll() is None, f"the sweep ended before {what}: {proc.communicate()}"
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"no {what} within 300 s")
+
+
+@pytest.mark.integration
+def test_sigterm_mid_run_is_one_line_and_the_same_command_resumes_from_the_checkpoint(tmp_path, cifar_path):
+    store = tmp_path / "store"
+    runs = store / "cpu-lr-sweep" / "runs"
+    proc = sweep_cli(store, cifar_path, "100,200", 8)  # the second run checkpoints after each of 8 epochs
+
+    def second_run_checkpointed() -> bool:
+        done = {p.parent for p in runs.glob("*/result.json")}
+        return len(done) == 1 and any(p.parent not in done for p in runs.glob("*/checkpoint.pt"))
+
+    wait_for(proc, second_run_checkpointed, "the first run finished and the second checkpointed")
+    os.kill(proc.pid, signal.SIGTERM)  # what SLURM sends at a time limit or a preemption
+    out, err = finish(proc)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    assert_one_line(err, "terminated: run the same command again to resume")
+    (finished,) = runs.glob("*/result.json")
+    (checkpoint,) = runs.glob("*/checkpoint.pt")
+    assert checkpoint.parent != finished.parent and not (checkpoint.parent / "result.json").exists()
+    epoch = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
+    before = (finished.read_bytes(), finished.stat().st_mtime_ns)
+
+    proc = sweep_cli(store, cifar_path, "100,200", 8)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    assert "1 of 2 runs already finished" in out
+    assert (finished.read_bytes(), finished.stat().st_mtime_ns) == before, "a finished run was redone"
+    resumed = json.loads((checkpoint.parent / "result.json").read_text())
+    assert resumed["resumed_from_epoch"] == epoch >= 1 and resumed["epochs_completed"] == 8
+    assert not checkpoint.exists()
