@@ -67,6 +67,8 @@ RESULT_FIELDS = [  # copied from the run's result.json
     "precision",
     "compiled",
     "compile_seconds",
+    "load_start",  # the machine's 1-minute load average as the run started and ended: was it shared?
+    "load_end",
 ]
 RESULT_COLUMNS = RUN_COLUMNS + RESULT_FIELDS + ["status"]
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed

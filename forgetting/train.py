@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,6 +335,15 @@ class Callbacks:
     def end_epoch(self, row: dict) -> None: ...
 
 
+def machine_load() -> float | None:
+    """The 1-minute load average: recorded at a run's start and end, since a run that shared its cores
+    with another job ran several times slower (README: sharing one machine). None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def _finite(x: float) -> bool:
     return bool(np.isfinite(x))
 
@@ -364,6 +374,7 @@ def train(
 
     A non-finite loss ends the run early with ``diverged = True``; it is not raised.
     """
+    load_start = machine_load()
     device = resolve_device(device) if isinstance(device, str) else device
     cb = callbacks or Callbacks()
     dt = amp_dtype(device, cfg.precision)
@@ -536,6 +547,8 @@ def train(
         compiled=compiled,
         compile_seconds=round(compile_secs, 3),
         resumed_from_epoch=resumed_from,  # 0: trained from the start in one go
+        load_start=load_start,  # of this process's part of the run, when it resumed from a checkpoint
+        load_end=machine_load(),
     )
     return RunOutput(
         config=cfg.to_dict(),

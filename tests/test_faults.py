@@ -27,7 +27,7 @@ from forgetting.errors import UserError
 
 TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
 # Columns that measure the machine, not the run: they differ between two runs of the same run id.
-MACHINE_COLUMNS = ["seconds", "compile_seconds"]
+MACHINE_COLUMNS = ["seconds", "compile_seconds", "load_start", "load_end"]
 
 
 def one_thread_env() -> dict:
