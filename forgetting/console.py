@@ -177,6 +177,9 @@ class SweepProgress:
         self.current = EpochTable(self.progress, prefix=f"{spec.describe()} ", print_rows=False)
         return self.current
 
+    def notice(self, text: str) -> None:
+        err_console.print(f"warning: {text}", soft_wrap=True, markup=False)
+
 
 def lr_sweep_table(table, title: str):
     """Test loss by LR multiplier (rows) x subset size (columns), mean over seeds; 'div' for diverged."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -175,6 +176,10 @@ class SweepEvents:
     def lr_find_callbacks(self):
         return None
 
+    def notice(self, text: str) -> None:
+        """Something the user must hear about even without bars (a damaged file in the store)."""
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
 
 class StudyStore:
     def __init__(self, root: Path, study_name: str):
@@ -185,7 +190,24 @@ class StudyStore:
         return self.runs / spec.id
 
     def finished(self, spec: RunSpec) -> bool:
-        return (self.run_dir(spec) / "result.json").exists()
+        return self.result(spec) is not None
+
+    def result(self, spec: RunSpec) -> dict | None:
+        """The run's result.json; None when it is missing or damaged (a truncated copy, a bad disk)."""
+        try:
+            result = read_json(self.run_dir(spec) / "result.json")
+        except (ValueError, OSError):  # missing, or not JSON (json's errors are ValueErrors)
+            return None
+        return result if isinstance(result, dict) else None
+
+    def set_aside_damaged(self, spec: RunSpec) -> Path | None:
+        """Move a damaged result.json out of the way, so that its run counts as unfinished and is redone."""
+        path = self.run_dir(spec) / "result.json"
+        if not path.exists() or self.finished(spec):
+            return None
+        aside = path.with_name("result.json.damaged")
+        os.replace(path, aside)
+        return aside
 
     def lock(self):
         ensure_folder(self.dir.parent, "store")  # names --store itself when it is a file
@@ -389,8 +411,8 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             seed=c.seed,
         )
         run_dir = store.run_dir(spec)
-        if (run_dir / "result.json").exists():
-            r = read_json(run_dir / "result.json")
+        r = store.result(spec)
+        if r is not None:
             row.update({k: r.get(k) for k in RESULT_FIELDS})
             row["status"] = "finished"
         else:
@@ -461,6 +483,10 @@ def run_sweep(
         base_lr = resolve_base_lr(study, store, cifar, dev, events)
         atomic_write_json(store.dir / "study.json", study_record(study, base_lr))
         specs = expand(study, base_lr)
+        for spec in specs:
+            aside = store.set_aside_damaged(spec)
+            if aside is not None:
+                events.notice(f"{aside.with_name('result.json')} is damaged (not JSON): set aside, the run is redone")
         todo = [s for s in specs if not store.finished(s)]
         events.start(len(specs), len(specs) - len(todo), todo)
         if executor == "local":

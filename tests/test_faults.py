@@ -1,8 +1,8 @@
-"""Faults a long job meets on a shared cluster (issue 16): a full disk, SIGTERM.
+"""Faults a long job meets on a shared cluster (issue 16): a full disk, SIGTERM, a damaged result.json.
 
 Real processes where the fault needs one: a real tmpfs filled to the brim (where this machine lets the
 tests mount one; the store's writes are also tested everywhere under a fault-injecting disk), a real
-SIGTERM to a real sweep.
+SIGTERM to a real sweep, a really truncated file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import start_cli
-from forgetting import cli, report, store as store_mod, train
+from forgetting import cli, report, store as store_mod, studies, sweep, train
 from forgetting.errors import UserError
 
 TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
@@ -208,3 +208,33 @@ def test_sigterm_mid_run_is_one_line_and_the_same_command_resumes_from_the_check
     resumed = json.loads((checkpoint.parent / "result.json").read_text())
     assert resumed["resumed_from_epoch"] == epoch >= 1 and resumed["epochs_completed"] == 8
     assert not checkpoint.exists()
+
+
+# --- a damaged result.json --------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_truncated_result_json_is_named_and_its_run_redone_the_rest_untouched(
+    tmp_path, cifar, cifar_path, one_thread
+):
+    study = studies.load_study("cpu-lr-sweep").with_overrides(
+        multipliers=[1.0], sizes=[100, 200], batch_size=50, epochs=1, warmup=0, width=0.125, base_lr=0.4, seeds=[0]
+    )
+    outcome = sweep.run_sweep(study, tmp_path, cifar, device="cpu")
+    small, large = (outcome.store.run_dir(spec) for spec in outcome.specs)
+    whole = (small / "result.json").read_bytes()
+    (small / "result.json").write_bytes(whole[: len(whole) // 2])  # a copy cut off half way
+    untouched = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in large.iterdir()}
+
+    proc = sweep_cli(tmp_path, cifar_path, "100,200", 1)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    assert_one_line(err, "warning:", str(small / "result.json"), "damaged", "redone")
+    assert "1 of 2 runs already finished" in out
+    redone = json.loads((small / "result.json").read_text())
+    assert redone["test_loss"] == pytest.approx(json.loads(whole)["test_loss"], rel=1e-6)  # the same run again
+    assert (small / "result.json.damaged").read_bytes() == whole[: len(whole) // 2]  # kept for a look
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in large.iterdir()} == untouched
+    table = pd.read_csv(tmp_path / "cpu-lr-sweep" / "results.csv")
+    assert (table["status"] == "finished").all() and len(table) == 2
+    assert table["load_start"].notna().all() and table["load_end"].notna().all()  # the machine's load, recorded
