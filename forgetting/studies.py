@@ -7,6 +7,7 @@ a bad value is one line naming the file and the key.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,8 +27,10 @@ def _number(positive=False, integer=False, lo=None, hi=None):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             return f"must be {'an integer' if integer else 'a number'}"
+        if not math.isfinite(v):  # TOML and the command line both accept inf and nan
+            return "must be finite and positive" if positive else "must be finite"
         if positive and not v > 0:
-            return "must be positive"
+            return "must be finite and positive"
         if lo is not None and v < lo:
             return f"must be at least {lo}"
         if hi is not None and v > hi:

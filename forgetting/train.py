@@ -70,7 +70,7 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.net in models.NETS, f"net must be one of {', '.join(models.NETS)}, not {self.net!r}"),
-            (self.width > 0, f"width must be positive, not {self.width}"),
+            (0 < self.width < float("inf"), f"width must be finite and positive, not {self.width}"),
             (1 <= self.subset <= data_mod.TRAIN_SIZE, f"subset {self.subset} is outside 1..{data_mod.TRAIN_SIZE}"),
             (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
