@@ -193,6 +193,18 @@ def lr_find(
 
 
 StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
+TimeLimitOpt = typer.Option(
+    None,
+    "--time-limit",
+    help="start no run that would not end within this time (90m, 2h, 3600s or seconds); the rest is left "
+    "for the same command again",
+)
+
+
+def _seconds(text: Optional[str]) -> Optional[float]:
+    from forgetting.timelimit import parse_duration
+
+    return None if text is None else parse_duration(text)
 
 
 @app.command("sweep-lr")
@@ -215,6 +227,7 @@ def sweep_lr(
     address: Optional[str] = typer.Option(None, help="ray executor: cluster address (default: start a local Ray)"),
     gpus_per_run: float = typer.Option(0.0, help="ray executor: GPU fraction per run (0 = CPU)"),
     cpus_per_run: float = typer.Option(1.0, help="ray executor: CPUs per run"),
+    time_limit: Optional[str] = TimeLimitOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
 ):
@@ -235,11 +248,12 @@ def sweep_lr(
         compile=compile,
         drop_last=drop_last,
     )
+    limit = _seconds(time_limit)
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
         outcome = sweep.run_sweep(
-            s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events
+            s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events, time_limit=limit
         )
     console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
     rep = report.study_report(outcome.store.dir)
@@ -271,6 +285,7 @@ def probe_epochs(
     drop_last: Optional[bool] = DropLastOpt,
     executor: str = typer.Option("local", help="local or ray (for training missing runs)"),
     workers: int = typer.Option(1, help="local executor: runs at once"),
+    time_limit: Optional[str] = TimeLimitOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
 ):
@@ -293,6 +308,7 @@ def probe_epochs(
         compile=compile,
         drop_last=drop_last,
     )
+    limit = _seconds(time_limit)
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
@@ -301,7 +317,7 @@ def probe_epochs(
             store,
             cifar,
             device,
-            sweep_kwargs=dict(executor=executor, workers=workers),
+            sweep_kwargs=dict(executor=executor, workers=workers, time_limit=limit),
             sweep_events=events,
             probe_events=ProbeProgress(bar),
         )

@@ -52,3 +52,23 @@ def test_smoke_runs_every_section_on_cpu(tmp_path, cifar_path):
     workers = pd.read_csv(out / "workers.csv")
     assert workers["workers"].tolist() == [1, 2] and (workers["runs_per_hour"] > 0).all()
     assert not any((REPO_ROOT / "results").glob("gpu-*")), "smoke mode must never write under results/"
+
+
+def test_a_bad_time_limit_is_one_line():
+    r = _run("--smoke", "--time-limit", "soon")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "'soon'" in lines[0], r.stderr
+
+
+@pytest.mark.integration
+def test_smoke_past_its_time_limit_keeps_the_first_section_and_names_the_skipped(tmp_path, cifar_path):
+    out = tmp_path / "smoke"
+    args = ("--smoke", "--device", "cpu", "--data", str(cifar_path), "--out", str(out), "--only", "throughput,stages")
+    r = _run(*args, "--time-limit", "0.001s")  # the first section always starts; none after the limit
+    assert r.returncode == 0, r.stderr[-3000:]
+    record = json.loads((out / "validation.json").read_text())
+    assert set(record["sections"]) == {"throughput"} and record["skipped"] == ["stages"]
+    assert record["time_limit_seconds"] == 0.001 and (out / "throughput.csv").is_file()
+    assert not (out / "stages.csv").exists()
+    assert "skipped (time limit): stages" in r.stdout
