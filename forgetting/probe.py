@@ -304,7 +304,7 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
             tables[name].append(df.assign(**keys))
         tables["runs"].append(dict(keys, **rp.run, probe_seconds=round(seconds[spec.id][1], 3), bn=bn))
     if not tables["runs"]:
-        raise ProbeError(f"{study.name}: no finished, non-diverged run to probe")
+        raise ProbeError(f"{outcome.study.name}: no finished, non-diverged run to probe")
     probe = pd.concat(tables["probe"], ignore_index=True)[PROBE_COLUMNS]
     runs = pd.DataFrame(tables["runs"])
     recency = pd.concat(tables["recency"], ignore_index=True)
