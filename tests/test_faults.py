@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import start_cli
-from forgetting import cli, report, store as store_mod, studies, sweep, train
+from forgetting import cli, data as data_mod, report, store as store_mod, studies, sweep, train
 from forgetting.errors import UserError
 
 TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
@@ -42,6 +42,29 @@ def sweep_cli(store: Path, cifar_path: Path, sizes: str, epochs: int) -> subproc
 def finish(proc: subprocess.Popen) -> tuple[str, str]:
     out, err = proc.communicate(timeout=600)
     return out, err
+
+
+def sweep_here(store: Path, cifar_path: Path, sizes: str, epochs: int, monkeypatch, capsys) -> tuple[int, str, str]:
+    """The same command again, in this process (a rerun meets no fault that needs a process of its own,
+    and skips a start-up): exit code, stdout, stderr. Needs the one_thread fixture, as the processes run."""
+    args = ["forgetting", "sweep-lr", *TINY, "--sizes", sizes, "--epochs", str(epochs), "--store", str(store)]
+    monkeypatch.setenv(data_mod.ENV_VAR, str(cifar_path.resolve()))
+    monkeypatch.setattr(sys, "argv", args)
+    capsys.readouterr()
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiny_study(sizes: list[int], epochs: int):
+    """The study the command lines above train, for a store written in this process."""
+    return studies.load_study("cpu-lr-sweep").with_overrides(
+        multipliers=[1.0], sizes=sizes, batch_size=50, epochs=epochs, warmup=0.0, width=0.125, base_lr=0.4, seeds=[0]
+    )
 
 
 def assert_one_line(err: str, *fragments: str) -> str:
@@ -140,8 +163,9 @@ def fill(disk: Path, leave: int) -> Path:
 
 
 @pytest.mark.integration
-def test_a_sweep_on_a_full_disk_exits_2_and_finishes_once_space_is_freed(tmp_path, cifar_path, small_disk):
-    clean = sweep_cli(tmp_path / "clean", cifar_path, "100,200", 1)  # the undisturbed reference
+def test_a_sweep_on_a_full_disk_exits_2_and_finishes_once_space_is_freed(
+    tmp_path, cifar, cifar_path, small_disk, one_thread, monkeypatch, capsys
+):
     store = small_disk / "store"
     ballast = fill(small_disk, 600_000)  # room for one run's files (model.pt is 360 KB), not for two
     proc = sweep_cli(store, cifar_path, "100,200", 1)
@@ -153,12 +177,10 @@ def test_a_sweep_on_a_full_disk_exits_2_and_finishes_once_space_is_freed(tmp_pat
     assert len(list(store.rglob("result.json"))) == 1, "the first run fitted; the second must not look finished"
 
     ballast.unlink()
-    proc = sweep_cli(store, cifar_path, "100,200", 1)
-    out, err = finish(proc)
-    assert proc.returncode == 0, err
+    code, out, err = sweep_here(store, cifar_path, "100,200", 1, monkeypatch, capsys)
+    assert code == 0, err
     assert "1 of 2 runs already finished" in out
-    _, clean_err = finish(clean)
-    assert clean.returncode == 0, clean_err
+    sweep.run_sweep(tiny_study([100, 200], 1), tmp_path / "clean", cifar, device="cpu")  # undisturbed
     got = pd.read_csv(store / "cpu-lr-sweep" / "results.csv", dtype={"run": str})
     want = pd.read_csv(tmp_path / "clean" / "cpu-lr-sweep" / "results.csv", dtype={"run": str})
     assert (got["status"] == "finished").all() and len(got) == 2
@@ -180,7 +202,9 @@ def wait_for(proc: subprocess.Popen, ready, what: str) -> None:
 
 
 @pytest.mark.integration
-def test_sigterm_mid_run_is_one_line_and_the_same_command_resumes_from_the_checkpoint(tmp_path, cifar_path):
+def test_sigterm_mid_run_is_one_line_and_the_same_command_resumes_from_the_checkpoint(
+    tmp_path, cifar_path, one_thread, monkeypatch, capsys
+):
     store = tmp_path / "store"
     runs = store / "cpu-lr-sweep" / "runs"
     proc = sweep_cli(store, cifar_path, "100,200", 8)  # the second run checkpoints after each of 8 epochs
@@ -200,9 +224,8 @@ def test_sigterm_mid_run_is_one_line_and_the_same_command_resumes_from_the_check
     epoch = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
     before = (finished.read_bytes(), finished.stat().st_mtime_ns)
 
-    proc = sweep_cli(store, cifar_path, "100,200", 8)
-    out, err = finish(proc)
-    assert proc.returncode == 0, err
+    code, out, err = sweep_here(store, cifar_path, "100,200", 8, monkeypatch, capsys)
+    assert code == 0, err
     assert "1 of 2 runs already finished" in out
     assert (finished.read_bytes(), finished.stat().st_mtime_ns) == before, "a finished run was redone"
     resumed = json.loads((checkpoint.parent / "result.json").read_text())
@@ -217,10 +240,7 @@ def test_sigterm_mid_run_is_one_line_and_the_same_command_resumes_from_the_check
 def test_a_truncated_result_json_is_named_and_its_run_redone_the_rest_untouched(
     tmp_path, cifar, cifar_path, one_thread
 ):
-    study = studies.load_study("cpu-lr-sweep").with_overrides(
-        multipliers=[1.0], sizes=[100, 200], batch_size=50, epochs=1, warmup=0, width=0.125, base_lr=0.4, seeds=[0]
-    )
-    outcome = sweep.run_sweep(study, tmp_path, cifar, device="cpu")
+    outcome = sweep.run_sweep(tiny_study([100, 200], 1), tmp_path, cifar, device="cpu")
     small, large = (outcome.store.run_dir(spec) for spec in outcome.specs)
     whole = (small / "result.json").read_bytes()
     (small / "result.json").write_bytes(whole[: len(whole) // 2])  # a copy cut off half way

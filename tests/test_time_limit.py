@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from conftest import REPO_ROOT
-from forgetting import console as console_mod, data as data_mod, studies, sweep
+from forgetting import cli, console as console_mod, data as data_mod, studies, sweep
 from forgetting.console import PlainProgress, SweepProgress
 from forgetting.errors import UserError
 from forgetting.timelimit import TimeBudget, parse_duration
@@ -99,14 +99,19 @@ def test_during_the_lr_finder_the_eta_is_the_finder_s_pace_applied_to_the_sweep_
     assert len(lines) == 1 and "0/4 runs done, eta 0:04:40, lr-find step 2/10" in lines[0], lines
 
 
+TINY = "--multipliers 1 --sizes 100,200 --batch-size 50 --epochs 1 --warmup 0 --width 0.125 --seeds 0 --device cpu"
+
+
+def limit(store) -> list[str]:
+    return ["--store", str(store), "--time-limit", "0.001s"]
+
+
 def sweep_to_log(study, store, log, cifar_path) -> subprocess.CompletedProcess:
     """`forgetting sweep-lr ... > log` as a user would start it under nohup or sbatch."""
-    args = "--multipliers 1 --sizes 100,200 --batch-size 50 --epochs 1 --warmup 0 --width 0.125 --seeds 0"
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", **{data_mod.ENV_VAR: str(cifar_path.resolve())})
     with open(log, "w") as out:
         return subprocess.run(
-            [sys.executable, "-m", "forgetting.cli", "sweep-lr", str(study), *args.split()]
-            + ["--device", "cpu", "--store", str(store), "--time-limit", "0.001s"],
+            [sys.executable, "-m", "forgetting.cli", "sweep-lr", str(study), *TINY.split(), *limit(store)],
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
@@ -124,7 +129,9 @@ def progress_lines(log) -> list[tuple[int, int, str, str]]:
 
 
 @pytest.mark.integration
-def test_a_sweep_past_its_time_limit_stops_between_runs_and_the_same_command_finishes_it(tmp_path, cifar_path):
+def test_a_sweep_past_its_time_limit_stops_between_runs_and_the_same_command_finishes_it(
+    tmp_path, cifar_path, one_thread, monkeypatch, capsys
+):
     # The study with a short LR range test (10 steps), so that the finder runs and is seen in the log.
     study = tmp_path / "short-finder.toml"
     study.write_text((REPO_ROOT / "studies" / "cpu-lr-sweep.toml").read_text().replace("steps = 100", "steps = 10"))
@@ -142,9 +149,16 @@ def test_a_sweep_past_its_time_limit_stops_between_runs_and_the_same_command_fin
     scale = json.loads((store / "cpu-lr-sweep" / "study.json").read_text())["scale"]
     assert "width 0.125" in scale and "1 epoch " in scale and "1 seed" in scale and "overridden" in scale, scale
 
-    again = sweep_to_log(study, store, log, cifar_path)
-    assert again.returncode == 0 and again.stderr == "", again.stderr
-    assert "1 of 2 runs already finished" in log.read_text()
+    # The same command again, in this process (its output, captured, is not a terminal either).
+    monkeypatch.setenv(data_mod.ENV_VAR, str(cifar_path.resolve()))
+    monkeypatch.setattr(sys, "argv", ["forgetting", "sweep-lr", str(study), *TINY.split(), *limit(store)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 0 and err == "", err
+    assert "1 of 2 runs already finished" in out
+    log.write_text(out)
     assert [line for line in progress_lines(log) if line[:2] == (2, 2) and line[3].startswith("finished")]
     assert (pd.read_csv(store / "cpu-lr-sweep" / "results.csv")["status"] == "finished").all()
 
