@@ -190,6 +190,15 @@ class SweepEvents:
         print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
+def read_result(run_dir: Path) -> dict | None:
+    """A run folder's result.json; None when it is missing or damaged (a truncated copy, a bad disk)."""
+    try:
+        result = read_json(Path(run_dir) / "result.json")
+    except (ValueError, OSError):  # missing, or not JSON (json's errors are ValueErrors)
+        return None
+    return result if isinstance(result, dict) else None
+
+
 class StudyStore:
     def __init__(self, root: Path, study_name: str):
         self.dir = Path(root) / study_name
@@ -202,12 +211,7 @@ class StudyStore:
         return self.result(spec) is not None
 
     def result(self, spec: RunSpec) -> dict | None:
-        """The run's result.json; None when it is missing or damaged (a truncated copy, a bad disk)."""
-        try:
-            result = read_json(self.run_dir(spec) / "result.json")
-        except (ValueError, OSError):  # missing, or not JSON (json's errors are ValueErrors)
-            return None
-        return result if isinstance(result, dict) else None
+        return read_result(self.run_dir(spec))
 
     def set_aside_damaged(self, spec: RunSpec) -> Path | None:
         """Move a damaged result.json out of the way, so that its run counts as unfinished and is redone."""
@@ -447,8 +451,8 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             augment=c.augment,
             seed=c.seed,
         )
-        run_dir = store.run_dir(spec)
-        r = store.result(spec)
+        run_dir = store.run_dir(spec)  # all it asks of store: `forgetting merge` passes a view with nothing else
+        r = read_result(run_dir)
         if r is not None:
             row.update({k: r.get(k) for k in RESULT_FIELDS})
             row["status"] = "finished"
