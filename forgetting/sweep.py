@@ -74,6 +74,8 @@ RESULT_FIELDS = [  # copied from the run's result.json
     "load_end",
 ]
 RESULT_COLUMNS = RUN_COLUMNS + RESULT_FIELDS + ["status"]
+# Fields that measure the machine, not the run: two trainings of one run id differ in these alone.
+MACHINE_FIELDS = ("seconds", "compile_seconds", "load_start", "load_end")
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
 
 

@@ -26,8 +26,7 @@ from forgetting import cli, data as data_mod, report, store as store_mod, studie
 from forgetting.errors import UserError
 
 TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
-# Columns that measure the machine, not the run: they differ between two runs of the same run id.
-MACHINE_COLUMNS = ["seconds", "compile_seconds", "load_start", "load_end"]
+MACHINE_COLUMNS = list(sweep.MACHINE_FIELDS)  # what differs between two trainings of one run id
 
 
 def one_thread_env() -> dict:
