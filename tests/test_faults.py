@@ -1,4 +1,4 @@
-"""Faults a long job meets on a shared cluster (issue 16): a full disk, SIGTERM, a damaged result.json.
+"""Faults a long job meets on a shared cluster: a full disk, SIGTERM, a damaged result.json.
 
 Real processes where the fault needs one: a real tmpfs filled to the brim (where this machine lets the
 tests mount one; the store's writes are also tested everywhere under a fault-injecting disk), a real
