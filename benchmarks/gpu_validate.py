@@ -43,8 +43,9 @@ import torch._dynamo
 
 from forgetting import data as data_mod, models, probe, report, studies, sweep, train as train_mod
 from forgetting.console import console, progress_bar
-from forgetting.errors import UserError
+from forgetting.errors import Stopped, UserError
 from forgetting.store import atomic_write_json
+from forgetting.timelimit import parse_duration
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("throughput", "stages", "probe", "sweep", "workers")
@@ -313,15 +314,19 @@ def _verdicts(summary) -> dict:
     return found
 
 
-def run_study(name: str, overrides: dict, cifar, device, out: Path, tick) -> dict:
+def run_study(name: str, overrides: dict, cifar, device, out: Path, tick, time_limit: float | None = None) -> dict:
     kind = "probe" if name.endswith("probe") else "lr-sweep"
     s = studies.load_study(name, kind=kind).with_overrides(**overrides)
     store = out / "store"
     t0 = time.perf_counter()
-    if kind == "probe":
-        folder = probe.probe_study(s, store, cifar, str(device)).sweep.store.dir
-    else:
-        folder = sweep.run_sweep(s, store, cifar, device=str(device)).store.dir
+    folder, stopped = store / s.name, None
+    try:
+        if kind == "probe":
+            probe.probe_study(s, store, cifar, str(device), sweep_kwargs=dict(time_limit=time_limit))
+        else:
+            sweep.run_sweep(s, store, cifar, device=str(device), time_limit=time_limit)
+    except Stopped as e:  # the time limit: results.csv holds the runs that finished
+        stopped = str(e)
     rep = report.study_report(folder)
     tick(f"study {name}")
     results = pd.read_csv(folder / "results.csv")
@@ -333,24 +338,31 @@ def run_study(name: str, overrides: dict, cifar, device, out: Path, tick) -> dic
         finished=int((results["status"] == "finished").sum()),
         figures=[str(p.relative_to(out)) for p in rep.figures],
         verdicts=_verdicts(rep.summary),
+        **({"stopped": stopped} if stopped else {}),
     )
 
 
-def run_workers(scale: Scale, cifar, device, out: Path, tick) -> dict:
+def run_workers(scale: Scale, cifar, device, out: Path, tick, remaining=lambda: None) -> dict:
     """The same runs, once per worker count, each into its own store: runs per hour."""
     rows = []
     base = studies.load_study("page2018-lr-sweep").with_overrides(**scale.worker_overrides)
     for workers in scale.workers:
         t0 = time.perf_counter()
-        outcome = sweep.run_sweep(base, out / "workers" / f"w{workers}", cifar, workers=workers, device=str(device))
+        store, stopped = out / "workers" / f"w{workers}", False
+        try:
+            sweep.run_sweep(base, store, cifar, workers=workers, device=str(device), time_limit=remaining())
+        except Stopped:
+            stopped = True
         secs = time.perf_counter() - t0
-        n = int((outcome.table["status"] == "finished").sum())
+        n = int((pd.read_csv(store / base.name / "results.csv")["status"] == "finished").sum())
         rows.append(dict(workers=workers, runs=n, seconds=round(secs, 2), runs_per_hour=round(3600 * n / secs, 1)))
         tick(f"workers {workers}")
+        if stopped:  # the time limit: the worker counts not reached are not measured
+            break
     for r in rows:
         r["vs_one_at_a_time"] = round(r["runs_per_hour"] / rows[0]["runs_per_hour"], 3)
     pd.DataFrame(rows).to_csv(out / "workers.csv", index=False)
-    return dict(rows=rows)
+    return dict(rows=rows, **({"stopped": f"time limit after --workers {rows[-1]['workers']}"} if stopped else {}))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -368,7 +380,14 @@ def resolve_out(out: str | None, smoke: bool, device: torch.device) -> Path:
     return REPO_ROOT / "results" / f"gpu-{slug(torch.cuda.get_device_name(device))}"
 
 
-def validate(smoke: bool, device_name: str, out: str | None, data: str | None, only: list[str]) -> Path:
+def validate(
+    smoke: bool, device_name: str, out: str | None, data: str | None, only: list[str], time_limit: float | None = None
+) -> Path:
+    """Run the ``only`` sections into one folder. ``time_limit`` (seconds): start no section after it has
+    passed (the first always starts), and let the study sections stop between runs; validation.json
+    names the sections skipped."""
+    t_start = time.monotonic()
+    remaining = (lambda: None) if time_limit is None else (lambda: time_limit - (time.monotonic() - t_start))
     device = train_mod.resolve_device(device_name)
     if not smoke and device.type != "cuda":
         raise UserError(
@@ -381,7 +400,9 @@ def validate(smoke: bool, device_name: str, out: str | None, data: str | None, o
     folder = resolve_out(out, smoke, device)
     folder.mkdir(parents=True, exist_ok=True)
     cifar = data_mod.load_cifar10(data)
-    record = dict(mode="smoke" if smoke else "full", environment=environment(device), sections={})
+    record = dict(mode="smoke" if smoke else "full", environment=environment(device), sections={}, skipped=[])
+    if time_limit is not None:
+        record["time_limit_seconds"] = time_limit
     sizes = dict(
         throughput=_throughput_items(scale), stages=len(PAGE_V100_SECONDS), probe=1, sweep=1, workers=len(scale.workers)
     )
@@ -393,22 +414,26 @@ def validate(smoke: bool, device_name: str, out: str | None, data: str | None, o
             bar.update(task, advance=1, description=what)
 
         for section in [s for s in SECTIONS if s in only]:
+            if record["sections"] and time_limit is not None and remaining() <= 0:
+                record["skipped"].append(section)
+                continue
             if section == "throughput":
                 record["sections"][section] = run_throughput(scale, cifar, device, folder, tick)
             elif section == "stages":
                 record["sections"][section] = run_stages(scale, cifar, device, folder, tick)
             elif section == "probe":
                 record["sections"][section] = run_study(
-                    "page2018-probe", scale.probe_overrides, cifar, device, folder, tick
+                    "page2018-probe", scale.probe_overrides, cifar, device, folder, tick, remaining()
                 )
             elif section == "sweep":
                 record["sections"][section] = run_study(
-                    "page2018-lr-sweep", scale.sweep_overrides, cifar, device, folder, tick
+                    "page2018-lr-sweep", scale.sweep_overrides, cifar, device, folder, tick, remaining()
                 )
             else:
-                record["sections"][section] = run_workers(scale, cifar, device, folder, tick)
+                record["sections"][section] = run_workers(scale, cifar, device, folder, tick, remaining)
             record["seconds"] = round(time.perf_counter() - t0, 1)
             atomic_write_json(folder / "validation.json", record)  # after every section: a cut-off run keeps them
+        atomic_write_json(folder / "validation.json", record)  # with the sections the time limit skipped
     return folder
 
 
@@ -419,15 +444,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="results folder (default: results/gpu-<gpu name>/, or a temp folder)")
     ap.add_argument("--data", default=None, help="CIFAR-10 .npz or folder (default: $FORGETTING_DATA)")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({', '.join(SECTIONS)})")
+    ap.add_argument("--time-limit", default=None, help="start no section after this (90m, 2h, 3600s or seconds)")
     a = ap.parse_args(argv)
     try:
-        folder = validate(a.smoke, a.device, a.out, a.data, [s.strip() for s in a.only.split(",") if s.strip()])
+        limit = None if a.time_limit is None else parse_duration(a.time_limit)
+        only = [s.strip() for s in a.only.split(",") if s.strip()]
+        folder = validate(a.smoke, a.device, a.out, a.data, only, limit)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     record = json.loads((folder / "validation.json").read_text())
+    stopped = [name for name, sec in record["sections"].items() if "stopped" in sec]
+    cut = f"; cut short by the time limit: {', '.join(stopped)}" if stopped else ""
+    skipped = f"; skipped (time limit): {', '.join(record['skipped'])}" if record["skipped"] else ""
     console.print(
-        f"{record['mode']} validation: {', '.join(record['sections'])} in {record['seconds']:.0f} s -> {folder}"
+        f"{record['mode']} validation: {', '.join(record['sections'])} in {record['seconds']:.0f} s{cut}{skipped}"
+        f" -> {folder}",
+        soft_wrap=True,
     )
     return 0
 

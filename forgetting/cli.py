@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -229,6 +230,20 @@ def _print_plan(study, store: Path, shard) -> None:
     console.print(plan_table(sweep.plan_sweep(study, store, shard)))
 
 
+TimeLimitOpt = typer.Option(
+    None,
+    "--time-limit",
+    help="start no run that would not end within this time (90m, 2h, 3600s or seconds); the rest is left "
+    "for the same command again",
+)
+
+
+def _seconds(text: Optional[str]) -> Optional[float]:
+    from forgetting.timelimit import parse_duration
+
+    return None if text is None else parse_duration(text)
+
+
 @app.command("sweep-lr")
 def sweep_lr(
     study: str = typer.Argument("cpu-lr-sweep", help="study name in studies/ or a .toml path"),
@@ -251,6 +266,7 @@ def sweep_lr(
     cpus_per_run: float = typer.Option(1.0, help="ray executor: CPUs per run"),
     shard: Optional[str] = ShardOpt,
     dry_run: bool = DryRunOpt,
+    time_limit: Optional[str] = TimeLimitOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
 ):
@@ -274,11 +290,23 @@ def sweep_lr(
     piece = _shard(shard)
     if dry_run:
         return _print_plan(s, store, piece)
+    limit = _seconds(time_limit)
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
         outcome = sweep.run_sweep(
-            s, store, cifar, executor, workers, device, address, gpus_per_run, cpus_per_run, events, shard=piece
+            s,
+            store,
+            cifar,
+            executor,
+            workers,
+            device,
+            address,
+            gpus_per_run,
+            cpus_per_run,
+            events,
+            shard=piece,
+            time_limit=limit,
         )
     console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
     rep = report.study_report(outcome.store.dir)
@@ -313,6 +341,7 @@ def probe_epochs(
     workers: int = typer.Option(1, help="local executor: runs at once"),
     shard: Optional[str] = ShardOpt,
     dry_run: bool = DryRunOpt,
+    time_limit: Optional[str] = TimeLimitOpt,
     device: str = DeviceOpt,
     data: Optional[str] = DataOpt,
 ):
@@ -338,6 +367,7 @@ def probe_epochs(
     piece = _shard(shard)
     if dry_run:
         return _print_plan(s, store, piece)
+    limit = _seconds(time_limit)
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
@@ -346,7 +376,7 @@ def probe_epochs(
             store,
             cifar,
             device,
-            sweep_kwargs=dict(executor=executor, workers=workers, shard=piece),
+            sweep_kwargs=dict(executor=executor, workers=workers, shard=piece, time_limit=limit),
             sweep_events=events,
             probe_events=ProbeProgress(bar),
         )
@@ -395,17 +425,53 @@ def figures(
             console.print(f"  {p}")
 
 
+_TERMINATED: list[int] = []  # the signal that ended the command, if one did
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (what SLURM sends at a time limit or preemption) stops the command as Ctrl-C does: the
+    run in flight keeps its last epoch checkpoint. A second SIGTERM kills at once."""
+    _TERMINATED.append(signum)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    if _TERMINATED:
+        print("terminated: run the same command again to resume", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)  # the status a shell reports for a process SIGTERM ended
+    print("interrupted: run the same command again to resume", file=sys.stderr)
+    sys.exit(130)
+
+
 def main() -> None:
     """Entry point: a UserError is one line on stderr and exit code 2, never a traceback."""
+    from forgetting.errors import Stopped
+    from forgetting.store import DISK_FULL, disk_full_error
+
+    _TERMINATED.clear()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except SystemExit as e:  # typer turns Ctrl-C into exit code 130 itself
-        if e.code == 130:
-            print("interrupted: run the same command again to resume", file=sys.stderr)
+    except Stopped as e:  # the time limit: what was done is kept, the same command again continues
+        print(e, file=sys.stderr)
+        sys.exit(0)
+    except OSError as e:  # a write that went around the store's own (a library's): still one line
+        if e.errno not in DISK_FULL:
+            raise
+        print(f"error: {disk_full_error(e.filename)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # one that came before or after typer's own handling
+        _interrupted()
+    except SystemExit as e:
+        if e.code == 130:  # typer turns Ctrl-C into exit code 130 itself
+            _interrupted()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 
 from rich.console import Console
@@ -42,6 +42,64 @@ class WorkEta:
             return None
         rate = self.done / (self.t_last - self.t0)
         return max(0.0, (self.total - self.done) / rate - (self.clock() - self.t_last))
+
+
+# A log file (nohup, sbatch) sees none of the bars: it gets a plain line at every finished run and at
+# most this many seconds apart while a run or the LR finder is going.
+PROGRESS_SECONDS = 180.0
+
+
+def _clock_text(seconds: float | None) -> str:
+    return "unknown" if seconds is None else str(timedelta(seconds=round(seconds)))
+
+
+class PlainProgress:
+    """Plain-text progress lines for output that is not a terminal: runs done/total, ETA, stage."""
+
+    def __init__(self, write: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+        self.write = write
+        self.clock = clock
+        self.last: float | None = None  # when the last line was written
+
+    def line(self, runs: str, eta: float | None, stage: str, force: bool = False) -> None:
+        """Write a line if ``force`` or PROGRESS_SECONDS have passed since the last one."""
+        now = self.clock()
+        if force or self.last is None or now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+            self.write(f"[{stamp}] progress: {runs} runs done, eta {_clock_text(eta)}, {stage}")
+
+
+class _PlainRun(Callbacks):
+    """A training run's steps -> the sweep's stage ("n=1280 x2 seed 0 epoch 3 step 10/20")."""
+
+    def __init__(self, sweep: "SweepProgress", name: str):
+        self.sweep, self.name, self.epoch, self.steps = sweep, name, 0, 0
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        self.epoch, self.steps = epoch, steps
+
+    def step(self, epoch: int, step: int) -> None:
+        self.sweep.stage(f"run {self.name} epoch {self.epoch + 1} step {step + 1}/{self.steps}")
+
+
+class _PlainLRFind:
+    """The LR finder's steps -> the sweep's stage, and an ETA from the finder's own pace."""
+
+    def __init__(self, sweep: "SweepProgress"):
+        self.sweep = sweep
+        self.first: tuple[float, int] | None = None  # (time, step) after the first step, which also prepared the data
+        self.paced = False
+
+    def step(self, i: int, n: int) -> None:
+        now = self.sweep.plain.clock()
+        if self.first is None:
+            self.first = (now, i)
+            return
+        t1, i1 = self.first
+        if i > i1:
+            self.sweep.finder_step(i, n, (now - t1) / (i - i1), force=not self.paced)  # the first paced one: a line
+            self.paced = True
 
 
 class CountColumn(MofNCompleteColumn):
@@ -124,19 +182,48 @@ class EpochTable(Callbacks):
 
 
 class SweepProgress:
-    """Bars for a sweep: one over runs (done/total, ETA) and one within the running run."""
+    """Bars for a sweep: one over runs (done/total, ETA) and one within the running run. When the output
+    is not a terminal (a log file), plain progress lines instead (see PlainProgress)."""
 
-    def __init__(self, progress: Progress, inner_bars: bool = True):
+    def __init__(self, progress: Progress, inner_bars: bool = True, plain: PlainProgress | None = None):
         self.progress = progress
         self.inner_bars = inner_bars
         self.task = None
         self.failed = 0
         self.current: EpochTable | None = None
+        if plain is None and not progress.console.is_terminal:
+            plain = PlainProgress(lambda text: progress.console.print(text, soft_wrap=True, markup=False))
+        self.plain = plain
+        self.heartbeat_seconds = PROGRESS_SECONDS if plain else None
+        self.runs_total, self.runs_done = 0, 0
+        self.eta: WorkEta | None = None
+        self.planned_work, self.batch_size = 0.0, 1
+        self._stage = "starting"
 
     def _close_run(self) -> None:
         if self.current is not None:
             self.current.close()
             self.current = None
+
+    def _line(self, force: bool = False, eta: float | None = None) -> None:
+        if self.plain is not None:
+            left = eta if eta is not None or self.eta is None else self.eta.remaining()
+            self.plain.line(f"{self.runs_done}/{self.runs_total}", left, self._stage, force)
+
+    def stage(self, text: str) -> None:
+        self._stage = text
+        self._line()
+
+    def heartbeat(self) -> None:
+        self._line()
+
+    def planned(self, runs: int, work: float, batch_size: int) -> None:
+        self.runs_total, self.planned_work, self.batch_size = runs, work, batch_size
+
+    def finder_step(self, i: int, n: int, step_seconds: float, force: bool = False) -> None:
+        """Until a run has finished, the finder's pace per training image is the best guess of the sweep's."""
+        self._stage = f"lr-find step {i}/{n}"
+        self._line(force, eta=(n - i) * step_seconds + self.planned_work * step_seconds / self.batch_size)
 
     def start(self, total: int, done: int, todo=None) -> None:
         # The bar measures work (subset x epochs + evaluation) of the runs left to do; the count is of runs.
@@ -146,6 +233,8 @@ class SweepProgress:
         self.task = self.progress.add_task("runs", total=work or None, count=f"{done}/{total}", eta=self.eta)
         if done:
             self.progress.console.print(f"{done} of {total} runs already finished in the store: skipped")
+        self._stage = "starting the runs"
+        self._line(force=True)
 
     def _advance(self, spec) -> None:
         self.runs_done += 1
@@ -153,13 +242,15 @@ class SweepProgress:
         self.progress.update(self.task, advance=spec.work, count=f"{self.runs_done}/{self.runs_total}")
 
     def run_started(self, spec) -> None:
-        pass
+        self._stage = f"run {spec.describe()}"
 
     def run_finished(self, spec, result: dict) -> None:
         self._close_run()
         self._advance(spec)
         state = "diverged" if result["diverged"] else f"test loss {result['test_loss']:.4f}"
         self.progress.console.print(f"  {spec.id}  {spec.describe():<32} {state}  ({result['seconds']:.0f} s)")
+        self._stage = f"finished {spec.describe()}"
+        self._line(force=True)
 
     def run_failed(self, spec, error: str) -> None:
         self.failed += 1
@@ -167,15 +258,22 @@ class SweepProgress:
         self._advance(spec)
         last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
         self.progress.console.print(f"  {spec.id}  {spec.describe():<32} [red]failed[/red]: {last}")
+        self._stage = f"failed {spec.describe()}"
+        self._line(force=True)
 
     def lr_find_callbacks(self):
-        return LRFindProgress(self.progress)
+        return _PlainLRFind(self) if self.plain is not None else LRFindProgress(self.progress)
 
     def train_callbacks(self, spec):
+        if self.plain is not None:
+            return _PlainRun(self, spec.describe())
         if not self.inner_bars:
             return None
         self.current = EpochTable(self.progress, prefix=f"{spec.describe()} ", print_rows=False)
         return self.current
+
+    def notice(self, text: str) -> None:
+        err_console.print(f"warning: {text}", soft_wrap=True, markup=False)
 
 
 def lr_sweep_table(table, title: str):

@@ -8,7 +8,6 @@ regenerate everything from tables alone.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from forgetting import clock, plots, plots_clock, report_text
 from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
-from forgetting.store import atomic_write_json, read_json
+from forgetting.store import atomic_write_bytes, atomic_write_json, read_json
 
 # The tables a study folder may hold; `figures --out` copies them so the output stands on its own.
 TABLES = (
@@ -160,8 +159,8 @@ def study_report(
     if out.resolve() != folder.resolve():
         out.mkdir(parents=True, exist_ok=True)
         for name in TABLES:
-            if (folder / name).exists():
-                shutil.copyfile(folder / name, out / name)
+            if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
+                atomic_write_bytes(out / name, (folder / name).read_bytes())
     scale = study["scale"]
     results = _read(folder, "results.csv")
     probe, probe_runs, recency = (

@@ -7,11 +7,13 @@ renamed into place, so a killed process leaves either the old file or the new on
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
 import math
 import os
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -21,19 +23,50 @@ from pathlib import Path
 from forgetting.errors import UserError
 
 
+# A full disk or an exhausted quota: the user's to fix, so one line (UserError), not a traceback.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:,.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1024
+        if n < 1024 or unit == "GB":
+            return f"{n:,.1f} {unit}"
+
+
+def disk_full_error(path: Path | None, needed: int | None = None) -> UserError:
+    """The one line a full disk gets: the path, the space the write needed and what is free."""
+    facts = [f"it needs {_size(needed)}"] if needed is not None else []
+    try:
+        facts.append(f"{_size(shutil.disk_usage(Path(path).parent).free)} free")
+    except (OSError, TypeError):
+        pass
+    where = f"{path}: no" if path else "No"
+    facts_text = f" ({', '.join(facts)})" if facts else ""
+    return UserError(
+        f"{where} space left on the disk{facts_text}; free some space, then run the same command again to resume"
+    )
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)  # no half-written file is left, whatever stopped the write
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise disk_full_error(path, len(data)) from None
         raise
 
 

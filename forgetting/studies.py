@@ -7,6 +7,7 @@ a bad value is one line naming the file and the key.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,8 +27,10 @@ def _number(positive=False, integer=False, lo=None, hi=None):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             return f"must be {'an integer' if integer else 'a number'}"
+        if not math.isfinite(v):  # TOML and the command line both accept inf and nan
+            return "must be finite and positive" if positive else "must be finite"
         if positive and not v > 0:
-            return "must be positive"
+            return "must be finite and positive"
         if lo is not None and v < lo:
             return f"must be at least {lo}"
         if hi is not None and v > hi:
@@ -147,7 +150,7 @@ class Study:
     def with_overrides(self, **overrides) -> "Study":
         """Apply command-line overrides (None = keep), validating them like file values."""
         sections = {"train": dict(self.train), "grid": dict(self.grid), "probe": dict(self.probe)}
-        changed = False
+        changed = []
         for key, value in overrides.items():
             if value is None:
                 continue
@@ -155,15 +158,42 @@ class Study:
             msg = SCHEMA[section][key][0](value)
             if msg:
                 raise StudyError(f"--{key.replace('_', '-')} {value!r} {msg}")
+            if value != sections[section][key]:
+                changed.append(key)
             sections[section][key] = value
-            changed = True
         study = replace(self, **sections)
         if changed:
             _check_consistency(study, "command line")
+            # The file's scale line describes the file's runs: a figure of other runs must not carry it.
+            study = replace(study, scale=f"{resolved_scale(study)} (overridden: {', '.join(changed)})")
         return study
 
     def largest_subset(self) -> int:
         return max(self.grid["sizes"]) if self.kind == "lr-sweep" else self.grid["subset"]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def resolved_scale(study: Study) -> str:
+    """A scale line read off the study's resolved settings, in the words of the study files' own lines."""
+    t = study.train
+    parts = [
+        f"{t['net']} width {t['width']:g}",
+        f"batch {t['batch_size']}",
+        f"{_count(t['epochs'], 'epoch')} ({t['warmup']:g} warm-up then constant LR)",
+    ]
+    if study.kind == "probe":
+        parts.append(f"{study.grid['subset']:,} images")
+    else:
+        parts.append(
+            ("crop+flip" + (f", cutout {t['cutout']}" if t["cutout"] else "")) if t["augment"] else "no augmentation"
+        )
+    parts.append(_count(len(study.grid["seeds"]), "seed"))
+    if t["precision"] != "auto":
+        parts.append(t["precision"])
+    return ", ".join(parts)
 
 
 def _validate_section(name: str, table, schema: dict, where: str) -> dict:

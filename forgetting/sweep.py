@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -28,11 +29,12 @@ import pandas as pd
 import torch
 
 from forgetting import data as data_mod
-from forgetting.errors import UserError
+from forgetting.errors import Stopped, UserError
 from forgetting.schedules import warmup_constant
 from forgetting.shards import Shard, select
 from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
 from forgetting.studies import STUDIES_DIR, Condition, Study
+from forgetting.timelimit import TimeBudget
 from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
 
 RUN_COLUMNS = [  # what the grid says about a run
@@ -68,8 +70,12 @@ RESULT_FIELDS = [  # copied from the run's result.json
     "precision",
     "compiled",
     "compile_seconds",
+    "load_start",  # the machine's 1-minute load average as the run started and ended: was it shared?
+    "load_end",
 ]
 RESULT_COLUMNS = RUN_COLUMNS + RESULT_FIELDS + ["status"]
+# Fields that measure the machine, not the run: two trainings of one run id differ in these alone.
+MACHINE_FIELDS = ("seconds", "compile_seconds", "load_start", "load_end")
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
 
 
@@ -174,6 +180,27 @@ class SweepEvents:
     def lr_find_callbacks(self):
         return None
 
+    # Hooks added for long unattended jobs (a log file's progress lines, a store's damaged files).
+    heartbeat_seconds: float | None = None  # the longest a multi-worker driver waits before heartbeat()
+
+    def planned(self, runs: int, work: float, batch_size: int) -> None:
+        """Before the base LR is known: how many runs, how much work (the LR finder's ETA needs it)."""
+
+    def heartbeat(self) -> None: ...
+
+    def notice(self, text: str) -> None:
+        """Something the user must hear about even without bars (a damaged file in the store)."""
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def read_result(run_dir: Path) -> dict | None:
+    """A run folder's result.json; None when it is missing or damaged (a truncated copy, a bad disk)."""
+    try:
+        result = read_json(Path(run_dir) / "result.json")
+    except (ValueError, OSError):  # missing, or not JSON (json's errors are ValueErrors)
+        return None
+    return result if isinstance(result, dict) else None
+
 
 class StudyStore:
     def __init__(self, root: Path, study_name: str):
@@ -184,7 +211,19 @@ class StudyStore:
         return self.runs / spec.id
 
     def finished(self, spec: RunSpec) -> bool:
-        return (self.run_dir(spec) / "result.json").exists()
+        return self.result(spec) is not None
+
+    def result(self, spec: RunSpec) -> dict | None:
+        return read_result(self.run_dir(spec))
+
+    def set_aside_damaged(self, spec: RunSpec) -> Path | None:
+        """Move a damaged result.json out of the way, so that its run counts as unfinished and is redone."""
+        path = self.run_dir(spec) / "result.json"
+        if not path.exists() or self.finished(spec):
+            return None
+        aside = path.with_name("result.json.damaged")
+        os.replace(path, aside)
+        return aside
 
     def lock(self):
         ensure_folder(self.dir.parent, "store")  # names --store itself when it is a file
@@ -248,11 +287,14 @@ def _record_failure(store: StudyStore, spec: RunSpec, error: str) -> None:
     )
 
 
-def _run_local(specs, store, cifar, device, workers, events: SweepEvents) -> None:
+def _run_local(specs, store, cifar, device, workers, events: SweepEvents, budget: TimeBudget | None = None) -> None:
     if workers <= 1:
         cache: dict = {}
         for spec in specs:
+            if budget is not None and not budget.allows(spec.work):
+                return
             events.run_started(spec)
+            t0 = time.monotonic()
             try:
                 files = execute_run(
                     spec.config.to_dict(),
@@ -271,28 +313,53 @@ def _run_local(specs, store, cifar, device, workers, events: SweepEvents) -> Non
                 events.run_failed(spec, error)
                 continue
             events.run_finished(spec, _record(store, spec, files))
+            if budget is not None:
+                budget.finished(spec.work, time.monotonic() - t0)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)  # share the cores, do not oversubscribe them
     with ProcessPoolExecutor(
         workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(cifar.source, threads)
     ) as pool:
-        pending = {}
-        for spec in specs:
+        try:
+            _run_pool(pool, workers, specs, store, device, events, budget)
+        except BaseException:
+            # A SIGTERM or Ctrl-C meant for the sweep: its workers stop too (their checkpoints are whole
+            # files), rather than the pool waiting for every run in flight to end.
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            raise
+
+
+def _run_pool(pool, workers, specs, store, device, events: SweepEvents, budget: TimeBudget | None) -> None:
+    """At most ``workers`` runs in flight, each submitted when a worker is free and the budget allows it."""
+    queue, pending = list(specs), {}
+    while queue or pending:
+        while queue and len(pending) < workers and (budget is None or budget.allows(queue[0].work)):
+            spec = queue.pop(0)
             store.run_dir(spec).mkdir(parents=True, exist_ok=True)
             fut = pool.submit(
                 execute_run, spec.config.to_dict(), spec.meta, None, str(device), str(store.run_dir(spec) / CHECKPOINT)
             )
-            pending[fut] = spec
+            pending[fut] = (spec, time.monotonic())
             events.run_started(spec)
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                spec = pending.pop(fut)
-                try:
-                    events.run_finished(spec, _record(store, spec, fut.result()))
-                except Exception as e:
-                    _record_failure(store, spec, repr(e))
-                    events.run_failed(spec, repr(e))
+        if budget is not None and budget.stopped:
+            queue = []
+        if not pending:
+            return
+        done, _ = wait(pending, timeout=events.heartbeat_seconds, return_when=FIRST_COMPLETED)
+        events.heartbeat()
+        for fut in done:
+            spec, t0 = pending.pop(fut)
+            try:
+                events.run_finished(spec, _record(store, spec, fut.result()))
+            except UserError:  # a full disk, in the worker's checkpoint or in the driver's writes
+                raise
+            except Exception as e:
+                _record_failure(store, spec, repr(e))
+                events.run_failed(spec, repr(e))
+                continue
+            if budget is not None:
+                budget.finished(spec.work, time.monotonic() - t0)
 
 
 def _run_ray(specs, store, cifar, address, gpus_per_run, cpus_per_run, events: SweepEvents) -> None:
@@ -420,9 +487,9 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             augment=c.augment,
             seed=c.seed,
         )
-        run_dir = store.run_dir(spec)
-        if (run_dir / "result.json").exists():
-            r = read_json(run_dir / "result.json")
+        run_dir = store.run_dir(spec)  # all it asks of store: `forgetting merge` passes a view with nothing else
+        r = read_result(run_dir)
+        if r is not None:
             row.update({k: r.get(k) for k in RESULT_FIELDS})
             row["status"] = "finished"
         else:
@@ -537,28 +604,45 @@ def run_sweep(
     cpus_per_run: float = 1.0,
     events: SweepEvents | None = None,
     shard: Shard | None = None,
+    time_limit: float | None = None,
 ) -> SweepOutcome:
-    """Run every unfinished run of ``study`` (or of its ``shard``) into ``store_root`` and write its results.csv."""
+    """Run every unfinished run of ``study`` (or of its ``shard``) into ``store_root`` and write its results.csv.
+
+    ``time_limit`` (seconds from now): start no run that would not end in time at the pace measured so
+    far; if runs are left, write results.csv and raise `Stopped` (the same call again continues)."""
     if executor not in ("local", "ray"):
         raise UserError(f"executor must be local or ray, not {executor!r}")
     if workers < 1:
         raise UserError(f"--workers must be at least 1, not {workers}")
+    if time_limit is not None and executor != "local":
+        raise UserError("--time-limit needs the local executor (a Ray cluster schedules runs itself)")
+    budget = TimeBudget(time_limit) if time_limit is not None else None
     events = events or SweepEvents()
     dev = resolve_device(device)
     store = StudyStore(store_root, study.name)
     t0 = time.perf_counter()
     _require_finder_result(study, store, shard)  # before the lock, which would create the store
     with store.lock():
+        every = expand(study, 1.0)  # the base LR changes run ids, not their number, work or shard
+        planned = select(every, [s.work for s in every], shard)
+        events.planned(len(planned), sum(s.work for s in planned), study.train["batch_size"])
         base_lr = resolve_base_lr(study, store, cifar, dev, events, shard)
         atomic_write_json(store.dir / "study.json", study_record(study, base_lr))
         specs = expand(study, base_lr)
         mine = select(specs, [s.work for s in specs], shard)
+        for spec in mine:
+            aside = store.set_aside_damaged(spec)
+            if aside is not None:
+                events.notice(f"{aside.with_name('result.json')} is damaged (not JSON): set aside, the run is redone")
         todo = [s for s in mine if not store.finished(s)]
         events.start(len(mine), len(mine) - len(todo), todo)
         if executor == "local":
-            _run_local(todo, store, cifar, dev, workers, events)
+            _run_local(todo, store, cifar, dev, workers, events, budget)
         else:
             _run_ray(todo, store, cifar, address, gpus_per_run, cpus_per_run, events)
         table = results_table(study, store, specs)
         atomic_write_bytes(store.dir / "results.csv", results_csv_bytes(table))
+    if budget is not None and budget.stopped:
+        done = sum(store.finished(s) for s in mine)
+        raise Stopped(f"time limit: {done} of {len(mine)} runs done; run the same command again to continue")
     return SweepOutcome(study, store, specs, base_lr, table, time.perf_counter() - t0, mine)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,7 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.net in models.NETS, f"net must be one of {', '.join(models.NETS)}, not {self.net!r}"),
-            (self.width > 0, f"width must be positive, not {self.width}"),
+            (0 < self.width < float("inf"), f"width must be finite and positive, not {self.width}"),
             (1 <= self.subset <= data_mod.TRAIN_SIZE, f"subset {self.subset} is outside 1..{data_mod.TRAIN_SIZE}"),
             (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
@@ -334,6 +335,15 @@ class Callbacks:
     def end_epoch(self, row: dict) -> None: ...
 
 
+def machine_load() -> float | None:
+    """The 1-minute load average: recorded at a run's start and end, since a run that shared its cores
+    with another job ran several times slower (README: sharing one machine). None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def _finite(x: float) -> bool:
     return bool(np.isfinite(x))
 
@@ -364,6 +374,7 @@ def train(
 
     A non-finite loss ends the run early with ``diverged = True``; it is not raised.
     """
+    load_start = machine_load()
     device = resolve_device(device) if isinstance(device, str) else device
     cb = callbacks or Callbacks()
     dt = amp_dtype(device, cfg.precision)
@@ -391,6 +402,7 @@ def train(
             ex_order, ex_loss, ex_correct = state["ex_order"], state["ex_loss"], state["ex_correct"]
             start_epoch, elapsed = state["epoch"], state["elapsed"]
             compile_secs = state.get("compile_secs", 0.0)
+    resumed_from = start_epoch
 
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
@@ -534,6 +546,9 @@ def train(
         threads=torch.get_num_threads(),
         compiled=compiled,
         compile_seconds=round(compile_secs, 3),
+        resumed_from_epoch=resumed_from,  # 0: trained from the start in one go
+        load_start=load_start,  # of this process's part of the run, when it resumed from a checkpoint
+        load_end=machine_load(),
     )
     return RunOutput(
         config=cfg.to_dict(),

@@ -149,6 +149,30 @@ CASES = {
         None,
         False,
     ),
+    "sweep-infinite-multiplier": (
+        ["sweep-lr", "--multipliers", "1,inf", "--store", "{tmp}/store"],
+        "finite and positive",
+        None,
+        False,
+    ),
+    "sweep-study-infinite-multiplier": (
+        ["sweep-lr", "{tmp}/inf.toml", "--store", "{tmp}/store"],
+        "'grid.multipliers' = [0.25, inf] has an element inf that must be finite and positive",
+        write(
+            "inf.toml",
+            (REPO_ROOT / "studies" / "cpu-lr-sweep.toml")
+            .read_text()
+            .replace("[0.25, 0.5, 1, 2, 4, 8, 16]", "[0.25, inf]"),
+        ),
+        False,
+    ),
+    "sweep-bad-time-limit": (["sweep-lr", "--time-limit", "soon", "--store", "{tmp}/store"], "'soon'", None, False),
+    "sweep-time-limit-on-ray": (
+        ["sweep-lr", *TINY_SWEEP, "--executor", "ray", "--time-limit", "1h", "--store", "{tmp}/store"],
+        "--time-limit needs the local executor",
+        None,
+        True,
+    ),
     "sweep-fractional-size": (["sweep-lr", "--sizes", "1.5", "--store", "{tmp}/store"], "1.5", None, False),
     "sweep-bad-base-lr": (["sweep-lr", "--base-lr", "fast", "--store", "{tmp}/store"], "fast", None, False),
     "sweep-bad-device": (["sweep-lr", *TINY_SWEEP[:-1], "tpu", "--store", "{tmp}/store"], "tpu", None, True),
@@ -171,6 +195,14 @@ CASES = {
         True,
     ),
     "probe-bad-bn": (["probe-epochs", "--bn", "median", "--store", "{tmp}/store"], "median", None, False),
+    "probe-bad-time-limit": (
+        ["probe-epochs", "--time-limit", "0", "--store", "{tmp}/store"],
+        "--time-limit",
+        None,
+        False,
+    ),
+    "probe-infinite-width": (["probe-epochs", "--width", "inf", "--store", "{tmp}/store"], "finite", None, False),
+    "train-infinite-width": (["train", "--width", "inf", "--out", "{tmp}/run"], "finite and positive", None, False),
     "probe-wrong-kind": (["probe-epochs", "cpu-lr-sweep", "--store", "{tmp}/store"], "cpu-lr-sweep", None, False),
     "probe-run-without-weights": (
         ["probe-epochs", *TINY_PROBE, "--store", "{tmp}/store"],

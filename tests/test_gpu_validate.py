@@ -3,6 +3,7 @@ full mode refuses to run without CUDA (a GPU figure must come from a GPU)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -52,3 +53,30 @@ def test_smoke_runs_every_section_on_cpu(tmp_path, cifar_path):
     workers = pd.read_csv(out / "workers.csv")
     assert workers["workers"].tolist() == [1, 2] and (workers["runs_per_hour"] > 0).all()
     assert not any((REPO_ROOT / "results").glob("gpu-*")), "smoke mode must never write under results/"
+
+
+def load_script():
+    """The script as a module, to call in this process (a process more costs a torch import)."""
+    if "gpu_validate" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("gpu_validate", SCRIPT)
+        sys.modules["gpu_validate"] = importlib.util.module_from_spec(spec)  # its dataclasses look it up
+        spec.loader.exec_module(sys.modules["gpu_validate"])
+    return sys.modules["gpu_validate"]
+
+
+def test_a_bad_time_limit_is_one_line(capsys):
+    assert load_script().main(["--smoke", "--time-limit", "soon"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "'soon'" in lines[0], lines
+
+
+@pytest.mark.integration
+def test_smoke_past_its_time_limit_keeps_the_first_section_and_names_the_skipped(tmp_path, cifar_path, capsys):
+    out = tmp_path / "smoke"
+    args = ["--smoke", "--device", "cpu", "--data", str(cifar_path), "--out", str(out), "--only", "throughput,stages"]
+    assert load_script().main([*args, "--time-limit", "0.001s"]) == 0  # the first section always starts
+    record = json.loads((out / "validation.json").read_text())
+    assert set(record["sections"]) == {"throughput"} and record["skipped"] == ["stages"]
+    assert record["time_limit_seconds"] == 0.001 and (out / "throughput.csv").is_file()
+    assert not (out / "stages.csv").exists()
+    assert "skipped (time limit): stages" in capsys.readouterr().out

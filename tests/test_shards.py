@@ -42,7 +42,7 @@ method = "min10"
 steps = 10
 """
 SLICE = dict(train_x=1000, train_y=1000, test_x=500, test_y=500)
-TIMING = ("seconds", "compile_seconds")  # what differs between two runs of the same run id
+TIMING = sweep.MACHINE_FIELDS  # what differs between two runs of the same run id (load averages too)
 
 
 def tree(root: Path) -> dict[str, tuple[str, int]]:

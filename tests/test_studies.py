@@ -129,3 +129,18 @@ def test_sweep_cli_rejects_bad_input_with_one_line_and_untouched_store(tmp_path,
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert "Traceback" not in r.stderr
     assert sorted(p.name for p in store.rglob("*")) == ["keep.txt"]
+
+
+def test_overridden_studies_get_a_scale_line_of_their_own_runs():
+    file_scale = studies.load_study("cpu-lr-sweep").scale
+    assert "width 0.25" in file_scale
+    same = studies.load_study("cpu-lr-sweep").with_overrides(width=0.25, epochs=6, seeds=[0, 1, 2])
+    assert same.scale == file_scale  # the file's own values: the file's own line
+    small = studies.load_study("cpu-lr-sweep").with_overrides(width=0.125, epochs=1, seeds=[0])
+    assert small.scale == (
+        "dawn18 width 0.125, batch 128, 1 epoch (1 warm-up then constant LR), crop+flip, 1 seed"
+        " (overridden: width, epochs, seeds)"
+    )
+    assert "0.25" not in small.scale
+    probe = studies.load_study("cpu-probe").with_overrides(subset=400, precision="bf16")
+    assert "400 images" in probe.scale and "bf16" in probe.scale and "subset, precision" in probe.scale

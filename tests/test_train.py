@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import itertools
 import json
+import os
 import re
 import types
 
@@ -244,6 +245,15 @@ def test_run_output_contents(ref_run):
     assert [h["epoch"] for h in ref_run.history] == [1, 2]
     assert ref_run.history[0]["lr"] == pytest.approx(0.4) and ref_run.history[1]["lr"] == pytest.approx(0.0)
     assert all(not v.is_cuda for v in ref_run.state_dict.values())
+
+
+def test_the_machine_load_is_recorded_with_the_run_but_does_not_name_it(ref_run, monkeypatch):
+    r = ref_run.result
+    assert r["resumed_from_epoch"] == 0
+    assert isinstance(r["load_start"], float) and isinstance(r["load_end"], float) and r["load_start"] >= 0
+    assert not {"load_start", "load_end"} & set(CFG.identity()), "the machine's load must not change a run id"
+    monkeypatch.delattr(os, "getloadavg")  # platforms without it record None
+    assert train.machine_load() is None
 
 
 def test_huge_learning_rate_diverges_and_still_writes_result(synthetic_cifar, tmp_path):
