@@ -140,6 +140,20 @@ def _clock_report(summary: dict, study: dict, probe, folders: list[Path], sweeps
     )
 
 
+def _undecided_while_incomplete(summary: dict, results: pd.DataFrame | None) -> None:
+    """A sweep with runs still missing (a study in pieces, part-way) is not read: its (a) verdicts say so."""
+    if results is None or "status" not in results.columns:
+        return
+    missing = int((results["status"] == "missing").sum())
+    if not missing:
+        return
+    reason = f"study incomplete: {len(results) - missing} of {len(results)} runs in the table; read when all are in"
+    for name in list(summary.get("verdicts", {})):
+        if name.startswith("a_"):
+            summary["verdicts"][name] = dict(holds=None, reason=reason)
+    summary["incomplete"] = dict(runs=len(results), missing=missing)
+
+
 def study_report(
     folder: Path, out: Path | None = None, sweeps: list[dict] | None = None, probes: list[Path] | None = None
 ) -> StudyReport:
@@ -179,6 +193,7 @@ def study_report(
     except KeyError as e:
         raise UserError(f"{folder}: a table lacks the column {e}; not written by this version of the toolkit") from None
     summary = dict(study=study, **summary)
+    _undecided_while_incomplete(summary, results)
     law = summary["verdicts"].get("tau_law")
     if law and law.get("alpha") is not None and sweeps:
         law["versus_sweep"] = tables.clean(_versus_sweeps(law, study, sweeps))

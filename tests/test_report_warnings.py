@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -56,3 +57,22 @@ def test_figures_report_carries_the_warning(tmp_path):
     (rep,) = report.regenerate(tmp_path)
     assert rep.warning is not None and rep.text().endswith(rep.warning)
     assert "thread counts 1 (1 runs), 2 (83 runs)" in rep.warning
+
+
+def test_a_sweep_with_runs_still_missing_is_not_read(tmp_path):
+    """A study in pieces, part-way: the (a) verdicts say it is incomplete instead of reading part of it."""
+    source = Path(__file__).resolve().parent.parent / "results" / "cpu-lr-sweep"
+    folder = tmp_path / "cpu-lr-sweep"
+    folder.mkdir()
+    for name in ("study.json", "results.csv"):
+        shutil.copyfile(source / name, folder / name)
+    rows = pd.read_csv(folder / "results.csv", dtype={"run": str})
+    rows.loc[rows.index[-5:], "status"] = "missing"
+    rows.to_csv(folder / "results.csv", index=False)
+    summary = report.study_report(folder).summary
+    for name in ("a_final", "a_last5"):
+        verdict = summary["verdicts"].get(name)
+        if verdict is not None:
+            assert verdict["holds"] is None and "79 of 84 runs" in verdict["reason"]
+    assert summary["incomplete"] == dict(runs=84, missing=5)
+    assert summary["verdicts"]["a_final"]["holds"] is None
