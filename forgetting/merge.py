@@ -76,7 +76,7 @@ def _finished_runs(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(runs.iterdir()) if (p / "result.json").exists()} if runs.is_dir() else {}
 
 
-def _claim_runs(merge: StudyMerge, folder: Path, light: bool) -> None:
+def _claim_runs(merge: StudyMerge, folder: Path) -> None:
     for run, path in _finished_runs(folder).items():
         missing = [f for f in LIGHT_FILES if not (path / f).exists()]
         if missing:
@@ -126,7 +126,7 @@ class _UnionView:
         return m.runs.get(spec.id) or m.failed.get(spec.id) or m.dst / "runs" / spec.id
 
 
-def plan(name: str, folders: list[Path], dst_root: Path, light: bool) -> StudyMerge:
+def plan(name: str, folders: list[Path], dst_root: Path) -> StudyMerge:
     dst = Path(dst_root) / name
     records = [(f, _read_record(f)) for f in folders]
     if (dst / "study.json").exists():
@@ -134,10 +134,10 @@ def plan(name: str, folders: list[Path], dst_root: Path, light: bool) -> StudyMe
     for folder, record in records[1:]:
         _same_study(records[0][1], record, f"{records[0][0]} and {folder}")
     merge = StudyMerge(name, dst, records[0][1], folders)
-    _claim_runs(merge, dst, light)
+    _claim_runs(merge, dst)
     held = set(merge.runs)
     for folder in folders:
-        _claim_runs(merge, folder, light)
+        _claim_runs(merge, folder)
     merge.new_runs = [r for r in merge.runs if r not in held]
     for folder in folders:  # a failed run stays failed in the union, as in a store that ran it all
         for path in sorted((folder / "runs").glob("*/failed.json")):
@@ -227,7 +227,7 @@ def merge_stores(sources: list[Path], dst_root: Path, light: bool = False) -> li
         for folder in _study_folders(root):
             if folder.resolve() != (dst_root / folder.name).resolve():  # DST itself adds nothing
                 by_name.setdefault(_read_record(folder)["name"], []).append(folder)
-    merges = [plan(name, folders, dst_root, light) for name, folders in sorted(by_name.items())]
+    merges = [plan(name, folders, dst_root) for name, folders in sorted(by_name.items())]
     dst_root.mkdir(parents=True, exist_ok=True)
     for merge in merges:
         if unchanged(merge):
