@@ -59,13 +59,14 @@ def train_run(
     stages ("part1".."part4"). With ``out``, the run's files are written there and it resumes from
     its checkpoint, as `forgetting train --out` does; without it nothing is written.
     """
-    from forgetting import train
+    from forgetting import config, train
+    from forgetting.device import resolve_device
 
-    cfg = train.make_config(preset, **settings)
+    cfg = config.make_config(preset, **settings)
     data = data if data is not None else load_data()
     if out is not None:
-        return train.train_to_dir(cfg, data, Path(out), train.resolve_device(device))
-    return train.train(cfg, data, train.resolve_device(device)).result
+        return train.train_to_dir(cfg, data, Path(out), resolve_device(device))
+    return train.train(cfg, data, resolve_device(device)).result
 
 
 def run_sweep(

@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from forgetting import augment, data as data_mod, train as train_mod
+from forgetting.config import TrainConfig
+from forgetting.device import amp_dtype, resolve_device, use_compile
 from forgetting.errors import UserError
 
 METHODS = ("valley", "steepest", "min10")
@@ -227,7 +229,7 @@ def range_test(
     ``batches`` yields (x, y) tensors: an iterable (a list is cycled when it runs out, a generator
     ends the test with ``stopped='exhausted'``) or a callable ``f(step) -> (x, y)``. ``loss_fn(out, y)``
     returns the mean loss (default: cross-entropy in fp32). ``device`` defaults to the model's; the
-    forward pass runs under autocast with `train.amp_dtype(device, precision)` (fp16 with a fresh
+    forward pass runs under autocast with `forgetting.device.amp_dtype(device, precision)` (fp16 with a fresh
     GradScaler), channels-last, as in training: with ``precision="auto"`` AMP on CUDA, fp32 on CPU.
     ``callbacks.step(i, n)`` is called after each step (i = steps done, n = num_steps), if given.
 
@@ -246,7 +248,7 @@ def range_test(
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
-    dt = train_mod.amp_dtype(device, precision)
+    dt = amp_dtype(device, precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dt == torch.float16)
     schedule = lr_schedule(start_lr, end_lr, num_steps)
     get = _batch_source(batches)
@@ -264,7 +266,7 @@ def range_test(
                 break
             x, y = item
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if x.dim() == 4:  # channels-last as in training (train._to_device_batch)
+            if x.dim() == 4:  # channels-last as in training (evaluation.channels_last)
                 x = x.contiguous(memory_format=torch.channels_last)
             for g in optimizer.param_groups:
                 g["lr"] = float(lr)
@@ -382,7 +384,7 @@ class _Offset:
         self.cb.step(self.offset + i, self.total)
 
 
-def config_batches(cfg: train_mod.TrainConfig, prep: train_mod.Prepared, device: torch.device):
+def config_batches(cfg: TrainConfig, prep: train_mod.Prepared, device: torch.device):
     """The batches training with ``cfg`` would see, epoch 0, 1, 2, ... (same order and augmentation).
 
     Full batches only: a partial last batch would be a ramp step on fewer images, a noisier point."""
@@ -397,7 +399,7 @@ def config_batches(cfg: train_mod.TrainConfig, prep: train_mod.Prepared, device:
 
 
 def find_lr(
-    cfg: train_mod.TrainConfig,
+    cfg: TrainConfig,
     cifar: data_mod.Cifar10,
     device: torch.device | str = "auto",
     method: str = DEFAULT_METHOD,
@@ -426,7 +428,7 @@ def find_lr(
         raise UserError("need at least one seed")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"seeds must be distinct, not {seeds}")
-    device = train_mod.resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device) if isinstance(device, str) else device
     cache = {} if cache is None else cache
     total = num_steps * len(seeds)
     curves: dict[int, LRFindCurve] = {}
@@ -437,7 +439,7 @@ def find_lr(
         model = train_mod.build_model(c, device)
         opt = train_mod.make_optimizer(c, model)
         # A compiled module shares the parameters and state of ``model``: the restore covers it.
-        stepped = torch.compile(model, dynamic=False) if train_mod.use_compile(c, device) else model
+        stepped = torch.compile(model, dynamic=False) if use_compile(c, device) else model
         cb = None if callbacks is None else _Offset(callbacks, k * num_steps, total)
         curves[seed] = range_test(
             stepped,

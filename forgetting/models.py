@@ -11,6 +11,8 @@ from torch import nn
 from forgetting.errors import UserError
 
 NETS = ("dawn18", "resnet9")
+SHORTCUTS = ("page", "johnson")  # dawn18's identity shortcut: Page adds relu(bn(x)), Johnson adds x
+BN_INITS = ("uniform", "ones")  # BN weights: uniform(0, 1) as PyTorch 0.4, or ones (PyTorch's current default)
 
 
 def channels(c: int, width: float) -> int:
@@ -56,8 +58,8 @@ class ConcatPool(nn.Module):
 
 def dawn18(width: float = 1.0, shortcut: str = "page", bn_init: str = "uniform", num_classes: int = 10) -> nn.Module:
     """Ben Johnson's 18-layer pre-activation ResNet as Page trained it in Parts 1-3."""
-    if shortcut not in ("page", "johnson"):
-        raise UserError(f"shortcut must be 'page' or 'johnson', not {shortcut!r}")
+    if shortcut not in SHORTCUTS:
+        raise UserError(f"shortcut must be {' or '.join(map(repr, SHORTCUTS))}, not {shortcut!r}")
     c = [channels(k, width) for k in (64, 128, 256, 256)]
     layers: list[nn.Module] = [nn.Conv2d(3, c[0], 3, 1, 1, bias=False)]  # prep: no BN-ReLU (Part 1)
     c_in = c[0]
@@ -116,8 +118,8 @@ def build(net: str, width: float = 1.0, shortcut: str = "page", bn_init: str | N
     """Construct a network by name; ``bn_init`` defaults to each net's faithful choice."""
     if not width > 0:
         raise UserError(f"width must be positive, not {width}")
-    if bn_init not in (None, "uniform", "ones"):
-        raise UserError(f"bn_init must be uniform or ones, not {bn_init!r}")
+    if bn_init is not None and bn_init not in BN_INITS:
+        raise UserError(f"bn_init must be {' or '.join(BN_INITS)}, not {bn_init!r}")
     if net == "dawn18":
         return dawn18(width, shortcut, bn_init or "uniform")
     if net == "resnet9":

@@ -18,15 +18,21 @@ import torch
 
 from forgetting import augment, data as data_mod
 from forgetting.analysis import probe_fits
+from forgetting.config import BN_MODES, TrainConfig
 from forgetting.errors import UserError
 from forgetting.store import atomic_write_bytes, read_json
-from forgetting.train import TrainConfig, build_model, per_example, per_step_mean, prepare, resolve_device
-
-BN_MODES = ("eval", "batch")
+from forgetting.device import resolve_device
+from forgetting.evaluation import per_example, per_step_mean
+from forgetting.train import build_model, prepare
 
 
 class ProbeError(UserError):
     """A replayed batch does not match what training recorded, or a run is incomplete."""
+
+
+def _check_bn(bn: str) -> None:
+    if bn not in BN_MODES:
+        raise UserError(f"--bn must be {' or '.join(BN_MODES)}, not {bn!r}")
 
 
 def count_forgetting(order: np.ndarray, correct: np.ndarray, n_index: int) -> pd.DataFrame:
@@ -115,8 +121,7 @@ def probe_run(
     callbacks=None,
 ) -> RunProbe:
     """Loss of the frozen final weights on every probed epoch's exact training batches."""
-    if bn not in BN_MODES:
-        raise UserError(f"--bn must be eval or batch, not {bn!r}")
+    _check_bn(bn)
     if last_epochs < 0:
         raise UserError(f"--last-epochs must not be negative, not {last_epochs}")
     run_dir = Path(run_dir)
@@ -267,8 +272,7 @@ def probe_study(
 
     last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
     bn = study.probe["bn"] if bn is None else bn
-    if bn not in BN_MODES:
-        raise UserError(f"--bn must be eval or batch, not {bn!r}")
+    _check_bn(bn)
     outcome = sweep.run_sweep(study, store_root, cifar, device=device, events=sweep_events, **(sweep_kwargs or {}))
     # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
     # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.

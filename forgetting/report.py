@@ -67,7 +67,7 @@ def _read_json(path: Path) -> dict:
     return obj
 
 
-# Settings outside the run id (train.TrainConfig.identity) that still change a run's digits: one study
+# Settings outside the run id (config.TrainConfig.identity) that still change a run's digits: one study
 # mixing them is flagged.
 EXECUTION_COLUMNS = {
     "threads": "thread counts",

@@ -14,7 +14,6 @@ driver writes the store (Ray tasks send their files back), under a lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -29,13 +28,15 @@ import pandas as pd
 import torch
 
 from forgetting import data as data_mod
+from forgetting.config import TrainConfig, is_test_epoch, run_id
+from forgetting.device import resolve_device
 from forgetting.errors import Stopped, UserError
 from forgetting.schedules import warmup_constant
 from forgetting.shards import Shard, select
 from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
 from forgetting.studies import STUDIES_DIR, Condition, Study
 from forgetting.timelimit import TimeBudget
-from forgetting.train import CHECKPOINT, Callbacks, TrainConfig, resolve_device, train, write_run
+from forgetting.train import CHECKPOINT, Callbacks, train, write_run
 
 RUN_COLUMNS = [  # what the grid says about a run
     "run",
@@ -79,11 +80,6 @@ MACHINE_FIELDS = ("seconds", "compile_seconds", "load_start", "load_end")
 RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
 
 
-def run_id(cfg: TrainConfig) -> str:
-    blob = json.dumps(cfg.identity(), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
 # A test-set or clean-training-set image costs about half a training image (forward only, no
 # augmentation): the fit that makes seconds / work most nearly constant across the committed
 # cpu-lr-sweep runs (0.00079-0.00084 s per unit from 1,280 to 10,240 images; 1/3 gives 0.00085-0.00093).
@@ -92,11 +88,7 @@ EVAL_COST = 0.5
 
 def run_work(cfg: TrainConfig, test_size: int = data_mod.TEST_SIZE) -> float:
     """subset x epochs, plus each test-set evaluation and the final clean pass over the subset."""
-    evaluations = sum(
-        1
-        for e in range(cfg.epochs)
-        if e == cfg.epochs - 1 or e >= cfg.epochs - cfg.eval_last or (cfg.eval_every and (e + 1) % cfg.eval_every == 0)
-    )  # as train() decides
+    evaluations = sum(is_test_epoch(cfg, e) for e in range(cfg.epochs))
     return cfg.subset * cfg.epochs + EVAL_COST * (evaluations * test_size + cfg.subset)
 
 

@@ -1,26 +1,16 @@
 """One training run: batch plans -> steps -> history, records, weights, result.
 
-Recipe (docs/protocol.md, section 3): Nesterov SGD, momentum 0.9, weight decay 5e-4, LR in the mean-loss
-convention, a piecewise-linear schedule evaluated at every step. Each epoch ends with its partial
-batch, as Page's loader does (``drop_last=False``); that step's loss is summed over its images and
-divided by the nominal batch size (Page's summed loss with LR / batch size), so it moves the weights
-in proportion to the images it holds. Channels-last, data resident on the device, no host sync per
-step. ``precision="auto"``: on CUDA AMP (bf16 where supported, else fp16 with loss scaling;
-parameters and BN in fp32, data in fp16), on CPU fp32 and bit-for-bit repeatable at a fixed torch
-thread count (recorded in result.json; the sweep's local executor keeps it fixed per worker count).
-``bf16``/``fp16`` take the same AMP code on any device, so CPU tests exercise the CUDA path.
-``compile`` (default: CUDA only) runs the training step through torch.compile; the first step of each
-batch shape compiles, and its time is recorded as ``compile_seconds``, apart from ``seconds``.
-
-Besides the per-epoch history, a run records what the forgetting probe needs: each batch's digest and
-its loss as seen at the time, and every example's loss and correctness at each presentation.
+The recipe is docs/protocol.md, section 3: Nesterov SGD, a piecewise-linear LR set at every step, and
+each epoch ending with its partial batch, as Page's loader does. Data stay on the device, channels-last,
+with no host sync per step. Besides the per-epoch history a run records what the forgetting probe
+needs: each batch's digest and loss at the time, and every example's loss and correctness at each
+presentation. What a run is: `forgetting.config`; where and in what precision it runs: `forgetting.device`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,190 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from forgetting import augment, data as data_mod, models
-from forgetting.errors import UserError
-from forgetting.schedules import PiecewiseLinear, triangle
+from forgetting.config import TrainConfig, is_test_epoch
+from forgetting.device import amp_dtype, data_dtype, execution, machine_load, resolve_device, use_compile
+from forgetting.evaluation import channels_last, epoch_mean, evaluate, per_step_mean
 from forgetting.store import atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 STEP_COLUMNS = ["epoch", "step", "lr", "digest", "loss", "acc", "n"]
-# Images per forward pass when evaluating. On CPU, 256 ran 1.4x faster than 1,000 (activations that
-# fit in cache); on a GPU larger batches keep it busy.
-EVAL_BATCH = {"cpu": 256, "cuda": 1024}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a run. Units: LR in the mean-loss convention, epochs, images."""
-
-    net: str = "dawn18"
-    width: float = 1.0  # channel multiplier
-    shortcut: str = "page"  # dawn18 only: "page" adds relu(bn(x)), "johnson" adds x
-    bn_init: str = "default"  # "default" = each net's faithful choice, or "uniform" / "ones"
-    subset: int = data_mod.TRAIN_SIZE  # class-balanced training images
-    epochs: int = 30
-    batch_size: int = 512
-    lr_knots: tuple[tuple[float, float], ...] = ((0, 0), (8, 0.4), (30, 0))  # (epoch, LR)
-    augment: bool = True  # random crop of the padded image + flip
-    cutout: int = 0  # Cutout square side in pixels (with augment only)
-    seed: int = 0  # initial weights, subset and every epoch's batch plan
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    eval_every: int = 0  # test-set evaluation every N epochs; 0 = final epoch only
-    eval_last: int = 0  # also evaluate on each of the last N epochs (a constant-LR tail is noisy)
-    label: str = ""  # free text carried into tables (e.g. the preset)
-    precision: str = "auto"  # auto (bf16 or fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16
-    drop_last: bool = False  # False = Page's loader: an epoch ends with the partial batch
-    # torch.compile the training step; None = on for CUDA, off on CPU. An execution setting like the
-    # device and the thread count: never part of the run's identity (see identity()).
-    compile: bool | None = None
-
-    def __post_init__(self):
-        checks = [
-            (self.net in models.NETS, f"net must be one of {', '.join(models.NETS)}, not {self.net!r}"),
-            (0 < self.width < float("inf"), f"width must be finite and positive, not {self.width}"),
-            (1 <= self.subset <= data_mod.TRAIN_SIZE, f"subset {self.subset} is outside 1..{data_mod.TRAIN_SIZE}"),
-            (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
-            (self.batch_size <= self.subset, f"batch size {self.batch_size} is larger than the subset ({self.subset})"),
-            (all(lr >= 0 for _, lr in self.lr_knots), "learning rates must not be negative"),
-            (
-                self.bn_init in ("default", "uniform", "ones"),
-                f"bn_init must be default, uniform or ones, not {self.bn_init!r}",
-            ),
-            (self.eval_every >= 0, "eval_every must not be negative"),
-            (self.eval_last >= 0, "eval_last must not be negative"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise UserError(msg)
-        PiecewiseLinear(self.lr_knots)  # validates the knots
-        augment.AugmentSpec.standard(self.augment, self.cutout)
-
-    @property
-    def schedule(self) -> PiecewiseLinear:
-        return PiecewiseLinear(self.lr_knots)
-
-    @property
-    def augment_spec(self) -> augment.AugmentSpec:
-        return augment.AugmentSpec.standard(self.augment, self.cutout)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["lr_knots"] = [list(k) for k in self.lr_knots]
-        return d
-
-    def identity(self) -> dict:
-        """What names a run (its id hashes this): to_dict without settings added after runs were
-        committed, while they are at the value that reproduces those runs, so old run ids stay."""
-        d = self.to_dict()
-        for key in EXECUTION_SETTINGS:
-            d.pop(key)
-        if self.subset % self.batch_size == 0:
-            d["drop_last"] = IDENTITY_NEUTRAL["drop_last"]  # no partial batch: both settings are the same run
-        for key, neutral in IDENTITY_NEUTRAL.items():
-            if d.get(key) == neutral:
-                d.pop(key)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["lr_knots"] = tuple(tuple(float(v) for v in k) for k in d["lr_knots"])
-        return cls(**d)
-
-
-# Settings added after results were committed -> the value at which a run is the same as before.
-# Runs before drop_last dropped the partial batch, so True names them; False (the default) only
-# enters the identity when the subset leaves a partial batch.
-IDENTITY_NEUTRAL: dict = {"eval_last": 0, "precision": "auto", "drop_last": True}
-# How a run is executed, not what it computes (compiled kernels round differently, as thread counts
-# do): recorded in result.json, left out of the run's id so a compiled run counts as the same run.
-EXECUTION_SETTINGS = ("compile",)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-# The blog's stages (docs/protocol.md, section 3). LR knots are (epoch, LR) in the mean-loss convention.
-PRESETS: dict[str, dict] = {
-    "part1": dict(net="dawn18", batch_size=128, epochs=35, lr_knots=((0, 0), (15, 0.1), (30, 0.005), (35, 0))),
-    "part2": dict(net="dawn18", batch_size=512, epochs=35, lr_knots=((0, 0), (15, 0.44), (30, 0.005), (35, 0))),
-    "part3": dict(net="dawn18", batch_size=768, epochs=30, cutout=8, lr_knots=((0, 0), (8, 0.6), (30, 0))),
-    "part4": dict(net="resnet9", batch_size=512, epochs=24, lr_knots=((0, 0), (5, 0.4), (24, 0))),
-}
-DEFAULT_PEAK_LR = 0.4
-
-
-def make_config(preset: str | None = None, lr: float | None = None, **overrides) -> TrainConfig:
-    """A preset's config with overrides; without a preset, Part 3's shape stretched to ``epochs``.
-
-    ``lr`` rescales a preset's knots so that their peak equals ``lr``.
-    """
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise UserError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-        base = dict(PRESETS[preset], label=preset)
-        if "epochs" in overrides and overrides["epochs"] != base["epochs"]:
-            stretch = overrides["epochs"] / base["epochs"]
-            base["lr_knots"] = tuple((e * stretch, v) for e, v in base["lr_knots"])
-        if lr is not None:
-            peak = max(v for _, v in base["lr_knots"])
-            base["lr_knots"] = tuple((e, v * lr / peak) for e, v in base["lr_knots"])
-        base.update(overrides)
-        return TrainConfig(**base)
-    epochs = overrides.pop("epochs", 30)
-    knots = triangle(DEFAULT_PEAK_LR if lr is None else lr, epochs).knots
-    return TrainConfig(**{"epochs": epochs, "batch_size": 512, "lr_knots": knots, **overrides})
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"device must be auto, cpu or cuda, not {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def processor_name(device: torch.device) -> str:
-    """The chip that trains on ``device``: the GPU's name, else the CPU model. Recorded with every run
-    because the same run id gives other digits on another CPU model (Intel vs AMD, 2 threads each)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype; None = fp32. auto: bf16 where the GPU supports it, else fp16 (with loss
-    scaling); fp32 on CPU. bf16 and fp16 autocast on any device, CPU included, through the same code."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def data_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """Half-precision data under AMP (halves device memory; the first layer autocasts it), else fp32."""
-    return torch.float32 if amp_dtype(device, precision) is None else torch.float16
-
-
-def precision_name(dt: torch.dtype | None) -> str:
-    """The precision a run used, as result.json records it (float32, bfloat16 or float16)."""
-    return str(dt).replace("torch.", "") if dt else "float32"
-
-
-def use_compile(cfg: TrainConfig, device: torch.device) -> bool:
-    return device.type == "cuda" if cfg.compile is None else bool(cfg.compile)
 
 
 @dataclass
@@ -260,40 +73,9 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.SGD:
     )
 
 
-def _to_device_batch(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-@torch.inference_mode()
-def per_example(
-    model, x: torch.Tensor, y: torch.Tensor, batch: int | None = None, precision: str = "auto"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example loss (fp32) and correctness on the device, in whatever mode ``model`` is in."""
-    device = x.device
-    batch = batch or EVAL_BATCH.get(device.type, 256)
-    dt = amp_dtype(device, precision)
-    losses, correct = [], []
-    for i in range(0, len(x), batch):
-        xb = _to_device_batch(x[i : i + batch], device)
-        with torch.autocast(device.type, dtype=dt, enabled=dt is not None):
-            logits = model(xb)
-        losses.append(F.cross_entropy(logits.float(), y[i : i + batch], reduction="none"))
-        correct.append(logits.argmax(1) == y[i : i + batch])
-    return torch.cat(losses), torch.cat(correct)
-
-
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str = "auto") -> tuple[float, float]:
-    """Mean loss and accuracy in eval mode (BN running statistics)."""
-    was = model.training
-    model.eval()
-    loss, correct = per_example(model, x, y, precision=precision)
-    model.train(was)
-    return float(loss.mean()), float(correct.float().mean())
-
-
 @dataclass
 class RunOutput:
-    """What a finished run produces; `write_run` puts it on disk (result.json last)."""
+    """What a run produces; `write_run` puts a finished one on disk (result.json last)."""
 
     config: dict
     history: list[dict]
@@ -301,6 +83,7 @@ class RunOutput:
     examples: dict[str, np.ndarray]  # order/loss/correct: (epochs, n) each
     state_dict: dict
     result: dict = field(default_factory=dict)
+    stopped: bool = False  # a callback stopped it short: not a finished run, nothing to write
 
     def files(self) -> dict[str, bytes]:
         """The run's files as bytes, in the order they must be written (result.json last)."""
@@ -328,38 +111,221 @@ def write_run(out_dir: Path, files: dict[str, bytes]) -> None:
 
 
 class Callbacks:
-    """Progress hooks; the command line passes one that draws bars. All optional."""
+    """Progress hooks; the command line passes one that draws bars. All optional. ``step`` returning
+    True stops the run after that step (a benchmark's timed window is over): see `train`."""
 
     def start_epoch(self, epoch: int, steps: int) -> None: ...
-    def step(self, epoch: int, step: int) -> None: ...
+    def step(self, epoch: int, step: int) -> bool | None: ...
     def end_epoch(self, row: dict) -> None: ...
 
 
-def machine_load() -> float | None:
-    """The 1-minute load average: recorded at a run's start and end, since a run that shared its cores
-    with another job ran several times slower (README: sharing one machine). None where unknown."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # not on every platform
-        return None
+@dataclass
+class Records:
+    """What a run has recorded so far: all that a checkpoint holds besides the weights."""
+
+    history: list[dict] = field(default_factory=list)  # one row per epoch (HISTORY_COLUMNS)
+    steps: list[dict] = field(default_factory=list)  # one row per step (STEP_COLUMNS)
+    ex_order: list[np.ndarray] = field(default_factory=list)  # per epoch: the images in presentation order
+    ex_loss: list[np.ndarray] = field(default_factory=list)  # per epoch: each image's loss as presented
+    ex_correct: list[np.ndarray] = field(default_factory=list)
+    epoch: int = 0  # epochs finished
+    elapsed: float = 0.0  # training seconds, compiling excluded
+    compile_secs: float = 0.0
 
 
-def _finite(x: float) -> bool:
-    return bool(np.isfinite(x))
+@dataclass
+class Loop:
+    """What trains: the model, its optimizer and the run's data on the device."""
+
+    cfg: TrainConfig
+    device: torch.device
+    prep: Prepared
+    model: torch.nn.Module
+    step_model: torch.nn.Module  # the model, or what torch.compile made of it
+    opt: torch.optim.SGD
+    scaler: torch.amp.GradScaler
+    dt: torch.dtype | None  # the autocast dtype; None = fp32
+    compiled: bool
+    shapes_seen: set = field(default_factory=set)  # batch sizes compiled so far
 
 
-def per_step_mean(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Mean of each step's slice of per-example ``values`` (steps of ``sizes`` examples, in order)."""
-    if (sizes == sizes[0]).all():
-        return values.reshape(len(sizes), -1).mean(1)  # the committed runs' arithmetic, kept bit for bit
-    return np.add.reduceat(values.astype(np.float64), np.r_[0, np.cumsum(sizes)[:-1]]) / sizes
+class EpochSteps:
+    """One epoch's per-step and per-example records, kept on the device until it ends: no host sync per step."""
+
+    def __init__(self, plan: augment.EpochPlan, device: torch.device):
+        self.plan, self.compile_secs = plan, 0.0
+        self.lr = np.empty(plan.steps)
+        self.loss = torch.zeros(plan.steps, device=device)
+        self.ex_loss = torch.empty(len(plan.indices), device=device)
+        self.ex_correct = torch.empty(len(plan.indices), dtype=torch.bool, device=device)
 
 
-def epoch_mean(step_values: np.ndarray, sizes: np.ndarray) -> float:
-    """An epoch's mean over examples from per-step means (a partial batch weighs what it holds)."""
-    if (sizes == sizes[0]).all():
-        return float(step_values.mean())
-    return float((step_values * sizes).sum() / sizes.sum())
+def _start(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None) -> Loop:
+    dt = amp_dtype(device, cfg.precision)
+    prep = prepare(cfg, cifar, device, cache)
+    model = build_model(cfg, device)
+    compiled = use_compile(cfg, device)
+    # dynamic=False: one static graph per batch shape (a partial last batch is a second one).
+    step_model = torch.compile(model, dynamic=False) if compiled else model
+    opt = make_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=dt == torch.float16)
+    return Loop(cfg, device, prep, model, step_model, opt, scaler, dt, compiled)
+
+
+def _resume(loop: Loop, checkpoint: Path | None) -> Records:
+    """The checkpoint's records, its weights and optimizer loaded; fresh records without one of this run."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return Records()
+    state = torch.load(checkpoint, map_location=loop.device, weights_only=False)
+    if TrainConfig.from_dict(state["config"]).identity() != loop.cfg.identity():  # compiled or not: the same run
+        return Records()
+    loop.model.load_state_dict(state["model"])
+    loop.opt.load_state_dict(state["optimizer"])
+    loop.scaler.load_state_dict(state["scaler"])
+    saved = {f.name: state[f.name] for f in dataclasses.fields(Records) if f.name != "compile_secs"}
+    return Records(**saved, compile_secs=state.get("compile_secs", 0.0))  # older checkpoints lack it
+
+
+def _save_checkpoint(loop: Loop, records: Records, checkpoint: Path) -> None:
+    """After a finished epoch: what `_resume` continues from."""
+    state = dict(config=loop.cfg.to_dict(), model=loop.model.state_dict(), optimizer=loop.opt.state_dict())
+    buf = io.BytesIO()
+    torch.save(dict(state, scaler=loop.scaler.state_dict(), **vars(records)), buf)
+    atomic_write_bytes(Path(checkpoint), buf.getvalue())
+
+
+def _train_step(loop: Loop, batches: augment.DevicePlan, epoch: EpochSteps, s: int) -> None:
+    """Step ``s`` of the epoch at the LR already in ``epoch.lr[s]``; its records go into ``epoch``."""
+    cfg, device = loop.cfg, loop.device
+    for g in loop.opt.param_groups:
+        g["lr"] = epoch.lr[s]
+    x, y = batches.batch(loop.prep.train_padded, loop.prep.train_labels, s)
+    x = channels_last(x)
+    compiles = loop.compiled and len(y) not in loop.shapes_seen
+    tc = time.perf_counter()
+    with torch.autocast(device.type, dtype=loop.dt, enabled=loop.dt is not None):
+        logits = loop.step_model(x)
+    losses = F.cross_entropy(logits.float(), y, reduction="none")
+    loss = losses.mean()
+    # Page sums the loss and divides the LR by the nominal batch size: a partial batch moves
+    # the weights in proportion to the images it holds.
+    grad_loss = loss if len(y) == cfg.batch_size else losses.sum() / cfg.batch_size
+    loop.opt.zero_grad(set_to_none=True)
+    loop.scaler.scale(grad_loss).backward()
+    loop.scaler.step(loop.opt)
+    loop.scaler.update()
+    if compiles:  # the first step of a batch shape compiles it: timed apart from training
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        loop.shapes_seen.add(len(y))
+        epoch.compile_secs += time.perf_counter() - tc
+    sl = epoch.plan.batch(s)
+    epoch.ex_loss[sl] = losses.detach()
+    epoch.ex_correct[sl] = logits.detach().argmax(1) == y
+    epoch.loss[s] = loss.detach()
+
+
+def _train_epoch(loop: Loop, epoch: int, cb: Callbacks) -> EpochSteps | None:
+    """The steps of one epoch; None when a callback stopped the run part-way."""
+    cfg = loop.cfg
+    plan = augment.plan_epoch(loop.prep.subset, cfg.seed, epoch, cfg.augment_spec, cfg.batch_size, cfg.drop_last)
+    batches = augment.DevicePlan(plan, loop.device)
+    sched = cfg.schedule
+    cb.start_epoch(epoch, plan.steps)
+    steps = EpochSteps(plan, loop.device)
+    for s in range(plan.steps):
+        steps.lr[s] = sched(epoch + (s + 1) / plan.steps)
+        _train_step(loop, batches, steps, s)
+        if cb.step(epoch, s):
+            return None
+    return steps
+
+
+def _record_steps(records: Records, epoch: int, steps: EpochSteps) -> tuple[float, float]:
+    """An epoch's step and example records, on the host; its training loss and accuracy."""
+    plan, sizes = steps.plan, steps.plan.sizes()
+    step_loss = steps.loss.cpu().numpy()
+    correct = steps.ex_correct.cpu().numpy()
+    records.ex_order.append(plan.indices.astype(np.int32))
+    records.ex_loss.append(steps.ex_loss.cpu().numpy().astype(np.float32))
+    records.ex_correct.append(correct)
+    step_acc = per_step_mean(correct, sizes)
+    for s, d in enumerate(plan.digests()):
+        row = dict(epoch=epoch, step=epoch * plan.steps + s, lr=steps.lr[s], digest=d, loss=float(step_loss[s]))
+        records.steps.append(dict(row, acc=float(step_acc[s]), n=int(sizes[s])))
+    return epoch_mean(step_loss, sizes), epoch_mean(step_acc, sizes)
+
+
+def _finish_epoch(loop: Loop, records: Records, epoch: int, steps: EpochSteps, t0: float) -> tuple[dict, bool]:
+    """Record a trained epoch and evaluate it on the test set when due: its history row, and whether
+    the run diverged (a non-finite training or test loss)."""
+    cfg = loop.cfg
+    train_loss, train_acc = _record_steps(records, epoch, steps)
+    diverged = not np.isfinite(train_loss)
+    test_loss = test_acc = float("nan")
+    if not diverged and is_test_epoch(cfg, epoch):
+        test_loss, test_acc = evaluate(loop.model, loop.prep.test_x, loop.prep.test_y, cfg.precision)
+        diverged = not np.isfinite(test_loss)  # weights can blow up on an epoch's final steps
+    secs = time.perf_counter() - t0 - steps.compile_secs
+    records.elapsed += secs
+    records.compile_secs += steps.compile_secs
+    records.epoch = epoch + 1
+    row = dict(
+        epoch=epoch + 1,
+        lr=float(steps.lr[-1]),
+        train_loss=train_loss,
+        train_acc=train_acc,
+        test_loss=test_loss,
+        test_acc=test_acc,
+        seconds=round(secs, 3),
+    )
+    records.history.append(row)
+    return row, diverged
+
+
+def _final_result(loop: Loop, records: Records, diverged: bool, resumed_from: int, load_start) -> dict:
+    """result.json: the final epoch, the evaluated tail, the clean training subset, and how it ran."""
+    cfg, prep, device, history = loop.cfg, loop.prep, loop.device, records.history
+    final = history[-1]
+    clean_loss = clean_acc = float("nan")
+    if not diverged:
+        subset = torch.as_tensor(prep.subset, device=device)
+        clean = prep.train_padded[subset][:, :, 4:36, 4:36]
+        clean_loss, clean_acc = evaluate(loop.model, clean, prep.train_labels[subset], cfg.precision)
+    images = sum(len(o) for o in records.ex_order)
+    # Mean over the evaluated last epochs: at a constant LR the final snapshot alone is noisy.
+    tail = [r["test_loss"] for r in history[-max(cfg.eval_last, 1) :]]
+    tail_acc = [r["test_acc"] for r in history[-max(cfg.eval_last, 1) :]]
+    return dict(
+        train_loss=final["train_loss"],
+        train_acc=final["train_acc"],
+        test_loss=final["test_loss"],
+        test_acc=final["test_acc"],
+        test_loss_tail=float("nan") if diverged else float(np.nanmean(tail)),
+        test_acc_tail=float("nan") if diverged else float(np.nanmean(tail_acc)),
+        tail_epochs=int(np.isfinite(tail).sum()) if not diverged else 0,
+        clean_train_loss=clean_loss,
+        clean_train_acc=clean_acc,
+        diverged=diverged,
+        epochs_completed=len(history),
+        seconds=round(records.elapsed, 3),
+        train_images_per_second=round(images / max(records.elapsed, 1e-9), 2),
+        **execution(device, loop.dt, loop.compiled),
+        compile_seconds=round(records.compile_secs, 3),
+        resumed_from_epoch=resumed_from,  # 0: trained from the start in one go
+        load_start=load_start,  # of this process's part of the run, when it resumed from a checkpoint
+        load_end=machine_load(),
+    )
+
+
+def _output(loop: Loop, records: Records, result: dict, stopped: bool = False) -> RunOutput:
+    examples = {}
+    if records.ex_order:
+        examples = dict(
+            order=np.stack(records.ex_order), loss=np.stack(records.ex_loss), correct=np.stack(records.ex_correct)
+        )
+    state_dict = {k: v.detach().cpu() for k, v in loop.model.state_dict().items()}
+    return RunOutput(loop.cfg.to_dict(), records.history, records.steps, examples, state_dict, result, stopped)
 
 
 def train(
@@ -372,192 +338,30 @@ def train(
 ) -> RunOutput:
     """Train one run. With ``checkpoint``, save after every epoch and resume from it if present.
 
-    A non-finite loss ends the run early with ``diverged = True``; it is not raised.
+    A non-finite loss ends the run early with ``diverged = True``; it is not raised. A callback's
+    ``step`` that returns True stops the run after that step: the epoch in progress is dropped, nothing
+    more is evaluated or saved, and the output has ``stopped = True``, the epochs finished before it
+    and an empty result.
     """
     load_start = machine_load()
     device = resolve_device(device) if isinstance(device, str) else device
     cb = callbacks or Callbacks()
-    dt = amp_dtype(device, cfg.precision)
-    prep = prepare(cfg, cifar, device, cache)
-    model = build_model(cfg, device)
-    compiled = use_compile(cfg, device)
-    # dynamic=False: one static graph per batch shape (a partial last batch is a second one).
-    step_model = torch.compile(model, dynamic=False) if compiled else model
-    opt = make_optimizer(cfg, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=dt == torch.float16)
-    sched = cfg.schedule
-    spec = cfg.augment_spec
-
-    history: list[dict] = []
-    steps_rec: list[dict] = []
-    ex_order, ex_loss, ex_correct = [], [], []
-    start_epoch, elapsed, diverged, compile_secs, shapes_seen = 0, 0.0, False, 0.0, set()
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if TrainConfig.from_dict(state["config"]).identity() == cfg.identity():  # compiled or not: the same run
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            history, steps_rec = state["history"], state["steps"]
-            ex_order, ex_loss, ex_correct = state["ex_order"], state["ex_loss"], state["ex_correct"]
-            start_epoch, elapsed = state["epoch"], state["elapsed"]
-            compile_secs = state.get("compile_secs", 0.0)
-    resumed_from = start_epoch
-
-    model.train()
-    for epoch in range(start_epoch, cfg.epochs):
+    loop = _start(cfg, cifar, device, cache)
+    records = _resume(loop, checkpoint)
+    resumed_from, diverged = records.epoch, False
+    loop.model.train()
+    for epoch in range(records.epoch, cfg.epochs):
         t0 = time.perf_counter()
-        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size, cfg.drop_last)
-        dplan = augment.DevicePlan(plan, device)
-        n_steps = plan.steps
-        sizes = plan.sizes()
-        epoch_compile = 0.0
-        cb.start_epoch(epoch, n_steps)
-        # Per-step records stay on the device until the epoch ends: no host sync per step.
-        step_loss = torch.zeros(n_steps, device=device)
-        step_lr = np.empty(n_steps)
-        ex_l = torch.empty(len(plan.indices), device=device)
-        ex_c = torch.empty(len(plan.indices), dtype=torch.bool, device=device)
-        for s in range(n_steps):
-            lr = sched(epoch + (s + 1) / n_steps)
-            step_lr[s] = lr
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = dplan.batch(prep.train_padded, prep.train_labels, s)
-            x = _to_device_batch(x, device)
-            compiles = compiled and len(y) not in shapes_seen
-            tc = time.perf_counter()
-            with torch.autocast(device.type, dtype=dt, enabled=dt is not None):
-                logits = step_model(x)
-            losses = F.cross_entropy(logits.float(), y, reduction="none")
-            loss = losses.mean()
-            # Page sums the loss and divides the LR by the nominal batch size: a partial batch moves
-            # the weights in proportion to the images it holds.
-            grad_loss = loss if len(y) == cfg.batch_size else losses.sum() / cfg.batch_size
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(grad_loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if compiles:  # the first step of a batch shape compiles it: timed apart from training
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                shapes_seen.add(len(y))
-                epoch_compile += time.perf_counter() - tc
-            sl = plan.batch(s)
-            ex_l[sl] = losses.detach()
-            ex_c[sl] = logits.detach().argmax(1) == y
-            step_loss[s] = loss.detach()
-            cb.step(epoch, s)
-        step_loss_h = step_loss.cpu().numpy()
-        ex_c_h = ex_c.cpu().numpy()
-        ex_order.append(plan.indices.astype(np.int32))
-        ex_loss.append(ex_l.cpu().numpy().astype(np.float32))
-        ex_correct.append(ex_c_h)
-        step_acc = per_step_mean(ex_c_h, sizes)
-        for s, d in enumerate(plan.digests()):
-            steps_rec.append(
-                dict(
-                    epoch=epoch,
-                    step=epoch * n_steps + s,
-                    lr=step_lr[s],
-                    digest=d,
-                    loss=float(step_loss_h[s]),
-                    acc=float(step_acc[s]),
-                    n=int(sizes[s]),
-                )
-            )
-        train_loss = epoch_mean(step_loss_h, sizes)
-        diverged = not _finite(train_loss)
-        last = epoch == cfg.epochs - 1 or diverged
-        test_loss = test_acc = float("nan")
-        scheduled = (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0) or epoch >= cfg.epochs - cfg.eval_last
-        if not diverged and (last or scheduled):
-            test_loss, test_acc = evaluate(model, prep.test_x, prep.test_y, cfg.precision)
-            diverged = not _finite(test_loss)  # weights can blow up on an epoch's final steps
-        secs = time.perf_counter() - t0 - epoch_compile
-        elapsed += secs
-        compile_secs += epoch_compile
-        row = dict(
-            epoch=epoch + 1,
-            lr=float(step_lr[-1]),
-            train_loss=train_loss,
-            train_acc=epoch_mean(step_acc, sizes),
-            test_loss=test_loss,
-            test_acc=test_acc,
-            seconds=round(secs, 3),
-        )
-        history.append(row)
-        if diverged:
-            cb.end_epoch(row)
-            break
-        if checkpoint is not None and not last:
-            buf = io.BytesIO()
-            torch.save(
-                dict(
-                    config=cfg.to_dict(),
-                    model=model.state_dict(),
-                    optimizer=opt.state_dict(),
-                    scaler=scaler.state_dict(),
-                    history=history,
-                    steps=steps_rec,
-                    ex_order=ex_order,
-                    ex_loss=ex_loss,
-                    ex_correct=ex_correct,
-                    epoch=epoch + 1,
-                    elapsed=elapsed,
-                    compile_secs=compile_secs,
-                ),
-                buf,
-            )
-            atomic_write_bytes(Path(checkpoint), buf.getvalue())
+        steps = _train_epoch(loop, epoch, cb)
+        if steps is None:
+            return _output(loop, records, {}, stopped=True)
+        row, diverged = _finish_epoch(loop, records, epoch, steps, t0)
+        if checkpoint is not None and not diverged and epoch < cfg.epochs - 1:
+            _save_checkpoint(loop, records, checkpoint)
         cb.end_epoch(row)  # after the checkpoint: an interrupt while printing loses no finished epoch
-
-    final = history[-1]
-    clean_loss = clean_acc = float("nan")
-    if not diverged:
-        clean = prep.train_padded[torch.as_tensor(prep.subset, device=device)][:, :, 4:36, 4:36]
-        labels = prep.train_labels[torch.as_tensor(prep.subset, device=device)]
-        clean_loss, clean_acc = evaluate(model, clean, labels, cfg.precision)
-    images = sum(len(o) for o in ex_order)
-    # Mean over the evaluated last epochs: at a constant LR the final snapshot alone is noisy.
-    tail = [r["test_loss"] for r in history[-max(cfg.eval_last, 1) :]]
-    tail_acc = [r["test_acc"] for r in history[-max(cfg.eval_last, 1) :]]
-    test_loss_tail = float("nan") if diverged else float(np.nanmean(tail))
-    test_acc_tail = float("nan") if diverged else float(np.nanmean(tail_acc))
-    result = dict(
-        train_loss=final["train_loss"],
-        train_acc=final["train_acc"],
-        test_loss=final["test_loss"],
-        test_acc=final["test_acc"],
-        test_loss_tail=test_loss_tail,
-        test_acc_tail=test_acc_tail,
-        tail_epochs=int(np.isfinite(tail).sum()) if not diverged else 0,
-        clean_train_loss=clean_loss,
-        clean_train_acc=clean_acc,
-        diverged=diverged,
-        epochs_completed=len(history),
-        seconds=round(elapsed, 3),
-        train_images_per_second=round(images / max(elapsed, 1e-9), 2),
-        device=str(device),
-        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        processor=processor_name(device),
-        precision=precision_name(dt),
-        torch=torch.__version__,
-        threads=torch.get_num_threads(),
-        compiled=compiled,
-        compile_seconds=round(compile_secs, 3),
-        resumed_from_epoch=resumed_from,  # 0: trained from the start in one go
-        load_start=load_start,  # of this process's part of the run, when it resumed from a checkpoint
-        load_end=machine_load(),
-    )
-    return RunOutput(
-        config=cfg.to_dict(),
-        history=history,
-        steps=steps_rec,
-        examples=dict(order=np.stack(ex_order), loss=np.stack(ex_loss), correct=np.stack(ex_correct)),
-        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-        result=result,
-    )
+        if diverged:
+            break
+    return _output(loop, records, _final_result(loop, records, diverged, resumed_from, load_start))
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -566,9 +370,12 @@ CHECKPOINT = "checkpoint.pt"
 def train_to_dir(
     cfg: TrainConfig, cifar: data_mod.Cifar10, out_dir: Path, device="auto", callbacks=None, cache=None
 ) -> dict:
-    """Train into ``out_dir``: resumable from its epoch checkpoint, result.json written last."""
+    """Train into ``out_dir``: resumable from its epoch checkpoint, result.json written last. A run
+    that a callback stopped writes nothing more (its checkpoint stays) and returns an empty result."""
     out_dir = ensure_folder(out_dir, "--out folder")
     output = train(cfg, cifar, device, checkpoint=out_dir / CHECKPOINT, callbacks=callbacks, cache=cache)
+    if output.stopped:
+        return output.result
     write_run(out_dir, output.files())
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return output.result

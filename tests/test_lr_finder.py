@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from forgetting import augment, data as data_mod, lr_finder, train as train_mod
+from forgetting.config import TrainConfig
 from forgetting.errors import UserError
 from forgetting.lr_finder import METHODS, LRFindCurve, find_lr, range_test
 
@@ -216,7 +217,7 @@ def tiny_cifar():
     )
 
 
-CFG = train_mod.TrainConfig(net="dawn18", width=0.125, subset=200, batch_size=50, epochs=1)
+CFG = TrainConfig(net="dawn18", width=0.125, subset=200, batch_size=50, epochs=1)
 
 
 def test_finder_sees_the_training_batches(tiny_cifar):

@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from forgetting import probe, train
+from forgetting import config, probe, train
 from forgetting.probe import ProbeError, count_forgetting
 
 from conftest import make_synthetic
 
 
 def _train_run(tmp_path, cifar, name="run", **kw):
-    cfg = train.TrainConfig(
+    cfg = config.TrainConfig(
         **{
             **dict(
                 net="dawn18",
@@ -87,7 +87,7 @@ def test_bn_batch_mode_leaves_weights_and_statistics_untouched(tmp_path, synth):
     run_dir, _ = _train_run(tmp_path, synth)
     before = torch.load(run_dir / "model.pt")
     model = train.build_model(
-        train.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu")
+        config.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu")
     )
     model.load_state_dict(before)
     saved = probe._batch_stat_mode(model)
@@ -116,7 +116,7 @@ def test_zero_lr_shows_the_same_loss_at_every_epoch_age(tmp_path, synth):
     assert float(g.mean().max() - g.mean().min()) < 4 * se
     # and the weights really did not move
     init = train.build_model(
-        train.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu")
+        config.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu")
     )
     final = torch.load(run_dir / "model.pt")
     for k, v in init.state_dict().items():

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from forgetting import train
+from forgetting import config
 from forgetting.errors import UserError
 from forgetting.schedules import PiecewiseLinear, triangle, warmup_constant
 
 
 def test_part1_by_hand():
-    s = PiecewiseLinear(train.PRESETS["part1"]["lr_knots"])
+    s = PiecewiseLinear(config.PRESETS["part1"]["lr_knots"])
     assert s(0) == 0
     assert s(7.5) == pytest.approx(0.05)
     assert s(15) == pytest.approx(0.1)
@@ -21,9 +21,9 @@ def test_part1_by_hand():
     assert s(1 / 3) == pytest.approx(0.1 / 45)  # a fractional epoch, as evaluated every step
 
 
-@pytest.mark.parametrize("preset", list(train.PRESETS))
+@pytest.mark.parametrize("preset", list(config.PRESETS))
 def test_preset_knots_and_midpoints(preset):
-    knots = train.PRESETS[preset]["lr_knots"]
+    knots = config.PRESETS[preset]["lr_knots"]
     s = PiecewiseLinear(knots)
     for e, v in knots:
         assert s(e) == pytest.approx(v, abs=1e-12)
@@ -33,7 +33,7 @@ def test_preset_knots_and_midpoints(preset):
     # outside the knots the schedule is held at the end values
     assert s(-1) == pytest.approx(knots[0][1]) and s(knots[-1][0] + 5) == pytest.approx(knots[-1][1])
     # every preset ends at 0 and its schedule covers exactly its epochs
-    assert knots[-1] == (train.PRESETS[preset]["epochs"], 0)
+    assert knots[-1] == (config.PRESETS[preset]["epochs"], 0)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_preset_knots_and_midpoints(preset):
     ],
 )
 def test_presets_by_hand(preset, epoch, value):
-    assert PiecewiseLinear(train.PRESETS[preset]["lr_knots"])(epoch) == pytest.approx(value, abs=1e-12)
+    assert PiecewiseLinear(config.PRESETS[preset]["lr_knots"])(epoch) == pytest.approx(value, abs=1e-12)
 
 
 def test_call_returns_python_float():
@@ -105,6 +105,6 @@ def test_bad_knots_raise(knots):
 
 def test_bad_knots_rejected_by_train_config():
     with pytest.raises(UserError):
-        train.TrainConfig(lr_knots=((0, 0), (0, 1)))
+        config.TrainConfig(lr_knots=((0, 0), (0, 1)))
     with pytest.raises(UserError):
-        train.TrainConfig(lr_knots=((0, 0), (5, -0.1)))
+        config.TrainConfig(lr_knots=((0, 0), (5, -0.1)))

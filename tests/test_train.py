@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from forgetting import augment, train
+from forgetting import augment, config, device, train
 from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.schedules import triangle
 
 # Tiny runs on the synthetic 500-image set: width 0.125, 5 steps an epoch, about a second each on CPU.
-CFG = train.TrainConfig(
+CFG = config.TrainConfig(
     width=0.125, subset=500, batch_size=100, epochs=2, lr_knots=((0, 0), (1, 0.4), (2, 0)), eval_every=1
 )
 # For the run-folder tests: 3 epochs, and a batch size that leaves a partial batch (500 = 4 x 120 + 20),
@@ -58,8 +58,10 @@ def assert_state_dicts_equal(a: dict, b: dict) -> None:
 
 
 class Recorder(train.Callbacks):
-    def __init__(self):
-        self.started, self.ended, self.steps = [], [], 0
+    """Records the calls; ``at`` is where a subclass steps in."""
+
+    def __init__(self, at=None):
+        self.started, self.ended, self.steps, self.at = [], [], 0, at
 
     def start_epoch(self, epoch, steps):
         self.started.append(epoch)
@@ -74,10 +76,6 @@ class Recorder(train.Callbacks):
 class InterruptAtStart(Recorder):
     """Ctrl-C as epoch ``at`` (0-based) begins: the previous epoch's checkpoint is on disk."""
 
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
     def start_epoch(self, epoch, steps):
         super().start_epoch(epoch, steps)
         if epoch == self.at:
@@ -87,32 +85,36 @@ class InterruptAtStart(Recorder):
 class InterruptAtEnd(Recorder):
     """Ctrl-C while epoch ``at`` (1-based, as in the history rows) is being reported."""
 
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
     def end_epoch(self, row):
         super().end_epoch(row)
         if row["epoch"] == self.at:
             raise KeyboardInterrupt
 
 
+class StopAfter(Recorder):
+    """Asks the run to stop, from its step callback, once ``at`` steps are done in all."""
+
+    def step(self, epoch, step):
+        super().step(epoch, step)
+        return self.steps >= self.at
+
+
 # ---------------------------------------------------------------------------------------------
 # configs
 
 
-@pytest.mark.parametrize("preset", list(train.PRESETS))
+@pytest.mark.parametrize("preset", list(config.PRESETS))
 def test_make_config_presets(preset):
-    cfg = train.make_config(preset)
-    for key, value in train.PRESETS[preset].items():
+    cfg = config.make_config(preset)
+    for key, value in config.PRESETS[preset].items():
         assert getattr(cfg, key) == value, key
     assert cfg.label == preset
     # None overrides (what the command line passes for options left out) change nothing
-    assert train.make_config(preset, lr=None, net=None, epochs=None, batch_size=None, augment=None, cutout=None) == cfg
+    assert config.make_config(preset, lr=None, net=None, epochs=None, batch_size=None, augment=None, cutout=None) == cfg
 
 
 def test_presets_as_in_the_protocol_table():
-    p = {name: train.make_config(name) for name in train.PRESETS}
+    p = {name: config.make_config(name) for name in config.PRESETS}
     assert (p["part1"].net, p["part1"].batch_size, p["part1"].epochs, p["part1"].cutout) == ("dawn18", 128, 35, 0)
     assert p["part2"].batch_size == 512 and max(v for _, v in p["part2"].lr_knots) == 0.44
     assert (p["part3"].batch_size, p["part3"].cutout, p["part3"].epochs) == (768, 8, 30)
@@ -120,25 +122,25 @@ def test_presets_as_in_the_protocol_table():
 
 
 def test_make_config_preset_epochs_stretch_and_peak():
-    cfg = train.make_config("part3", epochs=15)
+    cfg = config.make_config("part3", epochs=15)
     assert cfg.epochs == 15
     assert knots_close(cfg.lr_knots, ((0, 0), (4, 0.6), (15, 0)))
-    cfg = train.make_config("part2", lr=0.22)
+    cfg = config.make_config("part2", lr=0.22)
     assert knots_close(cfg.lr_knots, ((0, 0), (15, 0.22), (30, 0.0025), (35, 0)))
-    cfg = train.make_config("part1", epochs=70, lr=0.2, batch_size=256)
+    cfg = config.make_config("part1", epochs=70, lr=0.2, batch_size=256)
     assert knots_close(cfg.lr_knots, ((0, 0), (30, 0.2), (60, 0.01), (70, 0)))
     assert cfg.batch_size == 256 and cfg.epochs == 70
 
 
 def test_make_config_default_is_stretched_triangle():
-    cfg = train.make_config()
+    cfg = config.make_config()
     assert (cfg.net, cfg.epochs, cfg.batch_size, cfg.label) == ("dawn18", 30, 512, "")
     assert knots_close(cfg.lr_knots, ((0, 0), (8, 0.4), (30, 0)))
-    cfg = train.make_config(epochs=15)
+    cfg = config.make_config(epochs=15)
     assert cfg.epochs == 15 and cfg.batch_size == 512
     assert knots_close(cfg.lr_knots, ((0, 0), (4, 0.4), (15, 0)))
     assert cfg.schedule(4) == pytest.approx(0.4) and cfg.schedule(2) == pytest.approx(0.2)
-    cfg = train.make_config(epochs=45, lr=0.8, batch_size=256, net="resnet9")
+    cfg = config.make_config(epochs=45, lr=0.8, batch_size=256, net="resnet9")
     assert knots_close(cfg.lr_knots, ((0, 0), (12, 0.8), (45, 0)))
     assert (cfg.batch_size, cfg.net) == (256, "resnet9")
     assert knots_close(cfg.lr_knots, triangle(0.8, 45).knots)
@@ -146,7 +148,7 @@ def test_make_config_default_is_stretched_triangle():
 
 def test_make_config_unknown_preset():
     with pytest.raises(UserError, match="part9"):
-        train.make_config("part9")
+        config.make_config("part9")
 
 
 @pytest.mark.parametrize(
@@ -168,24 +170,24 @@ def test_make_config_unknown_preset():
 )
 def test_train_config_rejects(bad):
     with pytest.raises(UserError):
-        train.TrainConfig(**bad)
+        config.TrainConfig(**bad)
 
 
 def test_config_dict_round_trip():
-    cfg = train.make_config("part3", epochs=10, width=0.5, seed=3)
+    cfg = config.make_config("part3", epochs=10, width=0.5, seed=3)
     d = json.loads(json.dumps(cfg.to_dict()))
-    assert train.TrainConfig.from_dict(d) == cfg
+    assert config.TrainConfig.from_dict(d) == cfg
     assert d["lr_knots"][1] == pytest.approx([8 / 3, 0.6])
 
 
 def test_resolve_device():
-    assert train.resolve_device("cpu") == torch.device("cpu")
+    assert device.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(UserError):
-        train.resolve_device("tpu")
+        device.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA"):
-            train.resolve_device("cuda")
-        assert train.resolve_device("auto") == torch.device("cpu")
+            device.resolve_device("cuda")
+        assert device.resolve_device("auto") == torch.device("cpu")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +241,7 @@ def test_run_output_contents(ref_run):
     r = ref_run.result
     assert r["diverged"] is False and r["epochs_completed"] == 2
     assert r["device"] == "cpu" and r["precision"] == "float32" and r["gpu"] is None
-    assert r["processor"] == train.processor_name(torch.device("cpu")) and r["processor"] not in ("", "unknown")
+    assert r["processor"] == device.processor_name(torch.device("cpu")) and r["processor"] not in ("", "unknown")
     assert r["test_loss"] == ref_run.history[-1]["test_loss"]
     assert np.isfinite(r["clean_train_loss"]) and 0 <= r["clean_train_acc"] <= 1
     assert [h["epoch"] for h in ref_run.history] == [1, 2]
@@ -253,7 +255,7 @@ def test_the_machine_load_is_recorded_with_the_run_but_does_not_name_it(ref_run,
     assert isinstance(r["load_start"], float) and isinstance(r["load_end"], float) and r["load_start"] >= 0
     assert not {"load_start", "load_end"} & set(CFG.identity()), "the machine's load must not change a run id"
     monkeypatch.delattr(os, "getloadavg")  # platforms without it record None
-    assert train.machine_load() is None
+    assert device.machine_load() is None
 
 
 def test_huge_learning_rate_diverges_and_still_writes_result(synthetic_cifar, tmp_path):
@@ -268,7 +270,7 @@ def test_huge_learning_rate_diverges_and_still_writes_result(synthetic_cifar, tm
     assert saved["epochs_completed"] == 1 < cfg.epochs  # stopped at the first non-finite epoch
     assert saved["test_loss"] is None and saved["clean_train_loss"] is None
     assert len(read_csv(tmp_path / "history.csv")) == 1
-    assert train.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == cfg
+    assert config.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +307,7 @@ def test_run_dir_files(ref_dir):
     for name in RUN_FILES:
         assert (ref_dir / name).is_file(), name
     assert not (ref_dir / train.CHECKPOINT).exists(), "the checkpoint must be removed once the run is complete"
-    assert train.TrainConfig.from_dict(strict_json(ref_dir / "config.json")) == CFG_DIR
+    assert config.TrainConfig.from_dict(strict_json(ref_dir / "config.json")) == CFG_DIR
     hist = read_csv(ref_dir / "history.csv")
     assert list(hist[0]) == train.HISTORY_COLUMNS and len(hist) == 3
     result = strict_json(ref_dir / "result.json")
@@ -385,6 +387,31 @@ def test_interrupt_while_reporting_first_epoch(ref_dir, synthetic_cifar, tmp_pat
     assert_same_run(ref_dir, tmp_path)
 
 
+def test_a_step_callback_that_returns_true_stops_the_run_there(synthetic_cifar, monkeypatch):
+    """Stopped at the very last step: the epoch in progress is dropped and nothing more is evaluated."""
+    calls = []
+    real = train.evaluate
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cb = StopAfter(2 * 5)  # CFG: 2 epochs of 5 steps
+    out = train.train(CFG, synthetic_cifar, "cpu", callbacks=cb)
+    assert out.stopped and out.result == {} and cb.steps == 10
+    assert cb.started == [0, 1] and cb.ended == [1], "the stopped epoch is not reported as ended"
+    assert [h["epoch"] for h in out.history] == [1] and len(out.steps) == 5
+    assert out.examples["order"].shape == (1, CFG.subset)
+    assert calls == [1], "only epoch 1's test-set evaluation: no evaluation after the stop"
+    assert not train.train(CFG, synthetic_cifar, "cpu").stopped  # callbacks that return None stop nothing
+
+
+def test_a_run_stopped_part_way_writes_no_result_and_resumes_to_the_same_run(ref_dir, synthetic_cifar, tmp_path):
+    assert train.train_to_dir(CFG_DIR, synthetic_cifar, tmp_path, "cpu", callbacks=StopAfter(7)) == {}
+    assert not (tmp_path / "result.json").exists(), "a stopped run must not look complete"
+    assert torch.load(tmp_path / train.CHECKPOINT, map_location="cpu", weights_only=False)["epoch"] == 1
+    cb = Recorder()
+    train.train_to_dir(CFG_DIR, synthetic_cifar, tmp_path, "cpu", callbacks=cb)
+    assert cb.started == [1, 2]
+    assert_same_run(ref_dir, tmp_path)
+
+
 def test_checkpoint_of_another_config_is_not_resumed(synthetic_cifar, tmp_path):
     short = dataclasses.replace(CFG, epochs=2)
     with pytest.raises(KeyboardInterrupt):
@@ -394,7 +421,7 @@ def test_checkpoint_of_another_config_is_not_resumed(synthetic_cifar, tmp_path):
     cb = Recorder()
     train.train_to_dir(other, synthetic_cifar, tmp_path, "cpu", callbacks=cb)
     assert cb.started == [0, 1], "a checkpoint from a different config must be ignored"
-    assert train.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == other
+    assert config.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == other
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,8 +440,8 @@ def tiny_fp32(one_thread, synthetic_cifar) -> train.RunOutput:
 def test_amp_precisions_run_on_cpu_near_fp32(tiny_fp32, synthetic_cifar, precision, name):
     """bf16 and fp16 take the CUDA path (autocast, GradScaler for fp16, half-precision data) on CPU."""
     cfg = dataclasses.replace(TINY, precision=precision)
-    assert train.amp_dtype(torch.device("cpu"), precision) == getattr(torch, name)
-    assert train.data_dtype(torch.device("cpu"), precision) == torch.float16
+    assert device.amp_dtype(torch.device("cpu"), precision) == getattr(torch, name)
+    assert device.data_dtype(torch.device("cpu"), precision) == torch.float16
     out = train.train(cfg, synthetic_cifar, "cpu")
     r, ref = out.result, tiny_fp32.result
     assert r["precision"] == name and ref["precision"] == "float32"
@@ -427,7 +454,7 @@ def test_amp_precisions_run_on_cpu_near_fp32(tiny_fp32, synthetic_cifar, precisi
 
 
 def test_auto_precision_is_fp32_on_cpu(tiny_fp32, synthetic_cifar):
-    assert train.amp_dtype(torch.device("cpu")) is None
+    assert device.amp_dtype(torch.device("cpu")) is None
     auto = train.train(TINY, synthetic_cifar, "cpu")
     assert auto.result["precision"] == "float32"
     assert auto.result["test_loss"] == tiny_fp32.result["test_loss"]
@@ -443,17 +470,17 @@ def test_huge_learning_rate_diverges_under_fp16_loss_scaling(synthetic_cifar):
 
 def test_bad_precision_is_a_user_error():
     with pytest.raises(UserError, match="precision"):
-        train.TrainConfig(precision="fp8")
+        config.TrainConfig(precision="fp8")
 
 
 def test_identity_keeps_old_run_ids():
     """Settings added later are left out of the identity at the value that reproduces old runs."""
-    base = train.TrainConfig(subset=1280, batch_size=128)  # no partial batch
+    base = config.TrainConfig(subset=1280, batch_size=128)  # no partial batch
     assert not {"precision", "drop_last", "compile"} & set(base.identity())
     assert dataclasses.replace(base, drop_last=True).identity() == base.identity()
     assert dataclasses.replace(base, compile=True).identity() == base.identity()
     assert dataclasses.replace(base, precision="bf16").identity()["precision"] == "bf16"
-    partial = train.TrainConfig(subset=1000, batch_size=128)
+    partial = config.TrainConfig(subset=1000, batch_size=128)
     assert partial.identity()["drop_last"] is False  # a new kind of run: a new id
     assert "drop_last" not in dataclasses.replace(partial, drop_last=True).identity()  # what old runs did
 

@@ -1,0 +1,152 @@
+"""What a run is: `TrainConfig`, the blog's presets, a run's id, and each setting's choices.
+
+Everything here is data about a run, decided before it trains; `forgetting.train` runs it. Units:
+LR in the mean-loss convention, epochs, images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from forgetting import augment, data as data_mod, models
+from forgetting.errors import UserError
+from forgetting.schedules import PiecewiseLinear, triangle
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 or fp16 on CUDA, fp32 on CPU
+BN_INITS = ("default", *models.BN_INITS)  # default: each net's faithful choice
+BN_MODES = ("eval", "batch")  # the probe's BN: running statistics, or each batch's own
+# Settings added after results were committed -> the value at which a run is the same as before.
+# Runs before drop_last dropped the partial batch, so True names them; False (the default) only
+# enters the identity when the subset leaves a partial batch.
+IDENTITY_NEUTRAL: dict = {"eval_last": 0, "precision": "auto", "drop_last": True}
+# How a run is executed, not what it computes (compiled kernels round differently, as thread counts
+# do): recorded in result.json, left out of the run's id so a compiled run counts as the same run.
+EXECUTION_SETTINGS = ("compile",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run. Units: LR in the mean-loss convention, epochs, images."""
+
+    net: str = "dawn18"
+    width: float = 1.0  # channel multiplier
+    shortcut: str = "page"  # dawn18 only: "page" adds relu(bn(x)), "johnson" adds x
+    bn_init: str = "default"  # one of BN_INITS
+    subset: int = data_mod.TRAIN_SIZE  # class-balanced training images
+    epochs: int = 30
+    batch_size: int = 512
+    lr_knots: tuple[tuple[float, float], ...] = ((0, 0), (8, 0.4), (30, 0))  # (epoch, LR)
+    augment: bool = True  # random crop of the padded image + flip
+    cutout: int = 0  # Cutout square side in pixels (with augment only)
+    seed: int = 0  # initial weights, subset and every epoch's batch plan
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    eval_every: int = 0  # test-set evaluation every N epochs; 0 = final epoch only
+    eval_last: int = 0  # also evaluate on each of the last N epochs (a constant-LR tail is noisy)
+    label: str = ""  # free text carried into tables (e.g. the preset)
+    precision: str = "auto"  # one of PRECISIONS
+    drop_last: bool = False  # False = Page's loader: an epoch ends with the partial batch
+    # torch.compile the training step; None = on for CUDA, off on CPU. An execution setting like the
+    # device and the thread count: never part of the run's identity (see identity()).
+    compile: bool | None = None
+
+    def __post_init__(self):
+        checks = [
+            (self.net in models.NETS, f"net must be one of {', '.join(models.NETS)}, not {self.net!r}"),
+            (0 < self.width < float("inf"), f"width must be finite and positive, not {self.width}"),
+            (1 <= self.subset <= data_mod.TRAIN_SIZE, f"subset {self.subset} is outside 1..{data_mod.TRAIN_SIZE}"),
+            (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
+            (self.batch_size <= self.subset, f"batch size {self.batch_size} is larger than the subset ({self.subset})"),
+            (all(lr >= 0 for _, lr in self.lr_knots), "learning rates must not be negative"),
+            (self.bn_init in BN_INITS, f"bn_init must be one of {', '.join(BN_INITS)}, not {self.bn_init!r}"),
+            (self.eval_every >= 0, "eval_every must not be negative"),
+            (self.eval_last >= 0, "eval_last must not be negative"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+        PiecewiseLinear(self.lr_knots)  # validates the knots
+        augment.AugmentSpec.standard(self.augment, self.cutout)
+
+    @property
+    def schedule(self) -> PiecewiseLinear:
+        return PiecewiseLinear(self.lr_knots)
+
+    @property
+    def augment_spec(self) -> augment.AugmentSpec:
+        return augment.AugmentSpec.standard(self.augment, self.cutout)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr_knots"] = [list(k) for k in self.lr_knots]
+        return d
+
+    def identity(self) -> dict:
+        """What names a run (its id hashes this): to_dict without settings added after runs were
+        committed, while they are at the value that reproduces those runs, so old run ids stay."""
+        d = self.to_dict()
+        for key in EXECUTION_SETTINGS:
+            d.pop(key)
+        if self.subset % self.batch_size == 0:
+            d["drop_last"] = IDENTITY_NEUTRAL["drop_last"]  # no partial batch: both settings are the same run
+        for key, neutral in IDENTITY_NEUTRAL.items():
+            if d.get(key) == neutral:
+                d.pop(key)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["lr_knots"] = tuple(tuple(float(v) for v in k) for k in d["lr_knots"])
+        return cls(**d)
+
+
+def run_id(cfg: TrainConfig) -> str:
+    """A run's name in the store: a hash of its identity, so any setting that changes the run renames it."""
+    blob = json.dumps(cfg.identity(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def is_test_epoch(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether the run evaluates on the test set after ``epoch`` (0-based): the final epoch, every
+    ``eval_every``-th and the last ``eval_last``. A run that diverges stops there, unevaluated."""
+    periodic = cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0
+    return epoch == cfg.epochs - 1 or periodic or epoch >= cfg.epochs - cfg.eval_last
+
+
+# The blog's stages (docs/protocol.md, section 3). LR knots are (epoch, LR) in the mean-loss convention.
+PRESETS: dict[str, dict] = {
+    "part1": dict(net="dawn18", batch_size=128, epochs=35, lr_knots=((0, 0), (15, 0.1), (30, 0.005), (35, 0))),
+    "part2": dict(net="dawn18", batch_size=512, epochs=35, lr_knots=((0, 0), (15, 0.44), (30, 0.005), (35, 0))),
+    "part3": dict(net="dawn18", batch_size=768, epochs=30, cutout=8, lr_knots=((0, 0), (8, 0.6), (30, 0))),
+    "part4": dict(net="resnet9", batch_size=512, epochs=24, lr_knots=((0, 0), (5, 0.4), (24, 0))),
+}
+DEFAULT_PEAK_LR = 0.4
+
+
+def make_config(preset: str | None = None, lr: float | None = None, **overrides) -> TrainConfig:
+    """A preset's config with overrides; without a preset, Part 3's shape stretched to ``epochs``.
+
+    ``lr`` rescales a preset's knots so that their peak equals ``lr``.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        base = dict(PRESETS[preset], label=preset)
+        if "epochs" in overrides and overrides["epochs"] != base["epochs"]:
+            stretch = overrides["epochs"] / base["epochs"]
+            base["lr_knots"] = tuple((e * stretch, v) for e, v in base["lr_knots"])
+        if lr is not None:
+            peak = max(v for _, v in base["lr_knots"])
+            base["lr_knots"] = tuple((e, v * lr / peak) for e, v in base["lr_knots"])
+        base.update(overrides)
+        return TrainConfig(**base)
+    epochs = overrides.pop("epochs", 30)
+    knots = triangle(DEFAULT_PEAK_LR if lr is None else lr, epochs).knots
+    return TrainConfig(**{"epochs": epochs, "batch_size": 512, "lr_knots": knots, **overrides})
