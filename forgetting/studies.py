@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from forgetting import data as data_mod, models
+from forgetting import config, data as data_mod, models
 from forgetting.errors import UserError
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
@@ -94,9 +94,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "cutout": (_number(integer=True, lo=0, hi=32), 0),
         "eval_every": (_number(integer=True, lo=0), 0),
         "eval_last": (_number(integer=True, lo=0), 0),  # also evaluate on each of the last N epochs
-        "bn_init": (_one_of("default", "uniform", "ones"), "default"),
-        "shortcut": (_one_of("page", "johnson"), "page"),
-        "precision": (_one_of("auto", "fp32", "bf16", "fp16"), "auto"),  # auto: AMP on CUDA, fp32 on CPU
+        "bn_init": (_one_of(*config.BN_INITS), "default"),
+        "shortcut": (_one_of(*models.SHORTCUTS), "page"),
+        "precision": (_one_of(*config.PRECISIONS), "auto"),  # auto: AMP on CUDA, fp32 on CPU
         "drop_last": (_boolean, False),  # false = Page's loader: each epoch ends with the partial batch
         "compile": (_boolean, None),  # torch.compile; left out = on for CUDA, off on CPU
     },
@@ -117,7 +117,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
     "probe": {
         "last_epochs": (_number(integer=True, lo=0), 0),  # 0 = every epoch
-        "bn": (_one_of("eval", "batch"), "eval"),
+        "bn": (_one_of(*config.BN_MODES), "eval"),
     },
 }
 CONDITION_SCHEMA = {
