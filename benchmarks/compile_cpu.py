@@ -18,47 +18,24 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import os
 import platform
 import time
 
 import numpy as np
 import torch
+from timing import StepClock, loadavg, train_until_stopped
 
-from forgetting import data as data_mod, train as train_mod
+from forgetting import data as data_mod
+from forgetting.config import TrainConfig
 
 LR = 0.1  # constant; its value does not change the cost of a step
 
 
-class _Done(Exception):
-    """Raised after the last step: skips train()'s end-of-run evaluation."""
-
-
-class StepTimes(train_mod.Callbacks):
-    def __init__(self, total: int):
-        self.total, self.stamps = total, []
-
-    def start_epoch(self, epoch: int, steps: int) -> None:
-        self.stamps.append(time.perf_counter())
-
-    def step(self, epoch: int, step: int) -> None:
-        self.stamps.append(time.perf_counter())
-        if len(self.stamps) > self.total:
-            raise _Done
-
-
-def timed_run(cfg: train_mod.TrainConfig, cifar, cache: dict) -> np.ndarray:
+def timed_run(cfg: TrainConfig, cifar, cache: dict) -> np.ndarray:
     """Seconds of each step of one run (the first includes compiling, if any)."""
-    clock = StepTimes(cfg.subset // cfg.batch_size)
-    try:
-        train_mod.train(cfg, cifar, "cpu", callbacks=clock, cache=cache)
-    except _Done:
-        return np.diff(clock.stamps)
-    raise RuntimeError("the run ended before its last step")
-
-
-def loadavg() -> str:
-    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+    clock = StepClock(torch.device("cpu"), 0, cfg.subset // cfg.batch_size)
+    train_until_stopped(cfg, cifar, "cpu", clock, cache)
+    return clock.step_seconds
 
 
 def main() -> None:
@@ -76,7 +53,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cifar = data_mod.load_cifar10(args.data)
     cache: dict = {}
-    base = train_mod.TrainConfig(
+    base = TrainConfig(
         net=args.net,
         width=args.width,
         subset=args.batch_size * args.steps,

@@ -36,19 +36,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import pandas as pd
 import torch
 import torch._dynamo
+from timing import StepClock, matmul_flops, sync, train_until_stopped
 
-from forgetting import data as data_mod, models, probe, report, studies, sweep, train as train_mod
+from forgetting import config, data as data_mod, models, probe, report, studies, sweep, train as train_mod
 from forgetting.console import console, progress_bar
+from forgetting.device import resolve_device
 from forgetting.errors import Stopped, UserError
 from forgetting.store import atomic_write_json
 from forgetting.timelimit import parse_duration
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("throughput", "stages", "probe", "sweep", "workers")
 PAGE_V100_SECONDS = {"part1": 297, "part2": 256, "part3": 154, "part4": 79}  # each reached 94% test accuracy
 TARGET_ACC = 0.94
 LR = 0.1  # throughput runs: a constant LR (its value does not change the cost of a step)
@@ -109,9 +111,17 @@ SMOKE = Scale(
 )
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclasses.dataclass
+class Job:
+    """What every section runs with: its sizes, the data and device, the output folder, a progress tick
+    per item done, and the seconds left of the time limit (None: no limit)."""
+
+    scale: Scale
+    cifar: data_mod.Cifar10
+    device: torch.device
+    out: Path
+    tick: Callable[[str], None]
+    remaining: Callable[[], float | None]
 
 
 def environment(device: torch.device) -> dict:
@@ -129,50 +139,13 @@ def environment(device: torch.device) -> dict:
     )
 
 
-def bf16_matmul_flops(device: torch.device, n: int, reps: int = 5) -> float:
-    """FLOP/s of an n x n bf16 matmul, best of ``reps``: the peak the throughput is a share of."""
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        sync(device)
-        t = time.perf_counter()
-        torch.mm(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
-
-
 # ------------------------------------------------------------------------------------------------
 # throughput
 
 
-class _Done(Exception):
-    """Raised after the last timed step: skips train()'s end-of-run evaluation."""
-
-
-class WindowClock(train_mod.Callbacks):
-    """Times the steps after ``skip`` untimed ones; synchronises only at the window's two ends."""
-
-    def __init__(self, device: torch.device, skip: int, total: int):
-        self.device, self.skip, self.total, self.count = device, skip, total, 0
-        self.start = self.end = None
-
-    def step(self, epoch: int, step: int) -> None:
-        self.count += 1
-        if self.count in (self.skip, self.total):
-            sync(self.device)
-            now = time.perf_counter()
-            self.start = now if self.count == self.skip else self.start
-            self.end = now if self.count == self.total else self.end
-        if self.count >= self.total:
-            raise _Done
-
-
 def throughput_row(net, batch, precision, compiled, scale: Scale, cifar, device, cache, peak) -> dict:
     steps = scale.warmup_steps + scale.timed_steps
-    cfg = train_mod.TrainConfig(
+    cfg = config.TrainConfig(
         net=net,
         width=scale.width,
         subset=batch * steps,
@@ -183,14 +156,10 @@ def throughput_row(net, batch, precision, compiled, scale: Scale, cifar, device,
         compile=compiled,
         drop_last=True,
     )
-    clock = WindowClock(device, scale.warmup_steps, steps)
+    clock = StepClock(device, scale.warmup_steps, steps)
     t0 = time.perf_counter()
-    try:
-        train_mod.train(cfg, cifar, device, callbacks=clock, cache=cache)
-        raise RuntimeError("the run ended before its last timed step")
-    except _Done:
-        pass
-    img_s = scale.timed_steps * batch / (clock.end - clock.start)
+    train_until_stopped(cfg, cifar, device, clock, cache)
+    img_s = clock.images_per_second(batch)
     flops = 3 * models.forward_flops(models.build(net, scale.width)) * img_s
     return dict(
         net=net,
@@ -207,21 +176,22 @@ def throughput_row(net, batch, precision, compiled, scale: Scale, cifar, device,
     )
 
 
-def run_throughput(scale: Scale, cifar, device, out: Path, tick) -> dict:
+def run_throughput(job: Job) -> dict:
+    scale, device = job.scale, job.device
     # Every (net, batch, precision) is a graph of its own: past dynamo's default limit of 8 recompiles
     # the compiled rows would silently run eager.
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 64)
-    peak = bf16_matmul_flops(device, scale.matmul_n)
+    peak = matmul_flops(device, scale.matmul_n, 5, torch.bfloat16)  # the peak the throughput is a share of
     rows, cache = [], {}
     for net in scale.nets:
         for batch in scale.batches:
             for precision in scale.precisions:
                 for compiled in scale.compile:
-                    rows.append(throughput_row(net, batch, precision, compiled, scale, cifar, device, cache, peak))
-                    tick(f"throughput {net} b{batch} {precision}{' compiled' if compiled else ''}")
-    pd.DataFrame(rows).to_csv(out / "throughput.csv", index=False)
+                    rows.append(throughput_row(net, batch, precision, compiled, scale, job.cifar, device, cache, peak))
+                    job.tick(f"throughput {net} b{batch} {precision}{' compiled' if compiled else ''}")
+    pd.DataFrame(rows).to_csv(job.out / "throughput.csv", index=False)
     return dict(bf16_matmul_tflop_s=round(peak / 1e12, 3), matmul_n=scale.matmul_n, rows=rows)
 
 
@@ -258,13 +228,13 @@ class EvalTimer(train_mod.Callbacks):
             self.train_seconds.append(time.perf_counter() - self.t0)
 
 
-def run_stages(scale: Scale, cifar, device, out: Path, tick) -> dict:
+def run_stages(job: Job) -> dict:
     rows, cache = [], {}
     for preset in PAGE_V100_SECONDS:
-        cfg = train_mod.make_config(preset, eval_every=1, **scale.stage_overrides)
-        timer = EvalTimer(device)
+        cfg = config.make_config(preset, eval_every=1, **job.scale.stage_overrides)
+        timer = EvalTimer(job.device)
         t0 = time.perf_counter()
-        run = train_mod.train(cfg, cifar, device, cache=cache, callbacks=timer)
+        run = train_mod.train(cfg, job.cifar, job.device, cache=cache, callbacks=timer)
         wall = time.perf_counter() - t0
         r = run.result
         timer.train_seconds[0] -= r["compile_seconds"]  # compiling happens in the first epoch's steps
@@ -289,8 +259,8 @@ def run_stages(scale: Scale, cifar, device, out: Path, tick) -> dict:
                 page_v100_test_acc=TARGET_ACC,
             )
         )
-        tick(f"stage {preset}")
-    pd.DataFrame(rows).to_csv(out / "stages.csv", index=False)
+        job.tick(f"stage {preset}")
+    pd.DataFrame(rows).to_csv(job.out / "stages.csv", index=False)
     return dict(rows=rows)
 
 
@@ -314,9 +284,10 @@ def _verdicts(summary) -> dict:
     return found
 
 
-def run_study(name: str, overrides: dict, cifar, device, out: Path, tick, time_limit: float | None = None) -> dict:
+def run_study(name: str, overrides: dict, job: Job) -> dict:
     kind = "probe" if name.endswith("probe") else "lr-sweep"
     s = studies.load_study(name, kind=kind).with_overrides(**overrides)
+    cifar, device, out, time_limit = job.cifar, job.device, job.out, job.remaining()
     store = out / "store"
     t0 = time.perf_counter()
     folder, stopped = store / s.name, None
@@ -328,7 +299,7 @@ def run_study(name: str, overrides: dict, cifar, device, out: Path, tick, time_l
     except Stopped as e:  # the time limit: results.csv holds the runs that finished
         stopped = str(e)
     rep = report.study_report(folder)
-    tick(f"study {name}")
+    job.tick(f"study {name}")
     results = pd.read_csv(folder / "results.csv")
     return dict(
         study=name,
@@ -342,30 +313,53 @@ def run_study(name: str, overrides: dict, cifar, device, out: Path, tick, time_l
     )
 
 
-def run_workers(scale: Scale, cifar, device, out: Path, tick, remaining=lambda: None) -> dict:
+def run_probe(job: Job) -> dict:
+    return run_study("page2018-probe", job.scale.probe_overrides, job)
+
+
+def run_sweep(job: Job) -> dict:
+    return run_study("page2018-lr-sweep", job.scale.sweep_overrides, job)
+
+
+def run_workers(job: Job) -> dict:
     """The same runs, once per worker count, each into its own store: runs per hour."""
     rows = []
-    base = studies.load_study("page2018-lr-sweep").with_overrides(**scale.worker_overrides)
-    for workers in scale.workers:
+    base = studies.load_study("page2018-lr-sweep").with_overrides(**job.scale.worker_overrides)
+    for workers in job.scale.workers:
         t0 = time.perf_counter()
-        store, stopped = out / "workers" / f"w{workers}", False
+        store, stopped = job.out / "workers" / f"w{workers}", False
         try:
-            sweep.run_sweep(base, store, cifar, workers=workers, device=str(device), time_limit=remaining())
+            sweep.run_sweep(base, store, job.cifar, workers=workers, device=str(job.device), time_limit=job.remaining())
         except Stopped:
             stopped = True
         secs = time.perf_counter() - t0
         n = int((pd.read_csv(store / base.name / "results.csv")["status"] == "finished").sum())
         rows.append(dict(workers=workers, runs=n, seconds=round(secs, 2), runs_per_hour=round(3600 * n / secs, 1)))
-        tick(f"workers {workers}")
+        job.tick(f"workers {workers}")
         if stopped:  # the time limit: the worker counts not reached are not measured
             break
     for r in rows:
         r["vs_one_at_a_time"] = round(r["runs_per_hour"] / rows[0]["runs_per_hour"], 3)
-    pd.DataFrame(rows).to_csv(out / "workers.csv", index=False)
+    pd.DataFrame(rows).to_csv(job.out / "workers.csv", index=False)
     return dict(rows=rows, **({"stopped": f"time limit after --workers {rows[-1]['workers']}"} if stopped else {}))
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+class Section(NamedTuple):
+    run: Callable[[Job], dict]  # its record in validation.json
+    items: Callable[[Scale], int]  # how many progress ticks it makes
+
+
+# In the order they run: the order to spend scarce GPU time in.
+SECTIONS = {
+    "throughput": Section(run_throughput, _throughput_items),
+    "stages": Section(run_stages, lambda scale: len(PAGE_V100_SECONDS)),
+    "probe": Section(run_probe, lambda scale: 1),
+    "sweep": Section(run_sweep, lambda scale: 1),
+    "workers": Section(run_workers, lambda scale: len(scale.workers)),
+}
 
 
 def slug(name: str) -> str:
@@ -388,7 +382,7 @@ def validate(
     names the sections skipped."""
     t_start = time.monotonic()
     remaining = (lambda: None) if time_limit is None else (lambda: time_limit - (time.monotonic() - t_start))
-    device = train_mod.resolve_device(device_name)
+    device = resolve_device(device_name)
     if not smoke and device.type != "cuda":
         raise UserError(
             "full validation needs a CUDA GPU (torch sees none here); --smoke checks the script on any device"
@@ -403,34 +397,21 @@ def validate(
     record = dict(mode="smoke" if smoke else "full", environment=environment(device), sections={}, skipped=[])
     if time_limit is not None:
         record["time_limit_seconds"] = time_limit
-    sizes = dict(
-        throughput=_throughput_items(scale), stages=len(PAGE_V100_SECONDS), probe=1, sweep=1, workers=len(scale.workers)
-    )
     t0 = time.perf_counter()
     with progress_bar() as bar:
-        task = bar.add_task("validating", total=sum(sizes[s] for s in only))
+        task = bar.add_task("validating", total=sum(SECTIONS[s].items(scale) for s in only))
 
         def tick(what: str) -> None:
             bar.update(task, advance=1, description=what)
 
-        for section in [s for s in SECTIONS if s in only]:
-            if record["sections"] and time_limit is not None and remaining() <= 0:
-                record["skipped"].append(section)
+        job = Job(scale, cifar, device, folder, tick, remaining)
+        for name, section in SECTIONS.items():
+            if name not in only:
                 continue
-            if section == "throughput":
-                record["sections"][section] = run_throughput(scale, cifar, device, folder, tick)
-            elif section == "stages":
-                record["sections"][section] = run_stages(scale, cifar, device, folder, tick)
-            elif section == "probe":
-                record["sections"][section] = run_study(
-                    "page2018-probe", scale.probe_overrides, cifar, device, folder, tick, remaining()
-                )
-            elif section == "sweep":
-                record["sections"][section] = run_study(
-                    "page2018-lr-sweep", scale.sweep_overrides, cifar, device, folder, tick, remaining()
-                )
-            else:
-                record["sections"][section] = run_workers(scale, cifar, device, folder, tick, remaining)
+            if record["sections"] and time_limit is not None and remaining() <= 0:
+                record["skipped"].append(name)
+                continue
+            record["sections"][name] = section.run(job)
             record["seconds"] = round(time.perf_counter() - t0, 1)
             atomic_write_json(folder / "validation.json", record)  # after every section: a cut-off run keeps them
         atomic_write_json(folder / "validation.json", record)  # with the sections the time limit skipped

@@ -25,12 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from timing import loadavg
 
 from forgetting import data as data_mod, studies, sweep
-
-
-def loadavg() -> str:
-    return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def one_sweep(study, cifar, workers: int, device: str) -> dict:
@@ -91,9 +88,20 @@ def main() -> None:
         )
 
     best = {w: min((r for r in results if r["workers"] == w), key=lambda r: r["seconds"]) for w in counts}
+    print_table(best, counts, a.repeats)
+    if a.keep:
+        Path(a.keep).mkdir(parents=True, exist_ok=True)
+        for w in counts:
+            best[w]["table"].to_csv(Path(a.keep) / f"results_workers{w}.csv", index=False)
+    if not check_same_runs(best, counts):
+        raise SystemExit(1)
+
+
+def print_table(best: dict, counts: list[int], repeats: int) -> None:
+    """Each worker count's best sweep, as a Markdown table."""
     base = best[counts[0]]
     print(
-        f"\n| workers | runs | seconds (best of {a.repeats}) | runs/hour | vs workers={counts[0]} | load before -> after |"
+        f"\n| workers | runs | seconds (best of {repeats}) | runs/hour | vs workers={counts[0]} | load before -> after |"
     )
     print("|---|---|---|---|---|---|")
     for w in counts:
@@ -103,7 +111,9 @@ def main() -> None:
             f"{base['seconds'] / r['seconds']:.2f}x | {r['load_before']} -> {r['load_after']} |"
         )
 
-    # Every store must hold the same runs, all finished.
+
+def check_same_runs(best: dict, counts: list[int]) -> bool:
+    """Whether every store holds the same runs, all finished; prints each run's results side by side."""
     ids = {w: set(best[w]["table"]["run"]) for w in counts}
     same = all(ids[w] == ids[counts[0]] for w in counts)
     finished = all((best[w]["table"]["status"] == "finished").all() for w in counts)
@@ -118,12 +128,7 @@ def main() -> None:
         cmp[f"test_loss w{w} ({threads} thr)"] = t["test_loss"]
         cmp[f"diverged w{w}"] = t["diverged"]
     print(cmp.sort_values(cols).to_string(float_format=lambda v: f"{v:.6g}"))
-    if a.keep:
-        Path(a.keep).mkdir(parents=True, exist_ok=True)
-        for w in counts:
-            best[w]["table"].to_csv(Path(a.keep) / f"results_workers{w}.csv", index=False)
-    if not (same and finished):
-        raise SystemExit(1)
+    return same and finished
 
 
 if __name__ == "__main__":

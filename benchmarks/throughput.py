@@ -49,71 +49,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timing import StepClock, best_seconds, loadavg, matmul_flops, train_until_stopped
 
-from forgetting import data as data_mod, models, train as train_mod
+from forgetting import config, data as data_mod, models, train as train_mod
+from forgetting.device import amp_dtype, resolve_device
 
 LR = 0.1  # constant; its value does not change the cost of a step
 
 
-def loadavg() -> tuple[float, float, float]:
-    return tuple(round(v, 2) for v in os.getloadavg())
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class StepClock:
-    """Timestamps steps of one loop; images/s over the steps after the first ``skip``.
-
-    On CUDA it synchronises only at the two timestamps that bound the timed window.
-    """
-
-    def __init__(self, device: torch.device, skip: int, total: int, batch: int):
-        self.device, self.skip, self.total, self.batch = device, skip, total, batch
-        self.count = 0
-        self.t_start = self.t_end = None
-        self.step_times: list[float] = []
-
-    def tick(self) -> bool:
-        """Call after each step; True once the last timed step is done."""
-        self.count += 1
-        if self.count in (self.skip, self.total):
-            sync(self.device)
-        now = time.perf_counter()
-        self.step_times.append(now)
-        if self.count == self.skip:
-            self.t_start = now
-        if self.count == self.total:
-            self.t_end = now
-        return self.count >= self.total
-
-    @property
-    def images_per_second(self) -> float:
-        return (self.total - self.skip) * self.batch / (self.t_end - self.t_start)
-
-    @property
-    def timed_step_seconds(self) -> np.ndarray:
-        """Each timed step's duration (meaningful on CPU only, where every step is synchronous)."""
-        return np.diff(self.step_times[self.skip - 1 :])
-
-
-class _Done(Exception):
-    """Raised by a toolkit callback after the last timed step: skips train()'s end-of-run evaluation."""
-
-
-class ToolkitClock(train_mod.Callbacks):
-    def __init__(self, clock: StepClock):
-        self.clock = clock
-
-    def step(self, epoch: int, step: int) -> None:
-        if self.clock.tick():
-            raise _Done
-
-
-def toolkit_config(net, width, batch, total) -> train_mod.TrainConfig:
-    return train_mod.make_config(
+def toolkit_config(net, width, batch, total) -> config.TrainConfig:
+    return config.make_config(
         None,
         net=net,
         width=width,
@@ -125,14 +70,6 @@ def toolkit_config(net, width, batch, total) -> train_mod.TrainConfig:
         seed=0,
         eval_every=0,
     )
-
-
-def run_toolkit(cfg, cifar, device, cache, callbacks) -> None:
-    try:
-        train_mod.train(cfg, cifar, device, callbacks=callbacks, cache=cache)
-    except _Done:
-        return
-    raise RuntimeError("the toolkit run ended before the last timed step")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,7 +124,7 @@ class Baseline:
         self.device = device
         self.model = models.build(net, width).to(device).train()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=0.9, nesterov=True, weight_decay=5e-4)
-        self.dt = train_mod.amp_dtype(device)  # None on CPU: fp32
+        self.dt = amp_dtype(device)  # None on CPU: fp32
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dt == torch.float16)
         self.loader = baseline_loader(x, y, batch, workers, device)
         self.it = iter(self.loader)
@@ -213,9 +150,9 @@ class Baseline:
 
 def measure_sequential(cfg, cifar, device, cache, make_baseline, warmup, steps):
     total = warmup + steps
-    tk = StepClock(device, warmup, total, cfg.batch_size)
-    run_toolkit(cfg, cifar, device, cache, ToolkitClock(tk))
-    bl = StepClock(device, warmup, total, cfg.batch_size)
+    tk = StepClock(device, warmup, total)
+    train_until_stopped(cfg, cifar, device, tk, cache)
+    bl = StepClock(device, warmup, total)
     base = make_baseline()
     while True:
         base.step()
@@ -235,49 +172,23 @@ class Interleaved(train_mod.Callbacks):
     def start_epoch(self, epoch: int, steps: int) -> None:
         self.resume = time.perf_counter()
 
-    def step(self, epoch: int, step: int) -> None:
+    def step(self, epoch: int, step: int) -> bool:
         t = time.perf_counter()
         self.tk.append(t - self.resume)
         self.baseline.step()
         t2 = time.perf_counter()
         self.bl.append(t2 - t)
-        if len(self.tk) >= self.total:
-            raise _Done
         self.resume = time.perf_counter()
+        return len(self.tk) >= self.total  # stops the toolkit's run: its final evaluation is never timed
 
 
 def measure_interleaved(cfg, cifar, device, cache, make_baseline, warmup, steps):
     cb = Interleaved(make_baseline(), warmup + steps)
-    run_toolkit(cfg, cifar, device, cache, cb)
+    train_until_stopped(cfg, cifar, device, cb, cache)
     return np.array(cb.tk[warmup:]), np.array(cb.bl[warmup:])
 
 
 # ----------------------------------------------------------------------------------------------
-
-
-def _best_seconds(fn, device: torch.device, reps: int) -> float:
-    """Best-of-``reps`` seconds per call of ``fn`` after two warm-up calls."""
-    inner = 1 if device.type == "cpu" else 20  # one GPU kernel is too short to time alone
-    for _ in range(2):
-        fn()
-    sync(device)
-    best = math.inf
-    for _ in range(reps):
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync(device)
-        best = min(best, (time.perf_counter() - t) / inner)
-    return best
-
-
-def matmul_flops(device: torch.device, n: int, reps: int) -> tuple[float, str]:
-    """FLOP/s of an n x n matmul: fp32 on CPU, bf16 (else fp16) on CUDA. The utilisation denominator."""
-    dtype = train_mod.amp_dtype(device) or torch.float32
-    gen = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
-    return 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), device, reps), str(dtype).replace("torch.", "")
 
 
 def conv_flops(device: torch.device, reps: int) -> float:
@@ -286,13 +197,13 @@ def conv_flops(device: torch.device, reps: int) -> float:
     A second reference: on CPU the matmul runs in BLAS (MKL) and the convolutions in oneDNN, whose
     kernels can be much faster on the same cores, so utilisation against the matmul can exceed 100%.
     """
-    dtype = train_mod.amp_dtype(device) or torch.float32
+    dtype = amp_dtype(device) or torch.float32
     b, c, hw = (512, 256, 16) if device.type == "cuda" else (128, 256, 8)
     x = torch.randn(b, c, hw, hw, device=device, dtype=dtype)
     w = torch.randn(c, c, 3, 3, device=device, dtype=dtype)
     if device.type == "cuda":
         x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
-    return 2 * b * c * c * 9 * hw * hw / _best_seconds(lambda: F.conv2d(x, w, padding=1), device, reps)
+    return 2 * b * c * c * 9 * hw * hw / best_seconds(lambda: F.conv2d(x, w, padding=1), device, reps)
 
 
 @dataclass
@@ -324,10 +235,6 @@ class Row:
     seconds: float
 
 
-def _fmt_load(v) -> str:
-    return "/".join(f"{x:.2f}" for x in v)
-
-
 def measure(net, width, batch, warmup, steps, repeats, mode, cifar, device, cache, workers) -> dict:
     """One (net, width): both loops, ``repeats`` times; the figures of the Row."""
     cfg = toolkit_config(net, width, batch, warmup + steps)
@@ -349,10 +256,10 @@ def measure(net, width, batch, warmup, steps, repeats, mode, cifar, device, cach
         paired = float(np.median(bl_t / tk_t))
     else:
         clocks = [measure_sequential(cfg, cifar, device, cache, make_baseline, warmup, steps) for _ in range(repeats)]
-        tk = max(c[0].images_per_second for c in clocks)  # each side's best window
-        bl = max(c[1].images_per_second for c in clocks)
-        tk_t = np.concatenate([c[0].timed_step_seconds for c in clocks])
-        bl_t = np.concatenate([c[1].timed_step_seconds for c in clocks])
+        tk = max(c[0].images_per_second(batch) for c in clocks)  # each side's best window
+        bl = max(c[1].images_per_second(batch) for c in clocks)
+        tk_t = np.concatenate([c[0].step_seconds[warmup:] for c in clocks])
+        bl_t = np.concatenate([c[1].step_seconds[warmup:] for c in clocks])
         paired = nan
     cpu = device.type == "cpu"  # per-step durations mean something only where steps are synchronous
     return dict(
@@ -367,7 +274,7 @@ def measure(net, width, batch, warmup, steps, repeats, mode, cifar, device, cach
     )
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -402,13 +309,31 @@ def main() -> None:
     p.add_argument("--matmul-reps", type=int, default=5)
     p.add_argument("--data", default=None, help="CIFAR-10 .npz (default $FORGETTING_DATA)")
     p.add_argument("--csv", default=None, help="write the table here as CSV")
-    a = p.parse_args()
+    return p, p.parse_args()
 
-    device = train_mod.resolve_device(a.device)
+
+@dataclass
+class Plan:
+    """The options with their per-device defaults resolved."""
+
+    device: torch.device
+    batch: int
+    warmup: int
+    mode: str
+    repeats: int
+    nets: list[str]
+    widths: list[float]
+    matmul_n: int
+    steps: int | None  # None: per width (see timed_steps)
+    workers: int
+
+    def timed_steps(self, width: float) -> int:
+        return self.steps or (50 if self.device.type == "cuda" else (6 if width >= 0.5 else 16))
+
+
+def make_plan(p: argparse.ArgumentParser, a: argparse.Namespace) -> Plan:
+    device = resolve_device(a.device)
     gpu = device.type == "cuda"
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    batch = a.batch_size or (512 if gpu else 128)
     warmup = a.warmup if a.warmup is not None else (10 if gpu else 2)
     if warmup < 1:
         p.error("--warmup must be at least 1 (the timed window starts at the end of a step)")
@@ -418,54 +343,68 @@ def main() -> None:
             "--mode interleaved needs a CPU device and --loader-workers 0 (loader workers would run during the "
             "toolkit's steps; a GPU would need a sync per step)"
         )
-    repeats = a.repeats or (1 if mode == "interleaved" else 3)
-    nets = [s.strip() for s in a.nets.split(",") if s.strip()]
-    widths = [float(s) for s in a.widths.split(",") if s.strip()]
-    mm_n = a.matmul_size or (8192 if gpu else 2048)
-
-    t_run = time.perf_counter()
-    cifar_full = data_mod.load_cifar10(a.data)
-    # Evaluation is never reached (the toolkit run stops after its last timed step), so the test set
-    # is cut to a token size: prepare() still normalises it, before any timing.
-    cifar = data_mod.Cifar10(
-        cifar_full.train_x, cifar_full.train_y, cifar_full.test_x[:100], cifar_full.test_y[:100], cifar_full.source
+    return Plan(
+        device=device,
+        batch=a.batch_size or (512 if gpu else 128),
+        warmup=warmup,
+        mode=mode,
+        repeats=a.repeats or (1 if mode == "interleaved" else 3),
+        nets=[s.strip() for s in a.nets.split(",") if s.strip()],
+        widths=[float(s) for s in a.widths.split(",") if s.strip()],
+        matmul_n=a.matmul_size or (8192 if gpu else 2048),
+        steps=a.steps,
+        workers=a.loader_workers,
     )
+
+
+def load_training_data(path: str | None) -> data_mod.Cifar10:
+    """CIFAR-10 with its test set cut to a token size: evaluation is never reached (the toolkit run
+    stops after its last timed step), but prepare() still normalises the test set, before any timing."""
+    full = data_mod.load_cifar10(path)
+    return data_mod.Cifar10(full.train_x, full.train_y, full.test_x[:100], full.test_y[:100], full.source)
+
+
+def measure_all(plan: Plan, cifar: data_mod.Cifar10) -> list[tuple]:
+    """(net, width, timed steps, forward FLOPs, figures, load before, load after, seconds) per config."""
     cache: dict = {}  # the toolkit's preprocessed data, shared across configs as a sweep shares it
-    peak0, mm_dtype = matmul_flops(device, mm_n, a.matmul_reps)
-    conv0 = conv_flops(device, a.matmul_reps)
-
-    info = (
-        f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if gpu else ''}, "
-        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}, "
-        f"{mode} x{repeats}, loader workers {a.loader_workers}, {platform.machine()}"
-    )
-    print(info, flush=True)
     measured = []
-    for net in nets:
-        for width in widths:
-            steps = a.steps or (50 if gpu else (6 if width >= 0.5 else 16))
+    for net in plan.nets:
+        for width in plan.widths:
+            steps = plan.timed_steps(width)
             flops = models.forward_flops(models.build(net, width))
             t0, load0 = time.perf_counter(), loadavg()
-            m = measure(net, width, batch, warmup, steps, repeats, mode, cifar, device, cache, a.loader_workers)
+            m = measure(
+                net,
+                width,
+                plan.batch,
+                plan.warmup,
+                steps,
+                plan.repeats,
+                plan.mode,
+                cifar,
+                plan.device,
+                cache,
+                plan.workers,
+            )
             load1, secs = loadavg(), time.perf_counter() - t0
             measured.append((net, width, steps, flops, m, load0, load1, secs))
             print(
                 f"  {net} w{width:g}: toolkit {m['toolkit_img_s']:.1f} img/s, baseline {m['baseline_img_s']:.1f} "
                 f"img/s (x{m['ratio']:.2f}, paired x{m['paired_ratio']:.2f}); median step "
                 f"{m['toolkit_median_step_ms']:.0f} vs {m['baseline_median_step_ms']:.0f} ms; "
-                f"load {_fmt_load(load0)} -> {_fmt_load(load1)}; {secs:.0f} s",
+                f"load {load0} -> {load1}; {secs:.0f} s",
                 flush=True,
             )
+    return measured
 
-    peak1, _ = matmul_flops(device, mm_n, a.matmul_reps)
-    conv1 = conv_flops(device, a.matmul_reps)
-    peak, conv = max(peak0, peak1), max(conv0, conv1)  # the best the device showed in this run
-    rows = [
+
+def make_rows(plan: Plan, measured: list[tuple], peak: float, conv: float) -> list[Row]:
+    return [
         Row(
             net=net,
             width=width,
-            batch=batch,
-            mode=mode,
+            batch=plan.batch,
+            mode=plan.mode,
             **m,
             gflop_per_img=flops / 1e9,
             matmul_gflop_s=peak / 1e9,
@@ -474,39 +413,41 @@ def main() -> None:
             conv_gflop_s=conv / 1e9,
             toolkit_util_conv=3 * flops * m["toolkit_img_s"] / conv,
             baseline_util_conv=3 * flops * m["baseline_img_s"] / conv,
-            warmup_steps=warmup,
+            warmup_steps=plan.warmup,
             timed_steps=steps,
-            repeats=repeats,
-            load_before=_fmt_load(l0),
-            load_after=_fmt_load(l1),
+            repeats=plan.repeats,
+            load_before=l0,
+            load_after=l1,
             seconds=secs,
         )
         for net, width, steps, flops, m, l0, l1, secs in measured
     ]
-    elapsed = time.perf_counter() - t_run
 
+
+TABLE_COLUMNS = (
+    "net",
+    "width",
+    "batch",
+    "toolkit img/s",
+    "baseline img/s",
+    "ratio",
+    "paired ratio",
+    "GFLOP/img (fwd)",
+    "matmul GFLOP/s",
+    "toolkit util",
+    "baseline util",
+    "conv GFLOP/s",
+    "toolkit util (conv)",
+    "load before -> after",
+)
+
+
+def print_table(rows: list[Row], title: str, caption: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(
-        title=f"training throughput ({mm_dtype} {mm_n}x{mm_n} matmul: {peak / 1e9:.1f} GFLOP/s)", caption=info
-    )
-    for col in (
-        "net",
-        "width",
-        "batch",
-        "toolkit img/s",
-        "baseline img/s",
-        "ratio",
-        "paired ratio",
-        "GFLOP/img (fwd)",
-        "matmul GFLOP/s",
-        "toolkit util",
-        "baseline util",
-        "conv GFLOP/s",
-        "toolkit util (conv)",
-        "load before -> after",
-    ):
+    table = Table(title=title, caption=caption)
+    for col in TABLE_COLUMNS:
         table.add_column(col, justify="left" if col == "net" else "right")
     for r in rows:
         table.add_row(
@@ -526,38 +467,57 @@ def main() -> None:
             f"{r.load_before} -> {r.load_after}",
         )
     Console(width=240).print(table)
+
+
+def write_csv(path: str, rows: list[Row], run_fields: dict) -> None:
+    """The rows, each with the fields that describe the whole run (device, threads, torch, ...)."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(Row.__dataclass_fields__) + list(run_fields))
+        w.writeheader()
+        for r in rows:
+            d = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(r).items()}
+            w.writerow(dict(d, **run_fields))
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    p, a = parse_args()
+    plan = make_plan(p, a)
+    device, gpu = plan.device, plan.device.type == "cuda"
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t_run = time.perf_counter()
+    cifar = load_training_data(a.data)
+    mm_dtype = amp_dtype(device) or torch.float32  # fp32 on CPU; bf16 (else fp16) on CUDA
+    peak0, conv0 = matmul_flops(device, plan.matmul_n, a.matmul_reps, mm_dtype), conv_flops(device, a.matmul_reps)
+    info = (
+        f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if gpu else ''}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {plan.batch}, "
+        f"{plan.mode} x{plan.repeats}, loader workers {plan.workers}, {platform.machine()}"
+    )
+    print(info, flush=True)
+    measured = measure_all(plan, cifar)
+    peak1, conv1 = matmul_flops(device, plan.matmul_n, a.matmul_reps, mm_dtype), conv_flops(device, a.matmul_reps)
+    peak, conv = max(peak0, peak1), max(conv0, conv1)  # the best the device showed in this run
+    rows = make_rows(plan, measured, peak, conv)
+    elapsed = time.perf_counter() - t_run
+    mm_name, n = str(mm_dtype).replace("torch.", ""), plan.matmul_n
+    print_table(rows, f"training throughput ({mm_name} {n}x{n} matmul: {peak / 1e9:.1f} GFLOP/s)", info)
     print(
         f"total {elapsed:.0f} s; matmul {peak0 / 1e9:.1f} (start) / {peak1 / 1e9:.1f} (end) GFLOP/s; "
         f"conv {conv0 / 1e9:.1f} / {conv1 / 1e9:.1f} GFLOP/s; "
-        f"load now {_fmt_load(loadavg())}"
+        f"load now {loadavg()}"
     )
-
     if a.csv:
-        fields = list(Row.__dataclass_fields__) + [
-            "device",
-            "threads",
-            "torch",
-            "loader_workers",
-            "matmul_dtype",
-            "matmul_n",
-        ]
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for r in rows:
-                d = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(r).items()}
-                w.writerow(
-                    dict(
-                        d,
-                        device=str(device),
-                        threads=torch.get_num_threads(),
-                        torch=torch.__version__,
-                        loader_workers=a.loader_workers,
-                        matmul_dtype=mm_dtype,
-                        matmul_n=mm_n,
-                    )
-                )
-        print(f"wrote {a.csv}")
+        run_fields = dict(
+            device=str(device),
+            threads=torch.get_num_threads(),
+            torch=torch.__version__,
+            loader_workers=plan.workers,
+            matmul_dtype=mm_name,
+            matmul_n=n,
+        )
+        write_csv(a.csv, rows, run_fields)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def test_smoke_runs_every_section_on_cpu(tmp_path, cifar_path):
 def load_script():
     """The script as a module, to call in this process (a process more costs a torch import)."""
     if "gpu_validate" not in sys.modules:
+        if str(SCRIPT.parent) not in sys.path:  # its shared helpers (timing.py), as `python SCRIPT` finds them
+            sys.path.insert(0, str(SCRIPT.parent))
         spec = importlib.util.spec_from_file_location("gpu_validate", SCRIPT)
         sys.modules["gpu_validate"] = importlib.util.module_from_spec(spec)  # its dataclasses look it up
         spec.loader.exec_module(sys.modules["gpu_validate"])
