@@ -161,6 +161,7 @@ class EpochSteps:
 
 
 def _start(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None) -> Loop:
+    """The run's data on the device, its freshly initialised model (seeded) and optimizer."""
     dt = amp_dtype(device, cfg.precision)
     prep = prepare(cfg, cifar, device, cache)
     model = build_model(cfg, device)
@@ -194,11 +195,11 @@ def _save_checkpoint(loop: Loop, records: Records, checkpoint: Path) -> None:
     atomic_write_bytes(Path(checkpoint), buf.getvalue())
 
 
-def _train_step(loop: Loop, batches: augment.DevicePlan, epoch: EpochSteps, s: int) -> None:
-    """Step ``s`` of the epoch at the LR already in ``epoch.lr[s]``; its records go into ``epoch``."""
+def _train_step(loop: Loop, batches: augment.DevicePlan, steps: EpochSteps, s: int) -> None:
+    """Step ``s`` of the epoch at the LR already in ``steps.lr[s]``; its records go into ``steps``."""
     cfg, device = loop.cfg, loop.device
     for g in loop.opt.param_groups:
-        g["lr"] = epoch.lr[s]
+        g["lr"] = steps.lr[s]
     x, y = batches.batch(loop.prep.train_padded, loop.prep.train_labels, s)
     x = channels_last(x)
     compiles = loop.compiled and len(y) not in loop.shapes_seen
@@ -218,11 +219,11 @@ def _train_step(loop: Loop, batches: augment.DevicePlan, epoch: EpochSteps, s: i
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         loop.shapes_seen.add(len(y))
-        epoch.compile_secs += time.perf_counter() - tc
-    sl = epoch.plan.batch(s)
-    epoch.ex_loss[sl] = losses.detach()
-    epoch.ex_correct[sl] = logits.detach().argmax(1) == y
-    epoch.loss[s] = loss.detach()
+        steps.compile_secs += time.perf_counter() - tc
+    sl = steps.plan.batch(s)
+    steps.ex_loss[sl] = losses.detach()
+    steps.ex_correct[sl] = logits.detach().argmax(1) == y
+    steps.loss[s] = loss.detach()
 
 
 def _train_epoch(loop: Loop, epoch: int, cb: Callbacks) -> EpochSteps | None:
@@ -283,7 +284,7 @@ def _finish_epoch(loop: Loop, records: Records, epoch: int, steps: EpochSteps, t
     return row, diverged
 
 
-def _final_result(loop: Loop, records: Records, diverged: bool, resumed_from: int, load_start) -> dict:
+def _final_result(loop: Loop, records: Records, diverged: bool, resumed_from: int, load_start: float | None) -> dict:
     """result.json: the final epoch, the evaluated tail, the clean training subset, and how it ran."""
     cfg, prep, device, history = loop.cfg, loop.prep, loop.device, records.history
     final = history[-1]
