@@ -69,8 +69,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="output folder (resumes from its checkpoint if interrupted)"),
 ):
     """Train one network; write config.json, history.csv, model.pt and result.json (last) into OUT."""
-    from forgetting import config, data as data_mod, train as train_mod
-    from forgetting.device import resolve_device
+    from forgetting import config, data as data_mod, device as device_mod, train as train_mod
     from forgetting.console import EpochTable, console, progress_bar
 
     cfg = config.make_config(
@@ -89,7 +88,7 @@ def train(
         compile=compile,
         drop_last=drop_last,
     )
-    dev = resolve_device(device)
+    dev = device_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
     with progress_bar(transient=True) as bar:
         result = train_mod.train_to_dir(cfg, cifar, out, dev, callbacks=EpochTable(bar))
@@ -154,8 +153,7 @@ def lr_find(
     ),
 ):
     """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
-    from forgetting import config, data as data_mod, lr_finder, plots
-    from forgetting.device import resolve_device
+    from forgetting import config, data as data_mod, device as device_mod, lr_finder, plots
     from forgetting.console import LRFindProgress, SweepProgress, console, progress_bar
     from forgetting.store import atomic_write_bytes, ensure_folder, json_bytes
 
@@ -179,7 +177,7 @@ def lr_find(
         precision=precision,
         compile=compile,
     )
-    dev = resolve_device(device)
+    dev = device_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
     ensure_folder(out, "--out folder")  # before the range test, not after it
     with progress_bar(transient=True) as bar:
