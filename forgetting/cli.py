@@ -153,9 +153,8 @@ def lr_find(
     ),
 ):
     """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
-    from forgetting import data as data_mod, lr_finder, plots, train as train_mod
+    from forgetting import data as data_mod, lr_finder, train as train_mod
     from forgetting.console import LRFindProgress, SweepProgress, console, progress_bar
-    from forgetting.store import atomic_write_bytes, ensure_folder, json_bytes
 
     if study is not None:
         from forgetting import studies, sweep
@@ -168,47 +167,18 @@ def lr_find(
         raise UserError("lr-find needs a study (e.g. `forgetting lr-find cpu-lr-sweep`) or --out FOLDER")
 
     seed_list = tuple(_ints(seeds, "seeds") or ())
-    cfg = train_mod.TrainConfig(
-        net=net,
-        width=width,
-        subset=subset,
-        batch_size=batch_size,
-        augment=augment,
-        precision=precision,
-        compile=compile,
-    )
+    shape = dict(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment)
+    cfg = train_mod.TrainConfig(**shape, precision=precision, compile=compile)
     dev = train_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
-    ensure_folder(out, "--out folder")  # before the range test, not after it
+    ramp = dict(method=method, seeds=seed_list, num_steps=steps, start_lr=start_lr, end_lr=end_lr)
     with progress_bar(transient=True) as bar:
-        res = lr_finder.find_lr(
-            cfg,
-            cifar,
-            dev,
-            method=method,
-            seeds=seed_list,
-            num_steps=steps,
-            start_lr=start_lr,
-            end_lr=end_lr,
-            callbacks=LRFindProgress(bar),
-        )
-    frame = res.curves_frame()
-    atomic_write_bytes(out / "lr_find.csv", frame.to_csv(index=False).encode())
-    atomic_write_bytes(out / "lr_find.json", json_bytes(res.to_dict()))
-    aug = "crop+flip" if augment else "no augmentation"
-    title = f"{net} x{width:g}, {subset:,} images, batch {batch_size}, {aug}, {steps} steps, {dev.type}"
-    plots.plot_lr_find(frame, res.suggestion, method, out / "lr_find", title)
-    spread = (
-        f" (median of {len(seed_list)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})"
-        if len(seed_list) > 1
-        else ""
-    )
-    console.print(f"suggested LR ({method}): {res.suggestion:.4g}{spread} -> {out}")
+        res = lr_finder.find_lr_into(out, cfg, cifar, dev, callbacks=LRFindProgress(bar), **ramp)
+    spread = f" (median of {len(res.seeds)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})"
+    console.print(f"suggested LR ({method}): {res.suggestion:.4g}{spread if len(res.seeds) > 1 else ''} -> {out}")
     others = ", ".join(f"{m} {v['suggestion']:.4g}" for m, v in res.all_methods().items() if m != method)
-    console.print(
-        f"other rules: {others}; "
-        + ", ".join(f"seed {s} {c.stopped} after {len(c)} steps" for s, c in res.curves.items())
-    )
+    stops = ", ".join(f"seed {s} {c.stopped} after {len(c)} steps" for s, c in res.curves.items())
+    console.print(f"other rules: {others}; {stops}")
 
 
 ShardOpt = typer.Option(

@@ -441,12 +441,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None,
     known = stored_base_lr(study, store)
     if known is not None:
         return known
-    if shard is not None and shard.index > 1:
-        raise UserError(
-            f'{study.name}: base_lr = "find" and {store.dir / "lr_find.json"} is not there: run the finder first '
-            f"(`forgetting lr-find {study.name} --store {store.dir.parent}`, or shard 1/{shard.count}), then merge "
-            f"its store into this one (`forgetting merge`)"
-        )
+    _require_finder_result(study, store, shard)
     from forgetting import lr_finder
 
     f = study.lr_find
@@ -462,8 +457,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None,
         end_lr=f["end_lr"],
         callbacks=events.lr_find_callbacks() if events else None,
     )
-    atomic_write_bytes(store.dir / "lr_find.csv", found.curves_frame().to_csv(index=False).encode())
-    atomic_write_json(store.dir / "lr_find.json", dict(key=key, **found.to_dict()))
+    lr_finder.write_files(found, store.dir, key=key)
     return float(found.suggestion)
 
 
