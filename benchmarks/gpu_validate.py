@@ -44,6 +44,7 @@ import torch._dynamo
 from forgetting import data as data_mod, models, probe, report, studies, sweep, train as train_mod
 from forgetting.console import console, progress_bar
 from forgetting.errors import Stopped, UserError
+from forgetting.executors import ExecutorSettings
 from forgetting.store import atomic_write_json
 from forgetting.timelimit import parse_duration
 
@@ -322,9 +323,9 @@ def run_study(name: str, overrides: dict, cifar, device, out: Path, tick, time_l
     folder, stopped = store / s.name, None
     try:
         if kind == "probe":
-            probe.probe_study(s, store, cifar, str(device), sweep_kwargs=dict(time_limit=time_limit))
+            probe.probe_study(s, store, cifar, ExecutorSettings(device=str(device), time_limit=time_limit))
         else:
-            sweep.run_sweep(s, store, cifar, device=str(device), time_limit=time_limit)
+            sweep.run_sweep(s, store, cifar, ExecutorSettings(device=str(device), time_limit=time_limit))
     except Stopped as e:  # the time limit: results.csv holds the runs that finished
         stopped = str(e)
     rep = report.study_report(folder)
@@ -350,7 +351,8 @@ def run_workers(scale: Scale, cifar, device, out: Path, tick, remaining=lambda: 
         t0 = time.perf_counter()
         store, stopped = out / "workers" / f"w{workers}", False
         try:
-            sweep.run_sweep(base, store, cifar, workers=workers, device=str(device), time_limit=remaining())
+            settings = ExecutorSettings(workers=workers, device=str(device), time_limit=remaining())
+            sweep.run_sweep(base, store, cifar, settings)
         except Stopped:
             stopped = True
         secs = time.perf_counter() - t0

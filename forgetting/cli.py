@@ -243,6 +243,7 @@ def sweep_lr(
     """Train the study's network across LR multipliers x subset sizes; resumable; writes results.csv and the figure."""
     from forgetting import data as data_mod, report, studies, sweep
     from forgetting.console import SweepProgress, console, lr_sweep_table, progress_bar
+    from forgetting.executors import ExecutorSettings
 
     s = studies.load_study(study, kind="lr-sweep").with_overrides(
         multipliers=_floats(multipliers, "multipliers"),
@@ -260,24 +261,19 @@ def sweep_lr(
     piece = _shard(shard)
     if dry_run:
         return _print_plan(s, store, piece)
-    limit = _seconds(time_limit)
+    settings = ExecutorSettings(
+        executor=executor,
+        workers=workers,
+        device=device,
+        address=address,
+        gpus_per_run=gpus_per_run,
+        cpus_per_run=cpus_per_run,
+        time_limit=_seconds(time_limit),
+    )
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
-        events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
-        outcome = sweep.run_sweep(
-            s,
-            store,
-            cifar,
-            executor,
-            workers,
-            device,
-            address,
-            gpus_per_run,
-            cpus_per_run,
-            events,
-            shard=piece,
-            time_limit=limit,
-        )
+        events = SweepProgress(bar, inner_bars=settings.in_process)
+        outcome = sweep.run_sweep(s, store, cifar, settings, events, shard=piece)
     console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
     rep = report.study_report(outcome.store.dir)
     console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
@@ -318,6 +314,7 @@ def probe_epochs(
     """Train the probe study's runs if missing, then re-evaluate the frozen final weights on every earlier epoch's batches."""
     from forgetting import data as data_mod, probe, report, studies
     from forgetting.console import ProbeProgress, SweepProgress, console, probe_table, progress_bar
+    from forgetting.executors import ExecutorSettings
 
     s = studies.load_study(study, kind="probe").with_overrides(
         epochs=epochs,
@@ -337,18 +334,12 @@ def probe_epochs(
     piece = _shard(shard)
     if dry_run:
         return _print_plan(s, store, piece)
-    limit = _seconds(time_limit)
+    settings = ExecutorSettings(executor=executor, workers=workers, device=device, time_limit=_seconds(time_limit))
     cifar = data_mod.load_cifar10(data)
     with progress_bar() as bar:
-        events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
+        events = SweepProgress(bar, inner_bars=settings.in_process)
         outcome = probe.probe_study(
-            s,
-            store,
-            cifar,
-            device,
-            sweep_kwargs=dict(executor=executor, workers=workers, shard=piece, time_limit=limit),
-            sweep_events=events,
-            probe_events=ProbeProgress(bar),
+            s, store, cifar, settings, shard=piece, sweep_events=events, probe_events=ProbeProgress(bar)
         )
     console.print(probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})"))
     rep = report.study_report(outcome.sweep.store.dir)
