@@ -203,3 +203,15 @@ def test_train_in_bf16_with_the_partial_batch(cifar_path, tmp_path, one_thread):
     assert np.isfinite(res["test_loss"])
     steps = (out / "steps.csv").read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[-1]) for r in steps] == [100, 100, 50]
+
+
+def test_sweep_lr_and_probe_epochs_offer_every_shared_option():
+    from dataclasses import fields
+
+    from forgetting.cli_options import StudyOptions
+
+    for command in ("sweep-lr", "probe-epochs"):
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        for f in fields(StudyOptions):
+            assert re.search(rf"--{f.name.replace('_', '-')}\b", result.output), (command, f.name)
