@@ -59,7 +59,9 @@ def train(
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="random crop + flip (default on)"),
     cutout: Optional[int] = typer.Option(None, help="Cutout square side in pixels (0 = off)"),
     seed: int = typer.Option(0, help="seed for weights, subset and batch plans"),
-    eval_every: int = typer.Option(1, help="evaluate on the test set every N epochs (0 = final epoch only)"),
+    eval_every: Optional[int] = typer.Option(
+        None, help="evaluate on the test set every N epochs (0 = final epoch only; default: TrainConfig's)"
+    ),
     precision: Optional[str] = PrecisionOpt,
     compile: Optional[bool] = CompileOpt,
     drop_last: Optional[bool] = DropLastOpt,
