@@ -3,7 +3,8 @@
 Every executor takes the runs, trains them with the same function (`execute_run`: in this process, in a
 local worker process or as a Ray task) and hands each outcome to the store and the sweep's events the
 same way (`_deliver`): the run's files, or a `RunFailure`. Only the driver's process writes the store.
-The in-process executor is the one to debug with: a run's exception is raised where it happened.
+The in-process executor is the one to debug with: its runs train in this process, where a breakpoint
+or a debugger reaches them.
 """
 
 from __future__ import annotations
