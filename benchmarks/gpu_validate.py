@@ -47,6 +47,7 @@ from forgetting import config, data as data_mod, models, probe, report, studies,
 from forgetting.console import console, progress_bar
 from forgetting.device import resolve_device
 from forgetting.errors import Stopped, UserError
+from forgetting.executors import ExecutorSettings
 from forgetting.store import atomic_write_json
 from forgetting.timelimit import parse_duration
 
@@ -293,9 +294,9 @@ def run_study(name: str, overrides: dict, job: Job) -> dict:
     folder, stopped = store / s.name, None
     try:
         if kind == "probe":
-            probe.probe_study(s, store, cifar, str(device), sweep_kwargs=dict(time_limit=time_limit))
+            probe.probe_study(s, store, cifar, ExecutorSettings(device=str(device), time_limit=time_limit))
         else:
-            sweep.run_sweep(s, store, cifar, device=str(device), time_limit=time_limit)
+            sweep.run_sweep(s, store, cifar, ExecutorSettings(device=str(device), time_limit=time_limit))
     except Stopped as e:  # the time limit: results.csv holds the runs that finished
         stopped = str(e)
     rep = report.study_report(folder)
@@ -329,7 +330,8 @@ def run_workers(job: Job) -> dict:
         t0 = time.perf_counter()
         store, stopped = job.out / "workers" / f"w{workers}", False
         try:
-            sweep.run_sweep(base, store, job.cifar, workers=workers, device=str(job.device), time_limit=job.remaining())
+            settings = ExecutorSettings(workers=workers, device=str(job.device), time_limit=job.remaining())
+            sweep.run_sweep(base, store, job.cifar, settings)
         except Stopped:
             stopped = True
         secs = time.perf_counter() - t0

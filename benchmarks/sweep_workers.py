@@ -28,12 +28,13 @@ import torch
 from timing import loadavg
 
 from forgetting import data as data_mod, studies, sweep
+from forgetting.executors import ExecutorSettings
 
 
 def one_sweep(study, cifar, workers: int, device: str) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"sweep_w{workers}_") as tmp:
         load0, t0 = loadavg(), time.perf_counter()
-        outcome = sweep.run_sweep(study, Path(tmp), cifar, executor="local", workers=workers, device=device)
+        outcome = sweep.run_sweep(study, Path(tmp), cifar, ExecutorSettings(workers=workers, device=device))
         secs = time.perf_counter() - t0
         table = pd.read_csv(Path(tmp) / study.name / "results.csv")
     return dict(

@@ -1,18 +1,26 @@
 """forgetting: reproduce and extend Page's "How to Train Your ResNet" Part 2 (catastrophic forgetting).
 
 The Python API (see `forgetting.api`): ``load_data``, ``load_study``, ``train_run``, ``run_sweep``,
-``probe_study``, ``merge_stores``, ``summarise``, ``figures``. They load torch and pandas on first use, so importing the
-package (as the command line does) stays cheap.
+``probe_study``, ``merge_stores``, ``summarise``, ``figures``, and ``ExecutorSettings`` (how a sweep's runs
+are executed). They load torch and pandas on first use, so importing the package (as the command line
+does) stays cheap.
 """
 
 __version__ = "0.1.0"
 
 # Not `train`, `sweep`, `probe` or `merge`: those are submodules, and a submodule's import replaces a
 # package attribute of the same name.
-__all__ = ["load_data", "load_study", "train_run", "run_sweep", "probe_study", "merge_stores", "summarise", "figures"]
+__all__ = [
+    *("load_data", "load_study", "train_run", "run_sweep", "probe_study", "merge_stores", "summarise", "figures"),
+    "ExecutorSettings",
+]
 
 
 def __getattr__(name: str):
+    if name == "ExecutorSettings":
+        from forgetting.executors import ExecutorSettings
+
+        return ExecutorSettings
     if name in __all__:
         from forgetting import api
 

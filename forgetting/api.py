@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the heavy modules load on first use, not on `import forgetting`
     from forgetting.data import Cifar10
+    from forgetting.executors import ExecutorSettings
     from forgetting.probe import ProbeOutcome
     from forgetting.report import StudyReport
     from forgetting.studies import Study
@@ -69,47 +70,58 @@ def train_run(
     return train.train(cfg, data, resolve_device(device)).result
 
 
+def _settings(executor: ExecutorSettings | None, device: str | None) -> ExecutorSettings:
+    from dataclasses import replace
+
+    from forgetting.executors import ExecutorSettings
+
+    executor = executor if executor is not None else ExecutorSettings()
+    return executor if device is None else replace(executor, device=device)
+
+
 def run_sweep(
     study: Study,
     store: str | Path = "store",
     data: Cifar10 | None = None,
-    executor: str = "local",
-    workers: int = 1,
-    device: str = "auto",
+    executor: ExecutorSettings | None = None,
+    device: str | None = None,
     events: SweepEvents | None = None,
     shard: str | None = None,
 ) -> SweepOutcome:
     """Train every unfinished run of ``study`` into ``store/<study name>/`` and write its results.csv.
 
-    Finished runs are skipped, so an interrupted sweep resumes. ``executor`` is "local" (``workers``
-    processes) or "ray" (a local Ray unless one is already initialised). ``shard`` "K/N" trains only
-    the K-th of N pieces of equal work (join the stores with `merge_stores`). The outcome holds the
-    resolved base LR, the runs (``specs``; ``mine`` for the shard's) and ``table`` (results.csv).
+    Finished runs are skipped, so an interrupted sweep resumes. ``executor`` (`ExecutorSettings`) says
+    how the runs are executed: in this process (the default), in ``workers`` local processes or on Ray,
+    on which device, within which time limit; ``device`` alone overrides its device. ``shard`` "K/N"
+    trains only the K-th of N pieces of equal work (join the stores with `merge_stores`). The outcome
+    holds the resolved base LR, the runs (``specs``; ``mine`` for the shard's) and ``table`` (results.csv).
     """
     from forgetting import sweep
     from forgetting.shards import Shard
 
     data = data if data is not None else load_data()
     piece = Shard.parse(shard) if shard is not None else None
-    return sweep.run_sweep(study, Path(store), data, executor, workers, device, events=events, shard=piece)
+    return sweep.run_sweep(study, Path(store), data, _settings(executor, device), events=events, shard=piece)
 
 
 def probe_study(
     study: Study,
     store: str | Path = "store",
     data: Cifar10 | None = None,
-    device: str = "auto",
+    executor: ExecutorSettings | None = None,
+    device: str | None = None,
     shard: str | None = None,
 ) -> ProbeOutcome:
     """Train a probe study's missing runs, then re-evaluate each run's frozen final weights on the exact
     batches of its earlier epochs; writes probe.csv and its companions into ``store/<study name>/``.
-    ``shard`` "K/N" trains and probes only the K-th of N pieces (join them with `merge_stores`)."""
+    ``executor`` and ``device`` as for `run_sweep`; ``shard`` "K/N" trains and probes only the K-th of N
+    pieces (join them with `merge_stores`)."""
     from forgetting import probe
     from forgetting.shards import Shard
 
     data = data if data is not None else load_data()
     piece = Shard.parse(shard) if shard is not None else None
-    return probe.probe_study(study, Path(store), data, device, sweep_kwargs=dict(shard=piece))
+    return probe.probe_study(study, Path(store), data, _settings(executor, device), shard=piece)
 
 
 def merge_stores(sources: list[str | Path], into: str | Path, light: bool = False) -> list:

@@ -9,6 +9,17 @@ from typing import Optional
 
 import typer
 
+from forgetting.cli_options import (
+    CompileOpt,
+    DataOpt,
+    DeviceOpt,
+    DropLastOpt,
+    PrecisionOpt,
+    StoreOpt,
+    StudyOptions,
+    parse_ints,
+    study_options,
+)
 from forgetting.errors import UserError
 
 app = typer.Typer(
@@ -16,18 +27,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Study catastrophic forgetting in fast CIFAR-10 training (Page, 'How to Train Your ResNet', Part 2).",
-)
-
-DataOpt = typer.Option(
-    None,
-    "--data",
-    help="CIFAR-10 .npz or cifar-10-batches-py folder (default: $FORGETTING_DATA, then torchvision's cache)",
-)
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
-PrecisionOpt = typer.Option(None, "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
-CompileOpt = typer.Option(None, "--compile/--no-compile", help="torch.compile the training step (default: CUDA only)")
-DropLastOpt = typer.Option(
-    None, "--drop-last/--keep-last", help="drop or keep each epoch's partial batch (default: keep, as Page's loader)"
 )
 
 
@@ -60,7 +59,9 @@ def train(
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="random crop + flip (default on)"),
     cutout: Optional[int] = typer.Option(None, help="Cutout square side in pixels (0 = off)"),
     seed: int = typer.Option(0, help="seed for weights, subset and batch plans"),
-    eval_every: int = typer.Option(1, help="evaluate on the test set every N epochs (0 = final epoch only)"),
+    eval_every: Optional[int] = typer.Option(
+        None, help="evaluate on the test set every N epochs (0 = final epoch only; default: TrainConfig's)"
+    ),
     precision: Optional[str] = PrecisionOpt,
     compile: Optional[bool] = CompileOpt,
     drop_last: Optional[bool] = DropLastOpt,
@@ -100,34 +101,6 @@ def train(
     )
 
 
-def _floats(text: Optional[str], name: str) -> Optional[list[float]]:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"--{name} must be a comma-separated list of numbers, not {text!r}") from None
-
-
-def _ints(text: Optional[str], name: str) -> Optional[list[int]]:
-    values = _floats(text, name)
-    if values is not None and any(v != int(v) for v in values):
-        raise UserError(f"--{name} must be a comma-separated list of integers, not {text!r}")
-    return None if values is None else [int(v) for v in values]
-
-
-def _base_lr(text: Optional[str]):
-    if text is None or text == "find":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"--base-lr must be 'find' or a number, not {text!r}") from None
-
-
-StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
-
-
 @app.command("lr-find")
 def lr_find(
     study: Optional[str] = typer.Argument(
@@ -153,9 +126,8 @@ def lr_find(
     ),
 ):
     """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
-    from forgetting import config, data as data_mod, device as device_mod, lr_finder, plots
+    from forgetting import config, data as data_mod, device as device_mod, lr_finder
     from forgetting.console import LRFindProgress, SweepProgress, console, progress_bar
-    from forgetting.store import atomic_write_bytes, ensure_folder, json_bytes
 
     if study is not None:
         from forgetting import studies, sweep
@@ -167,60 +139,19 @@ def lr_find(
     if out is None:
         raise UserError("lr-find needs a study (e.g. `forgetting lr-find cpu-lr-sweep`) or --out FOLDER")
 
-    seed_list = tuple(_ints(seeds, "seeds") or ())
-    cfg = config.TrainConfig(
-        net=net,
-        width=width,
-        subset=subset,
-        batch_size=batch_size,
-        augment=augment,
-        precision=precision,
-        compile=compile,
-    )
+    seed_list = tuple(parse_ints(seeds, "seeds") or ())
+    shape = dict(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment)
+    cfg = config.TrainConfig(**shape, precision=precision, compile=compile)
     dev = device_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
-    ensure_folder(out, "--out folder")  # before the range test, not after it
+    ramp = dict(method=method, seeds=seed_list, num_steps=steps, start_lr=start_lr, end_lr=end_lr)
     with progress_bar(transient=True) as bar:
-        res = lr_finder.find_lr(
-            cfg,
-            cifar,
-            dev,
-            method=method,
-            seeds=seed_list,
-            num_steps=steps,
-            start_lr=start_lr,
-            end_lr=end_lr,
-            callbacks=LRFindProgress(bar),
-        )
-    frame = res.curves_frame()
-    atomic_write_bytes(out / "lr_find.csv", frame.to_csv(index=False).encode())
-    atomic_write_bytes(out / "lr_find.json", json_bytes(res.to_dict()))
-    aug = "crop+flip" if augment else "no augmentation"
-    title = f"{net} x{width:g}, {subset:,} images, batch {batch_size}, {aug}, {steps} steps, {dev.type}"
-    plots.plot_lr_find(frame, res.suggestion, method, out / "lr_find", title)
-    spread = (
-        f" (median of {len(seed_list)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})"
-        if len(seed_list) > 1
-        else ""
-    )
-    console.print(f"suggested LR ({method}): {res.suggestion:.4g}{spread} -> {out}")
+        res = lr_finder.find_lr_into(out, cfg, cifar, dev, callbacks=LRFindProgress(bar), **ramp)
+    spread = f" (median of {len(res.seeds)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})"
+    console.print(f"suggested LR ({method}): {res.suggestion:.4g}{spread if len(res.seeds) > 1 else ''} -> {out}")
     others = ", ".join(f"{m} {v['suggestion']:.4g}" for m, v in res.all_methods().items() if m != method)
-    console.print(
-        f"other rules: {others}; "
-        + ", ".join(f"seed {s} {c.stopped} after {len(c)} steps" for s, c in res.curves.items())
-    )
-
-
-ShardOpt = typer.Option(
-    None, "--shard", help="K/N: run only the K-th of N pieces of equal work (then `forgetting merge` the stores)"
-)
-DryRunOpt = typer.Option(False, "--dry-run", help="list the runs (of the shard) and their work; train nothing")
-
-
-def _shard(text: Optional[str]):
-    from forgetting.shards import Shard
-
-    return None if text is None else Shard.parse(text)
+    stops = ", ".join(f"seed {s} {c.stopped} after {len(c)} steps" for s, c in res.curves.items())
+    console.print(f"other rules: {others}; {stops}")
 
 
 def _print_plan(study, store: Path, shard) -> None:
@@ -230,164 +161,93 @@ def _print_plan(study, store: Path, shard) -> None:
     console.print(plan_table(sweep.plan_sweep(study, store, shard)))
 
 
-TimeLimitOpt = typer.Option(
-    None,
-    "--time-limit",
-    help="start no run that would not end within this time (90m, 2h, 3600s or seconds); the rest is left "
-    "for the same command again",
+def _print_report(folder: Path, table, lines: list[str], written: str) -> None:
+    """A study's table, its report (fits and verdicts), ``lines``, and the files written."""
+    from forgetting import report
+    from forgetting.console import console
+
+    console.print(table)
+    rep = report.study_report(folder)
+    console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
+    for line in lines:
+        console.print(line)
+    console.print(f"wrote {folder / written}, summary.json and {', '.join(str(p) for p in rep.figures)}")
+
+
+# The order of each command's overrides: an overridden study's scale line names them so.
+SWEEP_OVERRIDES = (
+    *("multipliers", "sizes", "epochs", "warmup", "batch_size", "seeds", "base_lr", "width"),
+    *("precision", "compile", "drop_last"),
+)
+PROBE_OVERRIDES = (
+    *("epochs", "warmup", "width", "subset", "batch_size", "multipliers", "base_lr", "seeds", "last_epochs", "bn"),
+    *("precision", "compile", "drop_last"),
 )
 
 
-def _seconds(text: Optional[str]) -> Optional[float]:
-    from forgetting.timelimit import parse_duration
-
-    return None if text is None else parse_duration(text)
-
-
 @app.command("sweep-lr")
+@study_options
 def sweep_lr(
     study: str = typer.Argument("cpu-lr-sweep", help="study name in studies/ or a .toml path"),
-    multipliers: Optional[str] = typer.Option(None, help="LR multipliers of the base LR, comma-separated"),
     sizes: Optional[str] = typer.Option(None, help="subset sizes, comma-separated"),
-    epochs: Optional[int] = typer.Option(None, help="epochs per run"),
-    warmup: Optional[float] = typer.Option(None, help="epochs of linear warm-up before the constant LR"),
-    batch_size: Optional[int] = typer.Option(None, help="images per step"),
-    seeds: Optional[str] = typer.Option(None, help="seeds, comma-separated"),
-    base_lr: Optional[str] = typer.Option(None, help="'find' (LR range test) or a number"),
-    width: Optional[float] = typer.Option(None, help="channel multiplier"),
-    precision: Optional[str] = PrecisionOpt,
-    compile: Optional[bool] = CompileOpt,
-    drop_last: Optional[bool] = DropLastOpt,
-    store: Path = StoreOpt,
-    executor: str = typer.Option("local", help="local or ray"),
-    workers: int = typer.Option(1, help="local executor: runs at once (cores are split between them)"),
     address: Optional[str] = typer.Option(None, help="ray executor: cluster address (default: start a local Ray)"),
     gpus_per_run: float = typer.Option(0.0, help="ray executor: GPU fraction per run (0 = CPU)"),
     cpus_per_run: float = typer.Option(1.0, help="ray executor: CPUs per run"),
-    shard: Optional[str] = ShardOpt,
-    dry_run: bool = DryRunOpt,
-    time_limit: Optional[str] = TimeLimitOpt,
-    device: str = DeviceOpt,
-    data: Optional[str] = DataOpt,
+    *,
+    opts: StudyOptions,
 ):
     """Train the study's network across LR multipliers x subset sizes; resumable; writes results.csv and the figure."""
-    from forgetting import data as data_mod, report, studies, sweep
-    from forgetting.console import SweepProgress, console, lr_sweep_table, progress_bar
+    from forgetting import data as data_mod, sweep
+    from forgetting.console import SweepProgress, lr_sweep_table, progress_bar
 
-    s = studies.load_study(study, kind="lr-sweep").with_overrides(
-        multipliers=_floats(multipliers, "multipliers"),
-        sizes=_ints(sizes, "sizes"),
-        epochs=epochs,
-        warmup=warmup,
-        batch_size=batch_size,
-        seeds=_ints(seeds, "seeds"),
-        base_lr=_base_lr(base_lr),
-        width=width,
-        precision=precision,
-        compile=compile,
-        drop_last=drop_last,
-    )
-    piece = _shard(shard)
-    if dry_run:
-        return _print_plan(s, store, piece)
-    limit = _seconds(time_limit)
-    cifar = data_mod.load_cifar10(data)
+    s = opts.load(study, "lr-sweep", SWEEP_OVERRIDES, sizes=sizes)
+    piece = opts.piece()
+    if opts.dry_run:
+        return _print_plan(s, opts.store, piece)
+    executor = opts.executor_settings(address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+    cifar = data_mod.load_cifar10(opts.data)
     with progress_bar() as bar:
-        events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
-        outcome = sweep.run_sweep(
-            s,
-            store,
-            cifar,
-            executor,
-            workers,
-            device,
-            address,
-            gpus_per_run,
-            cpus_per_run,
-            events,
-            shard=piece,
-            time_limit=limit,
-        )
-    console.print(lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})"))
-    rep = report.study_report(outcome.store.dir)
-    console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
+        events = SweepProgress(bar, inner_bars=executor.in_process)
+        outcome = sweep.run_sweep(s, opts.store, cifar, executor, events, shard=piece)
     piece_text = f" (shard {piece}: {len(outcome.mine)} of them)" if piece else ""
-    console.print(f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs{piece_text} in {outcome.seconds:.0f} s")
-    console.print(
-        f"wrote {outcome.store.dir / 'results.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}"
-    )
+    table = lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})")
+    done = f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs{piece_text} in {outcome.seconds:.0f} s"
+    _print_report(outcome.store.dir, table, [done], "results.csv")
     if events.failed:
         raise typer.Exit(1)
 
 
 @app.command("probe-epochs")
+@study_options
 def probe_epochs(
     study: str = typer.Argument("cpu-probe", help="probe study name in studies/ or a .toml path"),
-    store: Path = StoreOpt,
     last_epochs: Optional[int] = typer.Option(None, help="probe only the last K epochs (0 = all)"),
     bn: Optional[str] = typer.Option(None, help="eval (running statistics) or batch (each batch's statistics)"),
-    epochs: Optional[int] = typer.Option(None, help="epochs per run"),
-    warmup: Optional[float] = typer.Option(None, help="epochs of linear warm-up before the constant LR"),
-    width: Optional[float] = typer.Option(None, help="channel multiplier"),
     subset: Optional[int] = typer.Option(None, help="size of the full condition (half-noaug gets half)"),
-    batch_size: Optional[int] = typer.Option(None, help="images per step"),
-    multipliers: Optional[str] = typer.Option(None, help="LR multipliers of the base LR, comma-separated"),
-    base_lr: Optional[str] = typer.Option(None, help="'find' (LR range test) or a number"),
-    seeds: Optional[str] = typer.Option(None, help="seeds, comma-separated"),
-    precision: Optional[str] = PrecisionOpt,
-    compile: Optional[bool] = CompileOpt,
-    drop_last: Optional[bool] = DropLastOpt,
-    executor: str = typer.Option("local", help="local or ray (for training missing runs)"),
-    workers: int = typer.Option(1, help="local executor: runs at once"),
-    shard: Optional[str] = ShardOpt,
-    dry_run: bool = DryRunOpt,
-    time_limit: Optional[str] = TimeLimitOpt,
-    device: str = DeviceOpt,
-    data: Optional[str] = DataOpt,
+    *,
+    opts: StudyOptions,
 ):
     """Train the probe study's runs if missing, then re-evaluate the frozen final weights on every earlier epoch's batches."""
-    from forgetting import data as data_mod, probe, report, studies
-    from forgetting.console import ProbeProgress, SweepProgress, console, probe_table, progress_bar
+    from forgetting import data as data_mod, probe
+    from forgetting.console import ProbeProgress, SweepProgress, probe_table, progress_bar
 
-    s = studies.load_study(study, kind="probe").with_overrides(
-        epochs=epochs,
-        warmup=warmup,
-        width=width,
-        subset=subset,
-        batch_size=batch_size,
-        multipliers=_floats(multipliers, "multipliers"),
-        base_lr=_base_lr(base_lr),
-        seeds=_ints(seeds, "seeds"),
-        last_epochs=last_epochs,
-        bn=bn,
-        precision=precision,
-        compile=compile,
-        drop_last=drop_last,
-    )
-    piece = _shard(shard)
-    if dry_run:
-        return _print_plan(s, store, piece)
-    limit = _seconds(time_limit)
-    cifar = data_mod.load_cifar10(data)
+    s = opts.load(study, "probe", PROBE_OVERRIDES, subset=subset, last_epochs=last_epochs, bn=bn)
+    piece = opts.piece()
+    if opts.dry_run:
+        return _print_plan(s, opts.store, piece)
+    executor = opts.executor_settings()
+    cifar = data_mod.load_cifar10(opts.data)
     with progress_bar() as bar:
-        events = SweepProgress(bar, inner_bars=executor == "local" and workers == 1)
+        events = SweepProgress(bar, inner_bars=executor.in_process)
         outcome = probe.probe_study(
-            s,
-            store,
-            cifar,
-            device,
-            sweep_kwargs=dict(executor=executor, workers=workers, shard=piece, time_limit=limit),
-            sweep_events=events,
-            probe_events=ProbeProgress(bar),
+            s, opts.store, cifar, executor, shard=piece, sweep_events=events, probe_events=ProbeProgress(bar)
         )
-    console.print(probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})"))
-    rep = report.study_report(outcome.sweep.store.dir)
-    console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
-    for run, (train_s, probe_s) in outcome.seconds.items():
-        console.print(f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)")
-    console.print(
-        f"wrote {outcome.sweep.store.dir / 'probe.csv'}, summary.json and {', '.join(str(p) for p in rep.figures)}"
-    )
+    table = probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})")
+    times = [
+        f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)"
+        for run, (train_s, probe_s) in outcome.seconds.items()
+    ]
+    _print_report(outcome.sweep.store.dir, table, times, "probe.csv")
 
 
 @app.command()

@@ -252,12 +252,11 @@ class SweepProgress:
         self._stage = f"finished {spec.describe()}"
         self._line(force=True)
 
-    def run_failed(self, spec, error: str) -> None:
+    def run_failed(self, spec, failure) -> None:
         self.failed += 1
         self._close_run()
         self._advance(spec)
-        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-        self.progress.console.print(f"  {spec.id}  {spec.describe():<32} [red]failed[/red]: {last}")
+        self.progress.console.print(f"  {spec.id}  {spec.describe():<32} [red]failed[/red]: {failure.line}")
         self._stage = f"failed {spec.describe()}"
         self._line(force=True)
 

@@ -20,8 +20,10 @@ import pandas as pd
 
 from forgetting.analysis import probe_fits
 from forgetting.errors import UserError
+from forgetting.grid import expand
 from forgetting.store import atomic_write_bytes, exclusive_lock, json_bytes, read_json
-from forgetting.sweep import CHECKPOINT, expand, results_csv_bytes, results_table, study_from_record
+from forgetting.sweep import results_csv_bytes, results_table, study_from_record
+from forgetting.train import CHECKPOINT
 
 LIGHT_FILES = ("config.json", "meta.json", "result.json", "history.csv")  # a finished run's record
 STUDY_FILES = ("lr_find.json", "lr_find.csv")  # copied from the first folder that has them

@@ -20,6 +20,7 @@ from forgetting import augment, data as data_mod
 from forgetting.analysis import probe_fits
 from forgetting.config import BN_MODES, TrainConfig
 from forgetting.errors import UserError
+from forgetting.executors import ExecutorSettings
 from forgetting.store import atomic_write_bytes, read_json
 from forgetting.device import resolve_device
 from forgetting.evaluation import per_example, per_step_mean
@@ -260,24 +261,25 @@ def probe_study(
     study,
     store_root: Path,
     cifar,
-    device="auto",
+    executor: ExecutorSettings = ExecutorSettings(),
     last_epochs=None,
     bn=None,
-    sweep_kwargs=None,
+    shard=None,
     sweep_events=None,
     probe_events=None,
 ) -> ProbeOutcome:
-    """Train the probe study's runs through the sweep engine (finished ones reused), then probe them."""
+    """Train the probe study's runs through the sweep engine (finished ones reused), then probe them
+    on ``executor.device``; ``shard`` trains and probes one piece of the study."""
     from forgetting import sweep
 
     last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
     bn = study.probe["bn"] if bn is None else bn
     _check_bn(bn)
-    outcome = sweep.run_sweep(study, store_root, cifar, device=device, events=sweep_events, **(sweep_kwargs or {}))
+    outcome = sweep.run_sweep(study, store_root, cifar, executor, events=sweep_events, shard=shard)
     # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
     # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.
     with outcome.store.lock():
-        return _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events)
+        return _probe_finished_runs(outcome, cifar, executor.device, last_epochs, bn, probe_events)
 
 
 def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) -> ProbeOutcome:

@@ -1,4 +1,4 @@
-"""Study -> runs -> executor (local processes or Ray) -> store -> results.csv.
+"""The sweep's driver: a study's runs (`grid`) -> an executor (`executors`) -> the store -> results.csv.
 
 Store layout::
 
@@ -6,8 +6,7 @@ Store layout::
     STORE/<study>/results.csv      one row per run of the study as last expanded
     STORE/<study>/lr_find.json     the base LR when the study says base_lr = "find"
 
-A run's id is a hash of its fully resolved TrainConfig, so changing any setting makes a new run and
-re-running a study skips every run whose result.json exists. result.json is written last and
+Re-running a study skips every run whose result.json exists. result.json is written last and
 atomically; a run without it is restarted, from its epoch checkpoint when there is one. Only the
 driver writes the store (Ray tasks send their files back), under a lock.
 """
@@ -18,25 +17,22 @@ import json
 import os
 import sys
 import time
-import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from forgetting import data as data_mod
-from forgetting.config import TrainConfig, is_test_epoch, run_id
-from forgetting.device import resolve_device
+from forgetting import data as data_mod, lr_finder
 from forgetting.errors import Stopped, UserError
-from forgetting.schedules import warmup_constant
+from forgetting.executors import ExecutorSettings, RunFailure, make_executor
+from forgetting.grid import RunSpec, expand, study_config
 from forgetting.shards import Shard, select
-from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder, exclusive_lock, json_bytes, read_json
+from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder, exclusive_lock, read_json
 from forgetting.studies import STUDIES_DIR, Condition, Study
 from forgetting.timelimit import TimeBudget
-from forgetting.train import CHECKPOINT, Callbacks, train, write_run
+from forgetting.config import TrainConfig
+from forgetting.device import resolve_device
+from forgetting.train import CHECKPOINT, Callbacks, write_run
 
 RUN_COLUMNS = [  # what the grid says about a run
     "run",
@@ -77,86 +73,6 @@ RESULT_FIELDS = [  # copied from the run's result.json
 RESULT_COLUMNS = RUN_COLUMNS + RESULT_FIELDS + ["status"]
 # Fields that measure the machine, not the run: two trainings of one run id differ in these alone.
 MACHINE_FIELDS = ("seconds", "compile_seconds", "load_start", "load_end")
-RAY_RETRIES = 2  # a failed Ray task is retried this many times, then recorded as failed
-
-
-# A test-set or clean-training-set image costs about half a training image (forward only, no
-# augmentation): the fit that makes seconds / work most nearly constant across the committed
-# cpu-lr-sweep runs (0.00079-0.00084 s per unit from 1,280 to 10,240 images; 1/3 gives 0.00085-0.00093).
-EVAL_COST = 0.5
-
-
-def run_work(cfg: TrainConfig, test_size: int = data_mod.TEST_SIZE) -> float:
-    """subset x epochs, plus each test-set evaluation and the final clean pass over the subset."""
-    evaluations = sum(is_test_epoch(cfg, e) for e in range(cfg.epochs))
-    return cfg.subset * cfg.epochs + EVAL_COST * (evaluations * test_size + cfg.subset)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    config: TrainConfig
-    meta: dict  # study, condition, multiplier, base_lr, lr, warmup: what the grid says about this run
-
-    @property
-    def id(self) -> str:
-        return run_id(self.config)
-
-    @property
-    def work(self) -> float:
-        """What the run costs, in training-image equivalents: what the sweep's ETA weighs runs by."""
-        return run_work(self.config)
-
-    def describe(self) -> str:
-        cond = f"{self.meta['condition']} " if self.meta.get("condition") else ""
-        return f"{cond}n={self.config.subset} x{self.meta['multiplier']:g} seed {self.config.seed}"
-
-
-def study_config(study: Study, **run) -> TrainConfig:
-    """A TrainConfig with the network and recipe of the study's [train] section, plus ``run``'s own
-    settings (subset, seed, LR schedule, ...): the one place a new [train] key reaches every run."""
-    t = study.train
-    shared = dict(
-        net=t["net"],
-        width=float(t["width"]),
-        shortcut=t["shortcut"],
-        bn_init=t["bn_init"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        precision=t["precision"],
-        drop_last=t["drop_last"],
-        compile=t["compile"],
-    )
-    return TrainConfig(**shared, **run)
-
-
-def expand(study: Study, base_lr: float) -> list[RunSpec]:
-    """Every run of the study, smallest subsets first (so results arrive early)."""
-    t = study.train
-    cells = []  # (subset, augment, condition)
-    if study.kind == "lr-sweep":
-        cells = [(size, t["augment"], "") for size in study.grid["sizes"]]
-    else:
-        cells = [(max(1, round(c.fraction * study.grid["subset"])), c.augment, c.name) for c in study.conditions]
-    specs = []
-    for subset, augment, condition in sorted(cells):
-        for m in study.grid["multipliers"]:
-            for seed in study.grid["seeds"]:
-                lr = m * base_lr
-                cfg = study_config(
-                    study,
-                    subset=subset,
-                    lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots,
-                    augment=augment,
-                    cutout=t["cutout"] if augment else 0,
-                    seed=seed,
-                    eval_every=t["eval_every"],
-                    eval_last=t["eval_last"],
-                )
-                meta = dict(
-                    study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"]
-                )
-                specs.append(RunSpec(cfg, meta))
-    return specs
 
 
 class SweepEvents:
@@ -165,7 +81,7 @@ class SweepEvents:
     def start(self, total: int, done: int, todo: list[RunSpec] | None = None) -> None: ...
     def run_started(self, spec: RunSpec) -> None: ...
     def run_finished(self, spec: RunSpec, result: dict) -> None: ...
-    def run_failed(self, spec: RunSpec, error: str) -> None: ...
+    def run_failed(self, spec: RunSpec, failure: RunFailure) -> None: ...
     def train_callbacks(self, spec: RunSpec) -> Callbacks | None:
         return None
 
@@ -221,170 +137,23 @@ class StudyStore:
         ensure_folder(self.dir.parent, "store")  # names --store itself when it is a file
         return exclusive_lock(self.dir / "sweep.lock")
 
+    # What an executor asks of the store (`executors.RunStore`).
+    def checkpoint(self, spec: RunSpec) -> Path:
+        return self.run_dir(spec) / CHECKPOINT
 
-# ---------------------------------------------------------------------------------------------
-# Executing one run: the same function in-process, in a local worker process, or as a Ray task.
+    def record(self, spec: RunSpec, files: dict[str, bytes]) -> dict:
+        """Write a finished run's files (result.json last); drop its checkpoint and any earlier failure."""
+        run_dir = self.run_dir(spec)
+        write_run(run_dir, files)
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+        (run_dir / "failed.json").unlink(missing_ok=True)
+        return json.loads(files["result.json"])
 
-_WORKER: dict = {}
-
-
-def _init_worker(source: str, threads: int) -> None:
-    torch.set_num_threads(threads)
-    _WORKER["cifar"] = data_mod.load_cifar10(source)
-    _WORKER["cache"] = {}
-
-
-def execute_run(
-    cfg_dict: dict,
-    meta: dict,
-    cifar=None,
-    device: str = "auto",
-    checkpoint: str | None = None,
-    threads: int | None = None,
-    callbacks=None,
-    cache=None,
-) -> dict[str, bytes]:
-    """Train one run and return its files (result.json last), ready for the driver to write."""
-    if threads:
-        torch.set_num_threads(threads)
-    cifar = cifar if cifar is not None else _WORKER["cifar"]
-    cache = cache if cache is not None else _WORKER.get("cache")
-    cfg = TrainConfig.from_dict(cfg_dict)
-    out = train(
-        cfg,
-        cifar,
-        resolve_device(device),
-        checkpoint=Path(checkpoint) if checkpoint else None,
-        callbacks=callbacks,
-        cache=cache,
-    )
-    files = out.files()
-    result = files.pop("result.json")
-    files["meta.json"] = json_bytes(meta)
-    files["result.json"] = result
-    return files
-
-
-def _record(store: StudyStore, spec: RunSpec, files: dict[str, bytes]) -> dict:
-    run_dir = store.run_dir(spec)
-    write_run(run_dir, files)
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    (run_dir / "failed.json").unlink(missing_ok=True)
-    return json.loads(files["result.json"])
-
-
-def _record_failure(store: StudyStore, spec: RunSpec, error: str) -> None:
-    atomic_write_json(
-        store.run_dir(spec) / "failed.json", dict(error=error, meta=spec.meta, config=spec.config.to_dict())
-    )
-
-
-def _run_local(specs, store, cifar, device, workers, events: SweepEvents, budget: TimeBudget | None = None) -> None:
-    if workers <= 1:
-        cache: dict = {}
-        for spec in specs:
-            if budget is not None and not budget.allows(spec.work):
-                return
-            events.run_started(spec)
-            t0 = time.monotonic()
-            try:
-                files = execute_run(
-                    spec.config.to_dict(),
-                    spec.meta,
-                    cifar,
-                    str(device),
-                    checkpoint=str(store.run_dir(spec) / CHECKPOINT),
-                    callbacks=events.train_callbacks(spec),
-                    cache=cache,
-                )
-            except (KeyboardInterrupt, UserError):
-                raise
-            except Exception:
-                error = traceback.format_exc(limit=3)
-                _record_failure(store, spec, error)
-                events.run_failed(spec, error)
-                continue
-            events.run_finished(spec, _record(store, spec, files))
-            if budget is not None:
-                budget.finished(spec.work, time.monotonic() - t0)
-        return
-    threads = max(1, (os.cpu_count() or 1) // workers)  # share the cores, do not oversubscribe them
-    with ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(cifar.source, threads)
-    ) as pool:
-        try:
-            _run_pool(pool, workers, specs, store, device, events, budget)
-        except BaseException:
-            # A SIGTERM or Ctrl-C meant for the sweep: its workers stop too (their checkpoints are whole
-            # files), rather than the pool waiting for every run in flight to end.
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-            raise
-
-
-def _run_pool(pool, workers, specs, store, device, events: SweepEvents, budget: TimeBudget | None) -> None:
-    """At most ``workers`` runs in flight, each submitted when a worker is free and the budget allows it."""
-    queue, pending = list(specs), {}
-    while queue or pending:
-        while queue and len(pending) < workers and (budget is None or budget.allows(queue[0].work)):
-            spec = queue.pop(0)
-            store.run_dir(spec).mkdir(parents=True, exist_ok=True)
-            fut = pool.submit(
-                execute_run, spec.config.to_dict(), spec.meta, None, str(device), str(store.run_dir(spec) / CHECKPOINT)
-            )
-            pending[fut] = (spec, time.monotonic())
-            events.run_started(spec)
-        if budget is not None and budget.stopped:
-            queue = []
-        if not pending:
-            return
-        done, _ = wait(pending, timeout=events.heartbeat_seconds, return_when=FIRST_COMPLETED)
-        events.heartbeat()
-        for fut in done:
-            spec, t0 = pending.pop(fut)
-            try:
-                events.run_finished(spec, _record(store, spec, fut.result()))
-            except UserError:  # a full disk, in the worker's checkpoint or in the driver's writes
-                raise
-            except Exception as e:
-                _record_failure(store, spec, repr(e))
-                events.run_failed(spec, repr(e))
-                continue
-            if budget is not None:
-                budget.finished(spec.work, time.monotonic() - t0)
-
-
-def _run_ray(specs, store, cifar, address, gpus_per_run, cpus_per_run, events: SweepEvents) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'forgetting[ray]'") from None
-    if not ray.is_initialized():
-        # A cluster's own settings stand when joining one; a local Ray gets no dashboard.
-        ray.init(address=address, log_to_driver=False) if address else ray.init(
-            include_dashboard=False, log_to_driver=False
+    def record_failure(self, spec: RunSpec, failure: RunFailure) -> None:
+        atomic_write_json(
+            self.run_dir(spec) / "failed.json",
+            dict(error=failure.to_dict(), meta=spec.meta, config=spec.config.to_dict()),
         )
-    device = "cuda" if gpus_per_run > 0 else "cpu"
-    cifar_ref = ray.put(cifar)  # shipped once to the object store: no shared filesystem needed
-    task = ray.remote(execute_run).options(
-        num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RAY_RETRIES, retry_exceptions=True
-    )
-    pending = {}
-    for spec in specs:
-        ref = task.remote(spec.config.to_dict(), spec.meta, cifar_ref, device, None, max(1, int(cpus_per_run)))
-        pending[ref] = spec
-        events.run_started(spec)
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        spec = pending.pop(done[0])
-        try:
-            events.run_finished(spec, _record(store, spec, ray.get(done[0])))
-        except Exception as e:  # the task failed RAY_RETRIES + 1 times
-            _record_failure(store, spec, f"{type(e).__name__}: {e}")
-            events.run_failed(spec, f"{type(e).__name__}: {e}")
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 def _lr_find_setup(study: Study) -> tuple[TrainConfig, dict]:
@@ -433,14 +202,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None,
     known = stored_base_lr(study, store)
     if known is not None:
         return known
-    if shard is not None and shard.index > 1:
-        raise UserError(
-            f'{study.name}: base_lr = "find" and {store.dir / "lr_find.json"} is not there: run the finder first '
-            f"(`forgetting lr-find {study.name} --store {store.dir.parent}`, or shard 1/{shard.count}), then merge "
-            f"its store into this one (`forgetting merge`)"
-        )
-    from forgetting import lr_finder
-
+    _require_finder_result(study, store, shard)
     f = study.lr_find
     cfg, key = _lr_find_setup(study)
     found = lr_finder.find_lr(
@@ -454,8 +216,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None,
         end_lr=f["end_lr"],
         callbacks=events.lr_find_callbacks() if events else None,
     )
-    atomic_write_bytes(store.dir / "lr_find.csv", found.curves_frame().to_csv(index=False).encode())
-    atomic_write_json(store.dir / "lr_find.json", dict(key=key, **found.to_dict()))
+    lr_finder.write_files(found, store.dir, key=key)
     return float(found.suggestion)
 
 
@@ -588,29 +349,18 @@ def run_sweep(
     study: Study,
     store_root: Path,
     cifar: data_mod.Cifar10,
-    executor: str = "local",
-    workers: int = 1,
-    device: str = "auto",
-    address: str | None = None,
-    gpus_per_run: float = 0.0,
-    cpus_per_run: float = 1.0,
+    executor: ExecutorSettings = ExecutorSettings(),
     events: SweepEvents | None = None,
     shard: Shard | None = None,
-    time_limit: float | None = None,
 ) -> SweepOutcome:
     """Run every unfinished run of ``study`` (or of its ``shard``) into ``store_root`` and write its results.csv.
 
-    ``time_limit`` (seconds from now): start no run that would not end in time at the pace measured so
-    far; if runs are left, write results.csv and raise `Stopped` (the same call again continues)."""
-    if executor not in ("local", "ray"):
-        raise UserError(f"executor must be local or ray, not {executor!r}")
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, not {workers}")
-    if time_limit is not None and executor != "local":
-        raise UserError("--time-limit needs the local executor (a Ray cluster schedules runs itself)")
-    budget = TimeBudget(time_limit) if time_limit is not None else None
+    With ``executor.time_limit`` (seconds from now): start no run that would not end in time at the pace
+    measured so far; if runs are left, write results.csv and raise `Stopped` (the same call again continues)."""
+    executor.check()
+    budget = TimeBudget(executor.time_limit) if executor.time_limit is not None else None
     events = events or SweepEvents()
-    dev = resolve_device(device)
+    dev = resolve_device(executor.device)
     store = StudyStore(store_root, study.name)
     t0 = time.perf_counter()
     _require_finder_result(study, store, shard)  # before the lock, which would create the store
@@ -628,10 +378,7 @@ def run_sweep(
                 events.notice(f"{aside.with_name('result.json')} is damaged (not JSON): set aside, the run is redone")
         todo = [s for s in mine if not store.finished(s)]
         events.start(len(mine), len(mine) - len(todo), todo)
-        if executor == "local":
-            _run_local(todo, store, cifar, dev, workers, events, budget)
-        else:
-            _run_ray(todo, store, cifar, address, gpus_per_run, cpus_per_run, events)
+        make_executor(executor, cifar, dev).run(todo, store, events, budget)
         table = results_table(study, store, specs)
         atomic_write_bytes(store.dir / "results.csv", results_csv_bytes(table))
     if budget is not None and budget.stopped:

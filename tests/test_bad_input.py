@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forgetting import cli, data as data_mod, studies, sweep
+from forgetting import cli, data as data_mod, grid, studies
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results" / "cpu-lr-sweep"
@@ -60,7 +60,7 @@ def probe_runs_without_weights(tmp: Path) -> None:
     s = studies.load_study("cpu-probe").with_overrides(
         epochs=1, warmup=0, width=0.125, subset=200, batch_size=50, multipliers=[1.0], base_lr=0.4, seeds=[0]
     )
-    for spec in sweep.expand(s, 0.4):
+    for spec in grid.expand(s, 0.4):
         run = tmp / "store" / "cpu-probe" / "runs" / spec.id
         run.mkdir(parents=True)
         (run / "result.json").write_text(json.dumps(dict(diverged=False, seconds=1.0, test_loss=2.0)))

@@ -203,3 +203,35 @@ def test_train_in_bf16_with_the_partial_batch(cifar_path, tmp_path, one_thread):
     assert np.isfinite(res["test_loss"])
     steps = (out / "steps.csv").read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[-1]) for r in steps] == [100, 100, 50]
+
+
+def test_train_takes_its_eval_every_default_from_train_config(tmp_path, monkeypatch):
+    from forgetting import config, train as train_mod
+
+    configs = []
+
+    def fake_train_to_dir(cfg, cifar, out, device, callbacks=None):
+        configs.append(cfg)
+        return dict(
+            diverged=False, test_loss=1.0, test_acc=0.5, seconds=1.0, compiled=False, device="cpu", precision="fp32"
+        )
+
+    monkeypatch.setattr(train_mod, "train_to_dir", fake_train_to_dir)
+    monkeypatch.setattr(data_mod, "load_cifar10", lambda source=None: None)
+    base = ["train", "--width", "0.125", "--subset", "1000", "--device", "cpu", "--out", str(tmp_path / "run")]
+    for args in (base, [*base, "--preset", "part2"], [*base, "--eval-every", "3"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert [c.eval_every for c in configs] == [config.TrainConfig.eval_every] * 2 + [3]
+
+
+def test_sweep_lr_and_probe_epochs_offer_every_shared_option():
+    from dataclasses import fields
+
+    from forgetting.cli_options import StudyOptions
+
+    for command in ("sweep-lr", "probe-epochs"):
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        for f in fields(StudyOptions):
+            assert re.search(rf"--{f.name.replace('_', '-')}\b", result.output), (command, f.name)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from rich.progress import Progress
 
-from forgetting import studies, sweep
+from forgetting import grid, studies
 from forgetting.console import EtaColumn, SweepProgress, WorkEta
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "cpu-lr-sweep"
@@ -37,11 +37,11 @@ def test_eta_is_work_left_over_the_rate_so_far_and_counts_down():
 
 def test_run_work_is_subset_times_epochs_plus_evaluation():
     s = studies.load_study("cpu-lr-sweep")
-    small, large = sweep.expand(s, 0.4)[0], sweep.expand(s, 0.4)[-1]
+    small, large = grid.expand(s, 0.4)[0], grid.expand(s, 0.4)[-1]
     assert (small.config.subset, large.config.subset) == (1280, 10240)
-    assert small.work == 1280 * 6 + sweep.EVAL_COST * (10_000 + 1280)  # eval_every = 0: the final epoch only
-    more = sweep.run_work(small.config.__class__(**{**small.config.__dict__, "eval_every": 2}))
-    assert more == small.work + sweep.EVAL_COST * 2 * 10_000  # epochs 2 and 4 as well
+    assert small.work == 1280 * 6 + grid.EVAL_COST * (10_000 + 1280)  # eval_every = 0: the final epoch only
+    more = grid.run_work(small.config.__class__(**{**small.config.__dict__, "eval_every": 2}))
+    assert more == small.work + grid.EVAL_COST * 2 * 10_000  # epochs 2 and 4 as well
 
 
 def replay(order: pd.DataFrame, weigh) -> list[tuple[float, float]]:
@@ -63,7 +63,7 @@ def test_eta_is_within_25_percent_after_10_percent_of_the_work_of_the_real_cpu_l
     # The committed sweep's own run times, in the order the sweep runs them (smallest subsets first).
     s = studies.load_study("cpu-lr-sweep").with_overrides(seeds=[0, 1, 2])
     table = pd.read_csv(RESULTS / "results.csv", dtype={"run": str}).set_index("run")
-    specs = sweep.expand(s, float(table["base_lr"].iloc[0]))
+    specs = grid.expand(s, float(table["base_lr"].iloc[0]))
     order = pd.DataFrame(dict(seconds=[table.loc[sp.id, "seconds"] for sp in specs], work=[sp.work for sp in specs]))
     by_work = [ratio for frac, ratio in replay(order, weigh=True) if frac >= 0.10]
     assert by_work and all(0.75 <= r <= 1.25 for r in by_work), min(by_work)
@@ -74,7 +74,7 @@ def test_eta_is_within_25_percent_after_10_percent_of_the_work_of_the_real_cpu_l
 
 def test_sweep_progress_shows_runs_counted_and_work_weighted():
     s = studies.load_study("cpu-lr-sweep").with_overrides(sizes=[200, 400], multipliers=[1.0], seeds=[0])
-    specs = sweep.expand(s, 0.4)
+    specs = grid.expand(s, 0.4)
     progress = Progress(EtaColumn())
     events = SweepProgress(progress, inner_bars=False)
     events.start(3, 1, specs)

@@ -24,9 +24,11 @@ import torch
 from conftest import start_cli
 from forgetting import cli, data as data_mod, report, store as store_mod, studies, sweep, train
 from forgetting.errors import UserError
+from forgetting.executors import ExecutorSettings
 
 TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
 MACHINE_COLUMNS = list(sweep.MACHINE_FIELDS)  # what differs between two trainings of one run id
+CPU = ExecutorSettings(device="cpu")
 
 
 def one_thread_env() -> dict:
@@ -179,7 +181,7 @@ def test_a_sweep_on_a_full_disk_exits_2_and_finishes_once_space_is_freed(
     code, out, err = sweep_here(store, cifar_path, "100,200", 1, monkeypatch, capsys)
     assert code == 0, err
     assert "1 of 2 runs already finished" in out
-    sweep.run_sweep(tiny_study([100, 200], 1), tmp_path / "clean", cifar, device="cpu")  # undisturbed
+    sweep.run_sweep(tiny_study([100, 200], 1), tmp_path / "clean", cifar, CPU)  # undisturbed
     got = pd.read_csv(store / "cpu-lr-sweep" / "results.csv", dtype={"run": str})
     want = pd.read_csv(tmp_path / "clean" / "cpu-lr-sweep" / "results.csv", dtype={"run": str})
     assert (got["status"] == "finished").all() and len(got) == 2
@@ -239,7 +241,7 @@ def test_sigterm_mid_run_is_one_line_and_the_same_command_resumes_from_the_check
 def test_a_truncated_result_json_is_named_and_its_run_redone_the_rest_untouched(
     tmp_path, cifar, cifar_path, one_thread
 ):
-    outcome = sweep.run_sweep(tiny_study([100, 200], 1), tmp_path, cifar, device="cpu")
+    outcome = sweep.run_sweep(tiny_study([100, 200], 1), tmp_path, cifar, CPU)
     small, large = (outcome.store.run_dir(spec) for spec in outcome.specs)
     whole = (small / "result.json").read_bytes()
     (small / "result.json").write_bytes(whole[: len(whole) // 2])  # a copy cut off half way

@@ -15,7 +15,8 @@ from torch import nn
 from forgetting import augment, data as data_mod, lr_finder, train as train_mod
 from forgetting.config import TrainConfig
 from forgetting.errors import UserError
-from forgetting.lr_finder import METHODS, LRFindCurve, find_lr, range_test
+from forgetting.lr_curve import METHODS, LRFindCurve
+from forgetting.lr_finder import find_lr, range_test
 
 
 def _assert_same(a, b, where="state"):
@@ -259,3 +260,26 @@ def test_find_lr_rejects_bad_arguments(tiny_cifar):
         find_lr(CFG, tiny_cifar, "cpu", method="fastest", num_steps=4)
     with pytest.raises(UserError):
         find_lr(CFG, tiny_cifar, "cpu", seeds=(), num_steps=4)
+
+
+def test_the_finder_s_files_are_written_whole_by_one_function(tiny_cifar, tmp_path, monkeypatch):
+    """lr-find --out and a study's finder write lr_find.* through `write_files`, each through the store's
+    atomic writer (a temporary file, fsync, rename); only the study's JSON carries its key."""
+    from forgetting import plotkit, store
+
+    written = []
+    real = store.atomic_write_bytes
+
+    def recording(path, data):
+        written.append(path.name)
+        real(path, data)
+
+    for module in (store, lr_finder, plotkit):  # each calls it by its own name
+        monkeypatch.setattr(module, "atomic_write_bytes", recording)
+    res = lr_finder.find_lr_into(tmp_path / "out", CFG, tiny_cifar, "cpu", num_steps=16)
+    assert sorted(written) == ["lr_find.csv", "lr_find.json", "lr_find.png", "lr_find.svg"]
+    assert json.loads((tmp_path / "out" / "lr_find.json").read_text()) == json.loads(json.dumps(res.to_dict()))
+    assert len((tmp_path / "out" / "lr_find.csv").read_text().splitlines()) == len(res.curves[0]) + 1
+    lr_finder.write_files(res, tmp_path / "study", key={"steps": 16})
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["lr_find.csv", "lr_find.json"]
+    assert json.loads((tmp_path / "study" / "lr_find.json").read_text())["key"] == {"steps": 16}

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import start_cli
 from forgetting import studies, sweep
+from forgetting.executors import ExecutorSettings
 
 ray = pytest.importorskip("ray")
 pytestmark = [
@@ -72,7 +73,7 @@ def test_a_task_whose_worker_is_killed_is_retried_and_recorded_once(tmp_path, ci
     try:
         driver = threading.Thread(
             target=lambda: outcome.update(
-                result=sweep.run_sweep(study, tmp_path, cifar, "ray", device="cpu", cpus_per_run=1)
+                result=sweep.run_sweep(study, tmp_path, cifar, ExecutorSettings(executor="ray", device="cpu"))
             )
         )
         driver.start()

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT, start_cli
-from forgetting import cli, merge, report, shards, studies, sweep
+from forgetting import cli, grid, merge, report, shards, studies, sweep
 from forgetting.errors import UserError
 
 # A tiny study with base_lr = "find", so that the finder-once rule is exercised too.
@@ -86,7 +86,7 @@ def test_shard_text_is_parsed_and_checked():
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 50])
 def test_pieces_are_disjoint_cover_everything_and_balance_within_one_run(count):
     study = studies.load_study("cpu-lr-sweep-30")  # 42 runs of two sizes
-    specs = sweep.expand(study, base_lr=0.05)
+    specs = grid.expand(study, base_lr=0.05)
     works = [s.work for s in specs]
     pieces = shards.partition(works, count)
     flat = sorted(itertools.chain.from_iterable(pieces))
@@ -94,7 +94,7 @@ def test_pieces_are_disjoint_cover_everything_and_balance_within_one_run(count):
     loads = [sum(works[i] for i in p) for p in pieces]
     assert max(loads) - min(loads) <= max(works)
     # the same pieces from another base LR (another machine's finder) and on every call
-    again = [s.work for s in sweep.expand(study, base_lr=0.07)]
+    again = [s.work for s in grid.expand(study, base_lr=0.07)]
     assert shards.partition(again, count) == pieces
 
 
@@ -162,7 +162,7 @@ def test_three_shards_merged_equal_the_study_run_at_once(pieces, tmp_path):
     columns = [c for c in a.columns if c not in TIMING]
     pd.testing.assert_frame_equal(a[columns], b[columns])
     # the work of the shards differs by at most the largest run's
-    specs = {s.id: s.work for s in sweep.expand(studies.load_study(str(pieces["study"])), float(a["base_lr"][0]))}
+    specs = {s.id: s.work for s in grid.expand(studies.load_study(str(pieces["study"])), float(a["base_lr"][0]))}
     loads = [sum(specs[i] for i in s) for s in ids]
     assert max(loads) - min(loads) <= max(specs.values())
     # figures and summary.json from the merged store equal those of the store that ran it all

@@ -85,15 +85,15 @@ def test_overrides_are_validated():
 
 def test_execution_settings_reach_the_runs():
     """[train] precision, drop_last and compile become each run's TrainConfig; compile keeps the run id."""
-    from forgetting import sweep
+    from forgetting import grid
 
     s = studies.parse_study(__import__("tomllib").loads(GOOD), "x")
     assert (s.train["precision"], s.train["drop_last"], s.train["compile"]) == ("auto", False, None)
     t = s.with_overrides(precision="bf16", drop_last=True, compile=True)
-    cfg = sweep.expand(t, base_lr=0.4)[0].config
+    cfg = grid.expand(t, base_lr=0.4)[0].config
     assert (cfg.precision, cfg.drop_last, cfg.compile) == ("bf16", True, True)
-    plain = sweep.expand(s.with_overrides(precision="bf16", drop_last=True), base_lr=0.4)
-    assert [sp.id for sp in sweep.expand(t, base_lr=0.4)] == [sp.id for sp in plain]
+    plain = grid.expand(s.with_overrides(precision="bf16", drop_last=True), base_lr=0.4)
+    assert [sp.id for sp in grid.expand(t, base_lr=0.4)] == [sp.id for sp in plain]
     with pytest.raises(UserError, match="--precision"):
         s.with_overrides(precision="half")
 

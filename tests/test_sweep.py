@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import pandas as pd
 import pytest
 
 from conftest import start_cli
-from forgetting import studies, sweep
+from forgetting import executors, grid, studies, sweep
 from forgetting.errors import UserError
+from forgetting.executors import ExecutorSettings, RunFailure
 from forgetting.store import exclusive_lock
 
 TINY = "--multipliers 1,1000 --sizes 500,1000 --epochs 1 --width 0.125 --base-lr 0.4 --seeds 0 --workers 1".split()
@@ -24,16 +28,16 @@ def tiny_study(**kw):
 
 def test_expand_is_the_full_grid_with_stable_distinct_ids():
     s = tiny_study(multipliers=[0.5, 1.0, 2.0], sizes=[500, 1000], seeds=[0, 1])
-    specs = sweep.expand(s, base_lr=0.4)
+    specs = grid.expand(s, base_lr=0.4)
     assert len(specs) == 3 * 2 * 2
     assert len({sp.id for sp in specs}) == len(specs)
-    assert [sp.id for sp in specs] == [sp.id for sp in sweep.expand(s, base_lr=0.4)]
+    assert [sp.id for sp in specs] == [sp.id for sp in grid.expand(s, base_lr=0.4)]
     assert {round(sp.meta["lr"], 6) for sp in specs} == {0.2, 0.4, 0.8}
     # warm-up then constant LR at multiplier x base
     knots = specs[0].config.lr_knots
     assert knots[0] == (0.0, 0.0) and knots[-1][1] == pytest.approx(specs[0].meta["lr"])
     # a different base LR is a different run
-    assert sweep.expand(s, base_lr=0.3)[0].id != specs[0].id
+    assert grid.expand(s, base_lr=0.3)[0].id != specs[0].id
 
 
 def test_lock_refuses_a_second_writer(tmp_path):
@@ -87,11 +91,13 @@ def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_
 def test_ray_executor_matches_local(tmp_path, cifar):
     ray = pytest.importorskip("ray")
     s = tiny_study(multipliers=[1.0], sizes=[500])
-    local = sweep.run_sweep(s, tmp_path / "local", cifar, "local", 1, "cpu")
+    local = sweep.run_sweep(s, tmp_path / "local", cifar, ExecutorSettings(device="cpu"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         # 2 CPUs per task = the threads the local run used, so the arithmetic is the same
-        remote = sweep.run_sweep(s, tmp_path / "ray", cifar, "ray", device="cpu", cpus_per_run=2)
+        remote = sweep.run_sweep(
+            s, tmp_path / "ray", cifar, ExecutorSettings(executor="ray", device="cpu", cpus_per_run=2)
+        )
     finally:
         ray.shutdown()
     cols = ["run", "train_loss", "test_loss", "clean_train_loss"]
@@ -105,7 +111,7 @@ def test_ray_executor_matches_local(tmp_path, cifar):
 def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, synthetic_cifar, monkeypatch):
     s = tiny_study(multipliers=[1.0, 2.0], sizes=[100], batch_size=50)
     calls = []
-    real = sweep.execute_run
+    real = executors.execute_run
 
     def flaky(cfg_dict, meta, *a, **k):
         calls.append(meta["multiplier"])
@@ -113,22 +119,69 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, synthetic_cifar,
             raise RuntimeError("simulated out-of-memory")
         return real(cfg_dict, meta, *a, **k)
 
-    monkeypatch.setattr(sweep, "execute_run", flaky)
-    out = sweep.run_sweep(s, tmp_path, synthetic_cifar, "local", 1, "cpu")
+    monkeypatch.setattr(executors, "execute_run", flaky)
+    out = sweep.run_sweep(s, tmp_path, synthetic_cifar, ExecutorSettings(device="cpu"))
     assert calls == [1.0, 2.0]
     status = dict(zip(out.table["multiplier"], out.table["status"]))
     assert status == {1.0: "failed", 2.0: "finished"}
-    assert (out.store.run_dir(out.specs[0]) / "failed.json").exists()
+    record = json.loads((out.store.run_dir(out.specs[0]) / "failed.json").read_text())
+    error = record["error"]
+    assert (error["type"], error["message"]) == ("RuntimeError", "simulated out-of-memory")
+    assert error["traceback"].startswith("Traceback") and "in flaky" in error["traceback"]
+    assert record["meta"] == out.specs[0].meta and record["config"] == out.specs[0].config.to_dict()
+
+
+def test_results_csv_is_written_through_the_store_s_atomic_writer(tmp_path, synthetic_cifar, monkeypatch):
+    written = []
+    real = sweep.atomic_write_bytes
+
+    def recording(path, data):
+        written.append(path.name)
+        real(path, data)
+
+    def no_training(*args, **kwargs):
+        raise RuntimeError("not trained here")
+
+    monkeypatch.setattr(sweep, "atomic_write_bytes", recording)
+    monkeypatch.setattr(executors, "execute_run", no_training)
+    s = tiny_study(multipliers=[1.0], sizes=[100], batch_size=50)
+    out = sweep.run_sweep(s, tmp_path, synthetic_cifar, ExecutorSettings(device="cpu"))
+    assert written == ["results.csv"]
+    assert (out.store.dir / "results.csv").read_bytes() == sweep.results_csv_bytes(out.table)
+    assert out.table["status"].tolist() == ["failed"]
+
+
+def test_a_failure_is_recorded_in_one_shape_whichever_executor_ran_it():
+    """Type, message and the traceback of where it was raised: in this process, a worker, or a Ray task."""
+    try:
+        int("x")
+    except ValueError as e:
+        here = RunFailure.of(e)
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        worker = RunFailure.of(pool.submit(int, "x").exception())
+
+    class RayTaskError(ValueError):  # what ray.get raises: the task's exception as `cause`, its traceback as text
+        def __init__(self, cause):
+            self.cause = cause
+
+        def __str__(self):
+            return "\x1b[36mray::execute_run()\x1b[39m (pid=1)\n  File task.py, line 1\nValueError: bad"
+
+    task = RunFailure.of(RayTaskError(ValueError("bad")))
+    for failure in (here, worker):
+        assert (failure.type, failure.line) == ("ValueError", "ValueError: invalid literal for int() with base 10: 'x'")
+    assert "_process_worker" in worker.traceback  # the worker's own frames, not only the driver's
+    assert (task.type, task.message, task.line) == ("ValueError", "bad", "ValueError: bad")
+    assert task.traceback.startswith("ray::execute_run() (pid=1)") and "\x1b" not in task.traceback
+    assert set(here.to_dict()) == set(worker.to_dict()) == set(task.to_dict()) == {"type", "message", "traceback"}
 
 
 @pytest.mark.parametrize("name", ["cpu-lr-sweep", "cpu-probe"])
 def test_committed_results_keep_their_run_ids(name):
     """Settings added since (precision, drop_last, compile, ...) must not rename committed runs."""
-    import json
-
     from conftest import REPO_ROOT
 
     folder = REPO_ROOT / "results" / name
     base_lr = json.loads((folder / "study.json").read_text())["base_lr"]
     committed = set(pd.read_csv(folder / "results.csv", dtype={"run": str})["run"])
-    assert committed and committed <= {sp.id for sp in sweep.expand(studies.load_study(name), base_lr)}
+    assert committed and committed <= {sp.id for sp in grid.expand(studies.load_study(name), base_lr)}

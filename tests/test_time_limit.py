@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from conftest import REPO_ROOT
-from forgetting import cli, console as console_mod, data as data_mod, studies, sweep
+from forgetting import cli, console as console_mod, data as data_mod, grid, studies
 from forgetting.console import PlainProgress, SweepProgress
 from forgetting.errors import UserError
 from forgetting.timelimit import TimeBudget, parse_duration
@@ -74,7 +74,7 @@ def test_plain_progress_writes_at_most_every_interval_unless_forced():
 
 def test_sweep_progress_writes_plain_lines_when_the_output_is_not_a_terminal():
     s = studies.load_study("cpu-lr-sweep").with_overrides(sizes=[200, 400], multipliers=[1.0], seeds=[0])
-    specs = sweep.expand(s, 0.4)
+    specs = grid.expand(s, 0.4)
     out = io.StringIO()
     events = SweepProgress(Progress(console=Console(file=out, width=80)), inner_bars=False)
     assert events.plain is not None and events.heartbeat_seconds == console_mod.PROGRESS_SECONDS
@@ -167,12 +167,13 @@ def test_a_sweep_past_its_time_limit_stops_between_runs_and_the_same_command_fin
 def test_probe_epochs_past_its_time_limit_trains_what_fits_and_probes_nothing_yet(tmp_path, cifar, one_thread):
     from forgetting import probe
     from forgetting.errors import Stopped
+    from forgetting.executors import ExecutorSettings
 
     study = studies.load_study("cpu-probe").with_overrides(
         epochs=1, warmup=0, width=0.125, subset=200, batch_size=50, multipliers=[1.0], base_lr=0.4, seeds=[0]
     )
     with pytest.raises(Stopped, match="time limit: 1 of 2 runs done"):
-        probe.probe_study(study, tmp_path, cifar, "cpu", sweep_kwargs=dict(time_limit=1e-9))
+        probe.probe_study(study, tmp_path, cifar, ExecutorSettings(device="cpu", time_limit=1e-9))
     folder = tmp_path / study.name
     assert pd.read_csv(folder / "results.csv")["status"].tolist() == ["finished", "missing"]
     assert not list(folder.glob("probe*.csv")), "probe tables of half the runs would look like the study's"

@@ -1,0 +1,93 @@
+"""A study's grid: its runs (RunSpec), their ids and what each costs (the work the ETA and shards weigh).
+
+A run's id is a hash of its fully resolved TrainConfig, so changing any setting makes a new run, and a
+study is the union of its runs wherever they ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from forgetting import data as data_mod
+from forgetting.schedules import warmup_constant
+from forgetting.studies import Study
+from forgetting.config import TrainConfig, is_test_epoch, run_id
+
+
+# A test-set or clean-training-set image costs about half a training image (forward only, no
+# augmentation): the fit that makes seconds / work most nearly constant across the committed
+# cpu-lr-sweep runs (0.00079-0.00084 s per unit from 1,280 to 10,240 images; 1/3 gives 0.00085-0.00093).
+EVAL_COST = 0.5
+
+
+def run_work(cfg: TrainConfig, test_size: int = data_mod.TEST_SIZE) -> float:
+    """subset x epochs, plus each test-set evaluation and the final clean pass over the subset."""
+    evaluations = sum(is_test_epoch(cfg, e) for e in range(cfg.epochs))
+    return cfg.subset * cfg.epochs + EVAL_COST * (evaluations * test_size + cfg.subset)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    config: TrainConfig
+    meta: dict  # study, condition, multiplier, base_lr, lr, warmup: what the grid says about this run
+
+    @property
+    def id(self) -> str:
+        return run_id(self.config)
+
+    @property
+    def work(self) -> float:
+        """What the run costs, in training-image equivalents: what the sweep's ETA weighs runs by."""
+        return run_work(self.config)
+
+    def describe(self) -> str:
+        cond = f"{self.meta['condition']} " if self.meta.get("condition") else ""
+        return f"{cond}n={self.config.subset} x{self.meta['multiplier']:g} seed {self.config.seed}"
+
+
+def study_config(study: Study, **run) -> TrainConfig:
+    """A TrainConfig with the network and recipe of the study's [train] section, plus ``run``'s own
+    settings (subset, seed, LR schedule, ...): the one place a new [train] key reaches every run."""
+    t = study.train
+    shared = dict(
+        net=t["net"],
+        width=float(t["width"]),
+        shortcut=t["shortcut"],
+        bn_init=t["bn_init"],
+        epochs=t["epochs"],
+        batch_size=t["batch_size"],
+        precision=t["precision"],
+        drop_last=t["drop_last"],
+        compile=t["compile"],
+    )
+    return TrainConfig(**shared, **run)
+
+
+def expand(study: Study, base_lr: float) -> list[RunSpec]:
+    """Every run of the study, smallest subsets first (so results arrive early)."""
+    t = study.train
+    cells = []  # (subset, augment, condition)
+    if study.kind == "lr-sweep":
+        cells = [(size, t["augment"], "") for size in study.grid["sizes"]]
+    else:
+        cells = [(max(1, round(c.fraction * study.grid["subset"])), c.augment, c.name) for c in study.conditions]
+    specs = []
+    for subset, augment, condition in sorted(cells):
+        for m in study.grid["multipliers"]:
+            for seed in study.grid["seeds"]:
+                lr = m * base_lr
+                cfg = study_config(
+                    study,
+                    subset=subset,
+                    lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots,
+                    augment=augment,
+                    cutout=t["cutout"] if augment else 0,
+                    seed=seed,
+                    eval_every=t["eval_every"],
+                    eval_last=t["eval_last"],
+                )
+                meta = dict(
+                    study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"]
+                )
+                specs.append(RunSpec(cfg, meta))
+    return specs
