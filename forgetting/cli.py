@@ -20,6 +20,7 @@ from forgetting.cli_options import (
     parse_ints,
     study_options,
 )
+from forgetting import lr_settings
 from forgetting.errors import UserError
 
 app = typer.Typer(
@@ -112,11 +113,15 @@ def lr_find(
     subset: int = typer.Option(50_000, help="class-balanced training images"),
     batch_size: int = typer.Option(512, help="images per step"),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="random crop + flip, as in training"),
-    method: str = typer.Option("valley", help="valley, steepest or min10 (LR of the minimum / 10)"),
+    method: str = typer.Option(
+        lr_settings.DEFAULT_METHOD, help=f"{', '.join(lr_settings.METHODS)} (min10: LR of the minimum / 10)"
+    ),
     seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2 (median and spread reported)"),
-    start_lr: float = typer.Option(1e-4, help="first LR of the geometric ramp (mean-loss convention)"),
-    end_lr: float = typer.Option(10.0, help="last LR of the ramp (the test stops early when the loss explodes)"),
-    steps: int = typer.Option(100, help="steps of the ramp, one batch each"),
+    start_lr: float = typer.Option(lr_settings.START_LR, help="first LR of the geometric ramp (mean-loss convention)"),
+    end_lr: float = typer.Option(
+        lr_settings.END_LR, help="last LR of the ramp (the test stops early when the loss explodes)"
+    ),
+    steps: int = typer.Option(lr_settings.NUM_STEPS, help="steps of the ramp, one batch each"),
     precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16"),
     compile: Optional[bool] = CompileOpt,
     device: str = DeviceOpt,

@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 
 from forgetting.errors import UserError
+from forgetting.lr_settings import DEFAULT_METHOD, METHODS
 
-METHODS = ("valley", "steepest", "min10")
-DEFAULT_METHOD = "valley"
 SKIP_END = 5  # points dropped from the end before suggesting (fastai)
 STOP_REASONS = ("completed", "diverged", "nonfinite", "exhausted")
 

@@ -23,7 +23,8 @@ from forgetting import augment, data as data_mod, train as train_mod
 from forgetting.config import TrainConfig
 from forgetting.device import amp_dtype, resolve_device, use_compile
 from forgetting.errors import UserError
-from forgetting.lr_curve import DEFAULT_METHOD, METHODS, LRFindCurve, LRFindResult, median_log
+from forgetting.lr_curve import LRFindCurve, LRFindResult, median_log
+from forgetting.lr_settings import BETA, DEFAULT_METHOD, DIVERGE_FACTOR, END_LR, METHODS, NUM_STEPS, START_LR
 from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder
 
 
@@ -143,11 +144,11 @@ def range_test(
     optimizer: torch.optim.Optimizer,
     batches: Iterable | Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
-    start_lr: float = 1e-4,
-    end_lr: float = 10.0,
-    num_steps: int = 100,
-    beta: float = 0.98,
-    diverge_factor: float = 4.0,
+    start_lr: float = START_LR,
+    end_lr: float = END_LR,
+    num_steps: int = NUM_STEPS,
+    beta: float = BETA,
+    diverge_factor: float = DIVERGE_FACTOR,
     device: torch.device | str | None = None,
     callbacks=None,
     precision: str = "auto",
@@ -267,12 +268,12 @@ def find_lr(
     device: torch.device | str = "auto",
     method: str = DEFAULT_METHOD,
     seeds: Iterable[int] = (0,),
-    num_steps: int = 100,
-    start_lr: float = 1e-4,
-    end_lr: float = 10.0,
+    num_steps: int = NUM_STEPS,
+    start_lr: float = START_LR,
+    end_lr: float = END_LR,
     callbacks=None,
-    beta: float = 0.98,
-    diverge_factor: float = 4.0,
+    beta: float = BETA,
+    diverge_factor: float = DIVERGE_FACTOR,
     cache: dict | None = None,
 ) -> LRFindResult:
     """Range-test ``cfg``'s model and optimizer on ``cfg``'s training batches, once per seed.

@@ -110,7 +110,7 @@ def _comparable_sweeps(study: dict, sweeps: list[dict]) -> list[dict]:
 def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
     rows = []
     for sweep in _comparable_sweeps(study, sweeps):
-        for reading in ("final", "last5"):
+        for reading in verdicts.LOSS_READINGS:
             verdict = sweep.get("verdicts", {}).get(f"a_{reading}") or {}
             if not verdict.get("readings"):
                 continue

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from forgetting import config, data as data_mod, models
+from forgetting import config, data as data_mod, lr_settings, models
 from forgetting.errors import UserError
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
@@ -108,10 +108,10 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "subset": (SIZE, None),  # probe: size of the full condition
     },
     "lr_find": {
-        "method": (_one_of("valley", "steepest", "min10"), "valley"),
-        "steps": (_number(integer=True, lo=10), 100),
-        "start_lr": (_number(positive=True), 1e-4),
-        "end_lr": (_number(positive=True), 10.0),
+        "method": (_one_of(*lr_settings.METHODS), lr_settings.DEFAULT_METHOD),
+        "steps": (_number(integer=True, lo=10), lr_settings.NUM_STEPS),
+        "start_lr": (_number(positive=True), lr_settings.START_LR),
+        "end_lr": (_number(positive=True), lr_settings.END_LR),
         "seeds": (_list_of(_number(integer=True, lo=0)), [0]),
         "subset": (SIZE, None),  # default: the study's largest subset
     },

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from forgetting import cli, data as data_mod, grid, studies
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results" / "cpu-lr-sweep"
 TINY_SWEEP = (
     "--multipliers 1 --sizes 100 --batch-size 50 --epochs 1 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()

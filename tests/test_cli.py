@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from forgetting import data as data_mod
 from forgetting.cli import app
 from forgetting.data import DataError
 from forgetting.errors import UserError
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 

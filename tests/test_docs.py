@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MACHINE_PATHS = ["/" + "work/", "/" + "home/"]  # spelt in two pieces so this file does not match itself
 
 

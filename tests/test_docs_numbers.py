@@ -16,7 +16,7 @@ import pytest
 from forgetting import studies
 from forgetting.analysis import sweep_fits, verdicts
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 RESULTS = REPO_ROOT / "results"
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import start_cli
+from helpers import start_cli
 from forgetting import cli, data as data_mod, report, store as store_mod, studies, sweep, train
 from forgetting.errors import UserError
 from forgetting.executors import ExecutorSettings

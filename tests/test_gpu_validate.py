@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_validate.py"
 

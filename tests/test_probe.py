@@ -15,7 +15,7 @@ import torch
 from forgetting import config, probe, train
 from forgetting.probe import ProbeError, count_forgetting
 
-from conftest import make_synthetic
+from helpers import make_synthetic
 
 
 def _train_run(tmp_path, cifar, name="run", **kw):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import start_cli
+from helpers import start_cli
 from forgetting import studies, sweep
 from forgetting.executors import ExecutorSettings
 

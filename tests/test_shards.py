@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, start_cli
+from helpers import REPO_ROOT, start_cli
 from forgetting import cli, grid, merge, report, shards, studies, sweep
 from forgetting.errors import UserError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import start_cli
+from helpers import start_cli
 from forgetting.errors import UserError
 from forgetting.store import exclusive_lock
 

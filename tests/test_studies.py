@@ -10,7 +10,7 @@ import pytest
 from forgetting import studies
 from forgetting.errors import UserError
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 GOOD = """
 [study]

@@ -12,7 +12,7 @@ from multiprocessing import get_context
 import pandas as pd
 import pytest
 
-from conftest import start_cli
+from helpers import start_cli
 from forgetting import executors, grid, studies, sweep
 from forgetting.errors import UserError
 from forgetting.executors import ExecutorSettings, RunFailure
@@ -179,7 +179,7 @@ def test_a_failure_is_recorded_in_one_shape_whichever_executor_ran_it():
 @pytest.mark.parametrize("name", ["cpu-lr-sweep", "cpu-probe"])
 def test_committed_results_keep_their_run_ids(name):
     """Settings added since (precision, drop_last, compile, ...) must not rename committed runs."""
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
 
     folder = REPO_ROOT / "results" / name
     base_lr = json.loads((folder / "study.json").read_text())["base_lr"]

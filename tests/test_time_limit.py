@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from forgetting import cli, console as console_mod, data as data_mod, grid, studies
 from forgetting.console import PlainProgress, SweepProgress
 from forgetting.errors import UserError
