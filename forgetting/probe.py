@@ -21,7 +21,7 @@ from forgetting.analysis import probe_fits
 from forgetting.config import BN_MODES, TrainConfig
 from forgetting.errors import UserError
 from forgetting.executors import ExecutorSettings
-from forgetting.store import atomic_write_bytes, read_json
+from forgetting.store import RunFolder, StudyFolder, read_json
 from forgetting.device import resolve_device
 from forgetting.evaluation import per_example, per_step_mean
 from forgetting.train import build_model, prepare
@@ -79,16 +79,16 @@ class RunProbe:
 
 
 def _load_run(run_dir: Path):
-    run_dir = Path(run_dir)
-    for name in ("result.json", "config.json", "steps.csv", "model.pt", "examples.npz"):
-        if not (run_dir / name).exists():
-            raise ProbeError(f"run {run_dir.name}: {name} missing; the run has not finished")
-    cfg = TrainConfig.from_dict(read_json(run_dir / "config.json"))
-    steps = pd.read_csv(run_dir / "steps.csv", dtype={"digest": str})
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    with np.load(run_dir / "examples.npz") as f:
+    run = RunFolder(run_dir)
+    for path in (run.result, run.config, run.steps, run.model, run.examples):
+        if not path.exists():
+            raise ProbeError(f"run {run.dir.name}: {path.name} missing; the run has not finished")
+    cfg = TrainConfig.from_dict(read_json(run.config))
+    steps = pd.read_csv(run.steps, dtype={"digest": str})
+    state = torch.load(run.model, map_location="cpu", weights_only=True)
+    with np.load(run.examples) as f:
         examples = {k: f[k] for k in f.files}
-    return cfg, steps, state, examples, read_json(run_dir / "result.json")
+    return cfg, steps, state, examples, read_json(run.result)
 
 
 def _batch_stat_mode(model: torch.nn.Module) -> dict:
@@ -295,8 +295,8 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
             lr=spec.meta["lr"],
             seed=spec.config.seed,
         )
-        run_dir = outcome.store.run_dir(spec)
-        result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else None
+        run = RunFolder(outcome.store.run_dir(spec))
+        result = read_json(run.result) if run.result.exists() else None
         if result is None or result.get("diverged"):
             continue  # failed or diverged runs are in results.csv; there is nothing to probe
         if probe_events is not None:
@@ -305,7 +305,7 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
             )
         prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
         t0 = time.perf_counter()
-        rp = probe_run(run_dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
+        rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
         seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)
         for name, df in (("probe", rp.steps), ("recency", rp.recency), ("examples", rp.examples)):
             tables[name].append(df.assign(**keys))
@@ -319,12 +319,12 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
     examples = pd.concat(tables["examples"], ignore_index=True)
     examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
     epochs = probe_fits.epoch_aggregates(probe)
-    for name, df in (
-        ("probe", probe),
-        ("probe_runs", runs),
-        ("probe_recency", recency),
-        ("probe_examples", examples),
-        ("probe_epochs", epochs),
-    ):
-        atomic_write_bytes(outcome.store.dir / f"{name}.csv", df.to_csv(index=False).encode())
+    frames = {
+        StudyFolder.probe.name: probe,
+        StudyFolder.probe_runs.name: runs,
+        StudyFolder.probe_recency.name: recency,
+        StudyFolder.probe_examples.name: examples,
+        StudyFolder.probe_epochs.name: epochs,
+    }
+    outcome.store.write({name: df.to_csv(index=False).encode() for name, df in frames.items()})
     return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)
