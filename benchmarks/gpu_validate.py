@@ -48,7 +48,7 @@ from forgetting.console import console, progress_bar
 from forgetting.device import resolve_device
 from forgetting.errors import Stopped, UserError
 from forgetting.executors import ExecutorSettings
-from forgetting.store import atomic_write_json
+from forgetting.store import StudyFolder, atomic_write_json
 from forgetting.timelimit import parse_duration
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -301,7 +301,7 @@ def run_study(name: str, overrides: dict, job: Job) -> dict:
         stopped = str(e)
     rep = report.study_report(folder)
     job.tick(f"study {name}")
-    results = pd.read_csv(folder / "results.csv")
+    results = pd.read_csv(StudyFolder(folder).results)
     return dict(
         study=name,
         folder=str(folder.relative_to(out)),
@@ -335,7 +335,7 @@ def run_workers(job: Job) -> dict:
         except Stopped:
             stopped = True
         secs = time.perf_counter() - t0
-        n = int((pd.read_csv(store / base.name / "results.csv")["status"] == "finished").sum())
+        n = int((pd.read_csv(sweep.StudyStore(store, base.name).results)["status"] == "finished").sum())
         rows.append(dict(workers=workers, runs=n, seconds=round(secs, 2), runs_per_hour=round(3600 * n / secs, 1)))
         job.tick(f"workers {workers}")
         if stopped:  # the time limit: the worker counts not reached are not measured

@@ -36,7 +36,7 @@ def one_sweep(study, cifar, workers: int, device: str) -> dict:
         load0, t0 = loadavg(), time.perf_counter()
         outcome = sweep.run_sweep(study, Path(tmp), cifar, ExecutorSettings(workers=workers, device=device))
         secs = time.perf_counter() - t0
-        table = pd.read_csv(Path(tmp) / study.name / "results.csv")
+        table = pd.read_csv(outcome.store.results)
     return dict(
         workers=workers, seconds=secs, runs=len(outcome.specs), table=table, load_before=load0, load_after=loadavg()
     )

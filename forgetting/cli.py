@@ -140,7 +140,7 @@ def lr_find(
         s = studies.load_study(study)
         with progress_bar(transient=True) as bar:
             base_lr = sweep.find_base_lr(s, store, data_mod.load_cifar10(data), device, SweepProgress(bar))
-        return console.print(f"{s.name}: base LR {base_lr:.4g} -> {Path(store) / s.name / 'lr_find.json'}")
+        return console.print(f"{s.name}: base LR {base_lr:.4g} -> {sweep.StudyStore(store, s.name).lr_find_json}")
     if out is None:
         raise UserError("lr-find needs a study (e.g. `forgetting lr-find cpu-lr-sweep`) or --out FOLDER")
 
@@ -166,17 +166,18 @@ def _print_plan(study, store: Path, shard) -> None:
     console.print(plan_table(sweep.plan_sweep(study, store, shard)))
 
 
-def _print_report(folder: Path, table, lines: list[str], written: str) -> None:
+def _print_report(folder: Path, table, lines: list[str], written: Path) -> None:
     """A study's table, its report (fits and verdicts), ``lines``, and the files written."""
     from forgetting import report
     from forgetting.console import console
+    from forgetting.store import StudyFolder
 
     console.print(table)
     rep = report.study_report(folder)
     console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
     for line in lines:
         console.print(line)
-    console.print(f"wrote {folder / written}, summary.json and {', '.join(str(p) for p in rep.figures)}")
+    console.print(f"wrote {written}, {StudyFolder.summary.name} and {', '.join(str(p) for p in rep.figures)}")
 
 
 # The order of each command's overrides: an overridden study's scale line names them so.
@@ -217,7 +218,7 @@ def sweep_lr(
     piece_text = f" (shard {piece}: {len(outcome.mine)} of them)" if piece else ""
     table = lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})")
     done = f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs{piece_text} in {outcome.seconds:.0f} s"
-    _print_report(outcome.store.dir, table, [done], "results.csv")
+    _print_report(outcome.store.dir, table, [done], outcome.store.results)
     if events.failed:
         raise typer.Exit(1)
 
@@ -252,7 +253,7 @@ def probe_epochs(
         f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)"
         for run, (train_s, probe_s) in outcome.seconds.items()
     ]
-    _print_report(outcome.sweep.store.dir, table, times, "probe.csv")
+    _print_report(outcome.sweep.store.dir, table, times, outcome.sweep.store.probe)
 
 
 @app.command()

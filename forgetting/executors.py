@@ -24,7 +24,7 @@ import torch
 from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.grid import RunSpec
-from forgetting.store import json_bytes
+from forgetting.store import RunFolder, json_bytes
 from forgetting.timelimit import TimeBudget
 from forgetting.config import TrainConfig
 from forgetting.device import resolve_device
@@ -138,7 +138,7 @@ def execute_run(
     callbacks=None,
     cache=None,
 ) -> dict[str, bytes]:
-    """Train one run and return its files (result.json last), ready for the driver to write."""
+    """Train one run and return its files (name -> bytes), ready for the driver to write (`RunFolder.write`)."""
     if threads:
         torch.set_num_threads(threads)
     cifar = cifar if cifar is not None else _WORKER["cifar"]
@@ -152,11 +152,7 @@ def execute_run(
         callbacks=callbacks,
         cache=cache,
     )
-    files = out.files()
-    result = files.pop("result.json")
-    files["meta.json"] = json_bytes(meta)
-    files["result.json"] = result
-    return files
+    return {**out.files(), RunFolder.meta.name: json_bytes(meta)}  # RunFolder.write puts result.json last
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from forgetting.device import amp_dtype, resolve_device, use_compile
 from forgetting.errors import UserError
 from forgetting.lr_curve import LRFindCurve, LRFindResult, median_log
 from forgetting.lr_settings import BETA, DEFAULT_METHOD, DIVERGE_FACTOR, END_LR, METHODS, NUM_STEPS, START_LR
-from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder
+from forgetting.store import StudyFolder, ensure_folder, json_bytes
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -315,14 +315,14 @@ def write_files(found: LRFindResult, folder: Path, key: dict | None = None, figu
     """``found`` in ``folder``, each file written whole: lr_find.csv (the curves), lr_find.json (the
     suggestions; with ``key``, the setup a study's stored result must match to be reused) and, with
     ``figure``, the plot lr_find.png/.svg."""
-    folder = Path(folder)
+    out = StudyFolder(folder)
     frame = found.curves_frame()
-    atomic_write_bytes(folder / "lr_find.csv", frame.to_csv(index=False).encode())
-    atomic_write_json(folder / "lr_find.json", found.to_dict() if key is None else dict(key=key, **found.to_dict()))
+    record = found.to_dict() if key is None else dict(key=key, **found.to_dict())
+    out.write({out.lr_find_csv.name: frame.to_csv(index=False).encode(), out.lr_find_json.name: json_bytes(record)})
     if figure:
         from forgetting import plots  # the figures' module (matplotlib) loads only when a plot is asked for
 
-        plots.plot_lr_find(frame, found.suggestion, found.method, folder / "lr_find", _title(found))
+        plots.plot_lr_find(frame, found.suggestion, found.method, out.lr_find_figure, _title(found))
 
 
 def find_lr_into(folder: Path, cfg: TrainConfig, cifar, device, **find_args) -> LRFindResult:

@@ -21,14 +21,8 @@ import pandas as pd
 from forgetting.analysis import probe_fits
 from forgetting.errors import UserError
 from forgetting.grid import expand
-from forgetting.store import atomic_write_bytes, exclusive_lock, json_bytes, read_json
+from forgetting.store import TEMPORARY, RunFolder, StudyFolder, atomic_write_bytes, json_bytes, read_json, study_folders
 from forgetting.sweep import results_csv_bytes, results_table, study_from_record
-from forgetting.train import CHECKPOINT
-
-LIGHT_FILES = ("config.json", "meta.json", "result.json", "history.csv")  # a finished run's record
-STUDY_FILES = ("lr_find.json", "lr_find.csv")  # copied from the first folder that has them
-PROBE_TABLES = ("probe", "probe_runs", "probe_recency", "probe_examples")  # one block of rows per run
-NOT_COPIED = (CHECKPOINT, "failed.json")  # an unfinished run's state stays where it was made
 
 
 @dataclass
@@ -37,32 +31,21 @@ class StudyMerge:
     dst: Path  # DST/<study>
     record: dict  # the study.json every folder agrees on
     folders: list[Path]  # the source folders of this study, in the order given
-    runs: dict[str, Path] = field(default_factory=dict)  # run id -> the run folder to take it from
-    failed: dict[str, Path] = field(default_factory=dict)  # id -> a failed run's folder (finished nowhere)
+    runs: dict[str, RunFolder] = field(default_factory=dict)  # run id -> the run folder to take it from
+    failed: dict[str, RunFolder] = field(default_factory=dict)  # id -> a failed run's folder (finished nowhere)
     new_runs: list[str] = field(default_factory=list)  # ids not yet in DST
     files: dict[str, bytes] = field(default_factory=dict)  # study-level files to (re)write
     changed: bool = False  # set once DST/<study> has been replaced
 
 
-def _study_folders(root: Path) -> list[Path]:
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root}: no such folder")
-    if (root / "study.json").exists():
-        return [root]
-    folders = sorted(p.parent for p in root.glob("*/study.json"))
-    if not folders:
-        raise UserError(f"{root}: no study folders (folders with a study.json) found")
-    return folders
-
-
 def _read_record(folder: Path) -> dict:
+    path = StudyFolder(folder).study_json
     try:
-        record = read_json(folder / "study.json")
+        record = read_json(path)
     except (ValueError, OSError) as e:
-        raise UserError(f"{folder / 'study.json'}: not readable JSON ({type(e).__name__})") from None
+        raise UserError(f"{path}: not readable JSON ({type(e).__name__})") from None
     if not isinstance(record, dict) or not {"name", "kind", "train", "grid"} <= set(record):
-        raise UserError(f"{folder / 'study.json'}: not a study record written by sweep-lr or probe-epochs")
+        raise UserError(f"{path}: not a study record written by sweep-lr or probe-epochs")
     return record
 
 
@@ -73,21 +56,18 @@ def _same_study(a: dict, b: dict, where: str) -> None:
             raise UserError(f"{where}: different studies named {a['name']!r} ('{key}' differs); not merged")
 
 
-def _finished_runs(folder: Path) -> dict[str, Path]:
-    runs = folder / "runs"
-    return {p.name: p for p in sorted(runs.iterdir()) if (p / "result.json").exists()} if runs.is_dir() else {}
-
-
 def _claim_runs(merge: StudyMerge, folder: Path) -> None:
-    for run, path in _finished_runs(folder).items():
-        missing = [f for f in LIGHT_FILES if not (path / f).exists()]
+    for run, found in StudyFolder(folder).finished_runs().items():
+        missing = [f for f in RunFolder.LIGHT if not (found.dir / f).exists()]
         if missing:
-            raise UserError(f"{path}: a finished run without {', '.join(missing)}; remove the folder or redo the run")
+            raise UserError(
+                f"{found.dir}: a finished run without {', '.join(missing)}; remove the folder or redo the run"
+            )
         held = merge.runs.get(run)
         if held is None:
-            merge.runs[run] = path
-        elif (held / "result.json").read_bytes() != (path / "result.json").read_bytes():
-            raise UserError(f"run {run}: {held / 'result.json'} and {path / 'result.json'} differ; not merged")
+            merge.runs[run] = found
+        elif held.result.read_bytes() != found.result.read_bytes():
+            raise UserError(f"run {run}: {held.result} and {found.result} differ; not merged")
 
 
 def _probe_tables(merge: StudyMerge, specs) -> dict[str, bytes]:
@@ -95,10 +75,10 @@ def _probe_tables(merge: StudyMerge, specs) -> dict[str, bytes]:
     (as one probe of the whole study writes them); probe_epochs recomputed from the union."""
     order = {s.id: i for i, s in enumerate(specs)}
     tables = {}
-    for name in PROBE_TABLES:
+    for name in StudyFolder.PROBE_PER_RUN:
         frames = {}
         for folder in [merge.dst, *merge.folders]:
-            path = folder / f"{name}.csv"
+            path = folder / name
             if not path.exists():
                 continue
             df = pd.read_csv(path, dtype=str, keep_default_na=False)  # text in, text out: bytes kept
@@ -107,14 +87,14 @@ def _probe_tables(merge: StudyMerge, specs) -> dict[str, bytes]:
         if frames:
             runs = sorted(frames, key=lambda r: order.get(r, len(order)))
             tables[name] = pd.concat([frames[r] for r in runs]).to_csv(index=False).encode()
-    if "probe_runs" in tables:
-        bn = set(pd.read_csv(io.BytesIO(tables["probe_runs"]))["bn"])
+    if StudyFolder.probe_runs.name in tables:
+        bn = set(pd.read_csv(io.BytesIO(tables[StudyFolder.probe_runs.name]))["bn"])
         if len(bn) > 1:
             raise UserError(f"{merge.name}: the folders were probed with different BN modes ({', '.join(sorted(bn))})")
-    if "probe" in tables:
-        probe = pd.read_csv(io.BytesIO(tables["probe"]), dtype={"run": str})
-        tables["probe_epochs"] = probe_fits.epoch_aggregates(probe).to_csv(index=False).encode()
-    return {f"{name}.csv": data for name, data in tables.items()}
+    if StudyFolder.probe.name in tables:
+        probe = pd.read_csv(io.BytesIO(tables[StudyFolder.probe.name]), dtype={"run": str})
+        tables[StudyFolder.probe_epochs.name] = probe_fits.epoch_aggregates(probe).to_csv(index=False).encode()
+    return tables
 
 
 class _UnionView:
@@ -125,13 +105,13 @@ class _UnionView:
 
     def run_dir(self, spec) -> Path:
         m = self.merge
-        return m.runs.get(spec.id) or m.failed.get(spec.id) or m.dst / "runs" / spec.id
+        return (m.runs.get(spec.id) or m.failed.get(spec.id) or StudyFolder(m.dst).run(spec.id)).dir
 
 
 def plan(name: str, folders: list[Path], dst_root: Path) -> StudyMerge:
     dst = Path(dst_root) / name
     records = [(f, _read_record(f)) for f in folders]
-    if (dst / "study.json").exists():
+    if StudyFolder(dst).study_json.exists():
         records.insert(0, (dst, _read_record(dst)))
     for folder, record in records[1:]:
         _same_study(records[0][1], record, f"{records[0][0]} and {folder}")
@@ -142,18 +122,17 @@ def plan(name: str, folders: list[Path], dst_root: Path) -> StudyMerge:
         _claim_runs(merge, folder)
     merge.new_runs = [r for r in merge.runs if r not in held]
     for folder in folders:  # a failed run stays failed in the union, as in a store that ran it all
-        for path in sorted((folder / "runs").glob("*/failed.json")):
-            run = path.parent.name
-            if run not in merge.runs and not (dst / "runs" / run / "failed.json").exists():
-                merge.failed.setdefault(run, path.parent)
-    for fname in STUDY_FILES:
+        for run, failed in StudyFolder(folder).failed_runs().items():
+            if run not in merge.runs and not StudyFolder(dst).run(run).failed.exists():
+                merge.failed.setdefault(run, failed)
+    for fname in StudyFolder.LR_FIND:  # from the first folder that has them
         source = next((f / fname for f in [dst, *folders] if (f / fname).exists()), None)
         if source is not None:
             merge.files[fname] = source.read_bytes()
     study = study_from_record(merge.record)
     specs = expand(study, float(merge.record["base_lr"]))
-    merge.files["study.json"] = json_bytes(merge.record)
-    merge.files["results.csv"] = results_csv_bytes(results_table(study, _UnionView(merge), specs))
+    merge.files[StudyFolder.study_json.name] = json_bytes(merge.record)
+    merge.files[StudyFolder.results.name] = results_csv_bytes(results_table(study, _UnionView(merge), specs))
     merge.files.update(_probe_tables(merge, specs))
     return merge
 
@@ -195,20 +174,20 @@ def apply(merge: StudyMerge, light: bool) -> None:
     stage = merge.dst.with_name(f".{merge.name}.merge-tmp")
     shutil.rmtree(stage, ignore_errors=True)  # left by a killed merge
     if merge.dst.exists():
-        shutil.copytree(merge.dst, stage, copy_function=os.link, ignore=shutil.ignore_patterns("sweep.lock"))
-    keep = set(LIGHT_FILES)
+        but_the_lock = shutil.ignore_patterns(StudyFolder.lock_file.name)
+        shutil.copytree(merge.dst, stage, copy_function=os.link, ignore=but_the_lock)
+    staged = StudyFolder(stage)
+    keep = set(RunFolder.LIGHT)
     for run in merge.new_runs:
-        source = merge.runs[run]
         ignore = (
             (lambda d, names: [n for n in names if n not in keep])
             if light
-            else shutil.ignore_patterns(*NOT_COPIED, ".*.tmp")
+            else shutil.ignore_patterns(*RunFolder.UNFINISHED, TEMPORARY)
         )
-        shutil.copytree(source, stage / "runs" / run, ignore=ignore)
+        shutil.copytree(merge.runs[run].dir, staged.run(run).dir, ignore=ignore)
     for run, source in merge.failed.items():
-        atomic_write_bytes(stage / "runs" / run / "failed.json", (source / "failed.json").read_bytes())
-    for name, data in merge.files.items():
-        atomic_write_bytes(stage / name, data)
+        atomic_write_bytes(staged.run(run).failed, source.failed.read_bytes())
+    staged.write(merge.files)
     _fsync_tree(stage)
     if merge.dst.exists():
         _exchange(stage, merge.dst)
@@ -226,7 +205,7 @@ def merge_stores(sources: list[Path], dst_root: Path, light: bool = False) -> li
         raise UserError(f"{dst_root}: --into must be a folder, but it is a file")
     by_name: dict[str, list[Path]] = {}
     for root in sources:
-        for folder in _study_folders(root):
+        for folder in study_folders(root):
             if folder.resolve() != (dst_root / folder.name).resolve():  # DST itself adds nothing
                 by_name.setdefault(_read_record(folder)["name"], []).append(folder)
     merges = [plan(name, folders, dst_root) for name, folders in sorted(by_name.items())]
@@ -235,7 +214,7 @@ def merge_stores(sources: list[Path], dst_root: Path, light: bool = False) -> li
         if unchanged(merge):
             continue
         if merge.dst.exists():
-            with exclusive_lock(merge.dst / "sweep.lock"):  # not while a sweep writes this study
+            with StudyFolder(merge.dst).lock():  # not while a sweep writes this study
                 apply(merge, light)
         else:
             apply(merge, light)

@@ -21,10 +21,10 @@ from forgetting.analysis import probe_fits
 from forgetting.config import BN_MODES, TrainConfig
 from forgetting.errors import UserError
 from forgetting.executors import ExecutorSettings
-from forgetting.store import atomic_write_bytes, read_json
+from forgetting.store import RunFolder, StudyFolder, read_json
 from forgetting.device import resolve_device
 from forgetting.evaluation import per_example, per_step_mean
-from forgetting.train import build_model, prepare
+from forgetting.train import Prepared, build_model, prepare
 
 
 class ProbeError(UserError):
@@ -79,16 +79,16 @@ class RunProbe:
 
 
 def _load_run(run_dir: Path):
-    run_dir = Path(run_dir)
-    for name in ("result.json", "config.json", "steps.csv", "model.pt", "examples.npz"):
-        if not (run_dir / name).exists():
-            raise ProbeError(f"run {run_dir.name}: {name} missing; the run has not finished")
-    cfg = TrainConfig.from_dict(read_json(run_dir / "config.json"))
-    steps = pd.read_csv(run_dir / "steps.csv", dtype={"digest": str})
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    with np.load(run_dir / "examples.npz") as f:
+    run = RunFolder(run_dir)
+    for path in (run.result, run.config, run.steps, run.model, run.examples):
+        if not path.exists():
+            raise ProbeError(f"run {run.dir.name}: {path.name} missing; the run has not finished")
+    cfg = TrainConfig.from_dict(read_json(run.config))
+    steps = pd.read_csv(run.steps, dtype={"digest": str})
+    state = torch.load(run.model, map_location="cpu", weights_only=True)
+    with np.load(run.examples) as f:
         examples = {k: f[k] for k in f.files}
-    return cfg, steps, state, examples, read_json(run_dir / "result.json")
+    return cfg, steps, state, examples, read_json(run.result)
 
 
 def _batch_stat_mode(model: torch.nn.Module) -> dict:
@@ -112,6 +112,128 @@ def _restore_bn(model: torch.nn.Module, saved: dict) -> None:
     model.eval()
 
 
+@dataclass
+class _Frozen:
+    """A finished run made ready to probe: its records, its data on the device, its final weights."""
+
+    name: str  # the run id
+    cfg: TrainConfig
+    recorded: dict  # (epoch, step) -> that step's row of steps.csv
+    examples: dict  # examples.npz: each presentation's order and correctness in training
+    result: dict
+    prep: Prepared
+    model: torch.nn.Module
+
+
+def _freeze(run_dir: Path, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None) -> _Frozen:
+    run_dir = Path(run_dir)
+    cfg, steps, state, examples, result = _load_run(run_dir)
+    if result.get("diverged"):
+        raise ProbeError(f"run {run_dir.name} diverged: there is nothing to probe")
+    prep = prepare(cfg, cifar, device, cache)
+    model = build_model(cfg, device)
+    model.load_state_dict(state)
+    model.eval()
+    recorded = {(int(r.epoch), int(r.step)): r for r in steps.itertuples()}
+    return _Frozen(run_dir.name, cfg, recorded, examples, result, prep, model)
+
+
+def _check_replay(run: _Frozen, epoch: int, plan: augment.EpochPlan) -> None:
+    """Every batch of the epoch drawn again must be the one training recorded, digest for digest."""
+    for s, d in enumerate(plan.digests()):
+        rec = run.recorded.get((epoch, epoch * plan.steps + s))
+        if rec is None or rec.digest != d:
+            raise ProbeError(
+                f"run {run.name}: batch at epoch {epoch} step {epoch * plan.steps + s} does not match the one "
+                f"recorded in training (digest {d} vs {getattr(rec, 'digest', 'none')}); the replay is not exact"
+            )
+
+
+def _epoch_losses(run: _Frozen, plan: augment.EpochPlan, device: torch.device, bn: str):
+    """Each presentation's loss and correctness under the frozen weights, in the plan's order (host arrays)."""
+    cfg, prep, model = run.cfg, run.prep, run.model
+    dplan = augment.DevicePlan(plan, device)
+    if bn == "eval":  # per-example losses do not depend on batch composition: use big chunks
+        idx = dplan.indices
+        x = augment.apply_choices(prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, cfg.augment_spec.cutout)
+        loss, correct = per_example(model, x, prep.train_labels[idx], precision=cfg.precision)
+    else:  # batch statistics depend on the batch: replay the training batches as they were
+        parts = [
+            per_example(
+                model,
+                *dplan.batch(prep.train_padded, prep.train_labels, s),
+                batch=cfg.batch_size,
+                precision=cfg.precision,
+            )
+            for s in range(plan.steps)
+        ]
+        loss, correct = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return loss.float().cpu().numpy(), correct.cpu().numpy()
+
+
+def _step_rows(run: _Frozen, epoch: int, plan: augment.EpochPlan, loss: np.ndarray, acc: np.ndarray) -> list[dict]:
+    """One row per step of the epoch: the loss now of its batch beside the loss when it was trained on."""
+    n_epochs, n_steps, sizes = run.cfg.epochs, plan.steps, plan.sizes()
+    by_step_loss = per_step_mean(loss, sizes)
+    by_step_acc = per_step_mean(acc, sizes)
+    rows = []
+    for s in range(n_steps):
+        rec = run.recorded[(epoch, epoch * n_steps + s)]
+        rows.append(
+            dict(
+                step=epoch * n_steps + s,
+                epoch=epoch,
+                epoch_age=n_epochs - 1 - epoch,
+                step_lr=rec.lr,
+                loss_now=float(by_step_loss[s]),
+                acc_now=float(by_step_acc[s]),
+                loss_when_seen=rec.loss,
+                n=int(sizes[s]),
+            )
+        )
+    return rows
+
+
+def _recency(index: list, step: list, loss: list, total_steps: int) -> pd.DataFrame:
+    """Loss now on each example's most recent presentation, and how many steps ago that was."""
+    idx_all, step_all, loss_all = map(np.concatenate, (index, step, loss))
+    order = np.lexsort((step_all, idx_all))  # by index, then step: the last of each index is its newest
+    last = np.r_[idx_all[order][1:] != idx_all[order][:-1], True]
+    return pd.DataFrame(
+        dict(
+            index=idx_all[order][last],
+            steps_since_seen=total_steps - 1 - step_all[order][last],
+            loss_now=loss_all[order][last],
+        )
+    )
+
+
+def _forgetting(run: _Frozen, cifar: data_mod.Cifar10, device: torch.device) -> pd.DataFrame:
+    """Toneva statistics from training records; loss now on the clean (unaugmented) image."""
+    prep = run.prep
+    forget = count_forgetting(run.examples["order"], run.examples["correct"], data_mod.TRAIN_SIZE)
+    clean_idx = torch.as_tensor(forget["index"].to_numpy().copy(), device=device)
+    clean_x = prep.train_padded[clean_idx][:, :, 4:36, 4:36]
+    clean_loss, _ = per_example(run.model, clean_x, prep.train_labels[clean_idx], precision=run.cfg.precision)
+    forget["label"] = cifar.train_y[forget["index"].to_numpy()]
+    forget["loss_now"] = clean_loss.float().cpu().numpy()
+    forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)
+    return forget
+
+
+def _reference(run: _Frozen) -> dict:
+    """The reference line: the same weights on the test set, as training measured it in eval mode."""
+    result = run.result
+    return dict(
+        test_loss=result["test_loss"],
+        test_acc=result["test_acc"],
+        train_loss=result.get("train_loss"),
+        epochs=run.cfg.epochs,
+        subset=run.cfg.subset,
+        train_seconds=result.get("seconds"),
+    )
+
+
 def probe_run(
     run_dir: Path,
     cifar: data_mod.Cifar10,
@@ -125,107 +247,27 @@ def probe_run(
     _check_bn(bn)
     if last_epochs < 0:
         raise UserError(f"--last-epochs must not be negative, not {last_epochs}")
-    run_dir = Path(run_dir)
-    cfg, steps, state, examples, result = _load_run(run_dir)
-    if result.get("diverged"):
-        raise ProbeError(f"run {run_dir.name} diverged: there is nothing to probe")
-    prep = prepare(cfg, cifar, device, cache)
-    model = build_model(cfg, device)
-    model.load_state_dict(state)
-    model.eval()
-    n_epochs = cfg.epochs
+    run = _freeze(run_dir, cifar, device, cache)
+    cfg, n_epochs = run.cfg, run.cfg.epochs
     first = 0 if last_epochs == 0 else max(0, n_epochs - last_epochs)
-    spec = cfg.augment_spec
-    recorded = {(int(r.epoch), int(r.step)): r for r in steps.itertuples()}
     rows, pres_index, pres_step, pres_loss = [], [], [], []
-    saved = _batch_stat_mode(model) if bn == "batch" else None
+    saved = _batch_stat_mode(run.model) if bn == "batch" else None
     total_steps = None
     for epoch in range(first, n_epochs):
-        plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size, cfg.drop_last)
-        n_steps = plan.steps
-        sizes = plan.sizes()
-        total_steps = n_epochs * n_steps
-        digests = plan.digests()
-        for s, d in enumerate(digests):
-            rec = recorded.get((epoch, epoch * n_steps + s))
-            if rec is None or rec.digest != d:
-                raise ProbeError(
-                    f"run {run_dir.name}: batch at epoch {epoch} step {epoch * n_steps + s} does not match the one "
-                    f"recorded in training (digest {d} vs {getattr(rec, 'digest', 'none')}); the replay is not exact"
-                )
-        dplan = augment.DevicePlan(plan, device)
-        if bn == "eval":  # per-example losses do not depend on batch composition: use big chunks
-            idx = dplan.indices
-            x = augment.apply_choices(prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, spec.cutout)
-            loss, correct = per_example(model, x, prep.train_labels[idx], precision=cfg.precision)
-        else:  # batch statistics depend on the batch: replay the training batches as they were
-            parts = [
-                per_example(
-                    model,
-                    *dplan.batch(prep.train_padded, prep.train_labels, s),
-                    batch=cfg.batch_size,
-                    precision=cfg.precision,
-                )
-                for s in range(n_steps)
-            ]
-            loss, correct = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        loss_h = loss.float().cpu().numpy()
-        acc_h = correct.cpu().numpy()
-        by_step_loss = per_step_mean(loss_h, sizes)
-        by_step_acc = per_step_mean(acc_h, sizes)
-        for s in range(n_steps):
-            rec = recorded[(epoch, epoch * n_steps + s)]
-            rows.append(
-                dict(
-                    step=epoch * n_steps + s,
-                    epoch=epoch,
-                    epoch_age=n_epochs - 1 - epoch,
-                    step_lr=rec.lr,
-                    loss_now=float(by_step_loss[s]),
-                    acc_now=float(by_step_acc[s]),
-                    loss_when_seen=rec.loss,
-                    n=int(sizes[s]),
-                )
-            )
+        plan = augment.plan_epoch(run.prep.subset, cfg.seed, epoch, cfg.augment_spec, cfg.batch_size, cfg.drop_last)
+        total_steps = n_epochs * plan.steps
+        _check_replay(run, epoch, plan)
+        loss, acc = _epoch_losses(run, plan, device, bn)
+        rows += _step_rows(run, epoch, plan, loss, acc)
         pres_index.append(plan.indices)
-        pres_step.append(epoch * n_steps + np.arange(len(plan.indices)) // cfg.batch_size)
-        pres_loss.append(loss_h)
+        pres_step.append(epoch * plan.steps + np.arange(len(plan.indices)) // cfg.batch_size)
+        pres_loss.append(loss)
         if callbacks is not None:
             callbacks.step(epoch, n_epochs)
     if saved is not None:
-        _restore_bn(model, saved)
-
-    # Loss now on each example's most recent presentation, and how many steps ago that was.
-    idx_all, step_all, loss_all = map(np.concatenate, (pres_index, pres_step, pres_loss))
-    order = np.lexsort((step_all, idx_all))  # by index, then step: the last of each index is its newest
-    last = np.r_[idx_all[order][1:] != idx_all[order][:-1], True]
-    recency = pd.DataFrame(
-        dict(
-            index=idx_all[order][last],
-            steps_since_seen=total_steps - 1 - step_all[order][last],
-            loss_now=loss_all[order][last],
-        )
-    )
-
-    # Toneva statistics from training records; loss now on the clean (unaugmented) image.
-    forget = count_forgetting(examples["order"], examples["correct"], data_mod.TRAIN_SIZE)
-    clean_idx = torch.as_tensor(forget["index"].to_numpy().copy(), device=device)
-    clean_x = prep.train_padded[clean_idx][:, :, 4:36, 4:36]
-    clean_loss, _ = per_example(model, clean_x, prep.train_labels[clean_idx], precision=cfg.precision)
-    forget["label"] = cifar.train_y[forget["index"].to_numpy()]
-    forget["loss_now"] = clean_loss.float().cpu().numpy()
-    forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)
-
-    # The reference line: the same weights on the test set, as training measured it in eval mode.
-    run = dict(
-        test_loss=result["test_loss"],
-        test_acc=result["test_acc"],
-        train_loss=result.get("train_loss"),
-        epochs=n_epochs,
-        subset=cfg.subset,
-        train_seconds=result.get("seconds"),
-    )
-    return RunProbe(pd.DataFrame(rows), forget, recency, run)
+        _restore_bn(run.model, saved)
+    recency = _recency(pres_index, pres_step, pres_loss, total_steps)
+    return RunProbe(pd.DataFrame(rows), _forgetting(run, cifar, device), recency, _reference(run))
 
 
 PROBE_COLUMNS = [
@@ -295,8 +337,8 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
             lr=spec.meta["lr"],
             seed=spec.config.seed,
         )
-        run_dir = outcome.store.run_dir(spec)
-        result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else None
+        run = RunFolder(outcome.store.run_dir(spec))
+        result = read_json(run.result) if run.result.exists() else None
         if result is None or result.get("diverged"):
             continue  # failed or diverged runs are in results.csv; there is nothing to probe
         if probe_events is not None:
@@ -305,7 +347,7 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
             )
         prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
         t0 = time.perf_counter()
-        rp = probe_run(run_dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
+        rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
         seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)
         for name, df in (("probe", rp.steps), ("recency", rp.recency), ("examples", rp.examples)):
             tables[name].append(df.assign(**keys))
@@ -319,12 +361,12 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
     examples = pd.concat(tables["examples"], ignore_index=True)
     examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
     epochs = probe_fits.epoch_aggregates(probe)
-    for name, df in (
-        ("probe", probe),
-        ("probe_runs", runs),
-        ("probe_recency", recency),
-        ("probe_examples", examples),
-        ("probe_epochs", epochs),
-    ):
-        atomic_write_bytes(outcome.store.dir / f"{name}.csv", df.to_csv(index=False).encode())
+    frames = {
+        StudyFolder.probe.name: probe,
+        StudyFolder.probe_runs.name: runs,
+        StudyFolder.probe_recency.name: recency,
+        StudyFolder.probe_examples.name: examples,
+        StudyFolder.probe_epochs.name: epochs,
+    }
+    outcome.store.write({name: df.to_csv(index=False).encode() for name, df in frames.items()})
     return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)

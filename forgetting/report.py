@@ -17,20 +17,7 @@ from forgetting import clock, plots, plots_clock, report_text
 from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
-from forgetting.store import atomic_write_bytes, atomic_write_json, read_json
-
-# The tables a study folder may hold; `figures --out` copies them so the output stands on its own.
-TABLES = (
-    "study.json",
-    "results.csv",
-    "lr_find.csv",
-    "lr_find.json",
-    "probe.csv",
-    "probe_runs.csv",
-    "probe_epochs.csv",
-    "probe_recency.csv",
-    "probe_examples.csv",
-)
+from forgetting.store import StudyFolder, atomic_write_bytes, atomic_write_json, read_json, study_folders
 
 
 @dataclass
@@ -47,8 +34,7 @@ class StudyReport:
         return f"{table}\n{self.warning}" if self.warning else table
 
 
-def _read(folder: Path, name: str) -> pd.DataFrame | None:
-    path = folder / name
+def _read(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
@@ -126,8 +112,8 @@ def _clock_report(summary: dict, study: dict, probe, folders: list[Path], sweeps
     returns its figures. Nothing for any other study, whose summary.json stays as it was."""
     if study["kind"] != "probe" or probe is None or not len(probe):
         return []
-    others = [_read_json(f / "study.json") for f in folders]
-    partners = [(o, _read(f, "probe.csv")) for o, f in zip(others, folders) if clock.comparable(study, o)]
+    others = [_read_json(StudyFolder(f).study_json) for f in folders]
+    partners = [(o, _read(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)]
     found = clock.readings(study, probe, summary["verdicts"].get("tau_law"), partners, sweeps or [])
     if not found:
         return []
@@ -164,24 +150,21 @@ def study_report(
     _clock_report); ``regenerate`` passes every sweep and probe study it found."""
     folder = Path(folder)
     out = Path(out) if out is not None else folder
-    if not (folder / "study.json").exists():
+    stored = StudyFolder(folder)
+    if not stored.study_json.exists():
         raise UserError(f"{folder}: no study.json; not a study folder written by sweep-lr or probe-epochs")
-    study = _read_json(folder / "study.json")
+    study = _read_json(stored.study_json)
     missing = [k for k in ("name", "kind", "scale") if k not in study]
     if missing:
-        raise UserError(f"{folder / 'study.json'}: lacks {', '.join(missing)}; not written by sweep-lr or probe-epochs")
+        raise UserError(f"{stored.study_json}: lacks {', '.join(missing)}; not written by sweep-lr or probe-epochs")
     if out.resolve() != folder.resolve():
         out.mkdir(parents=True, exist_ok=True)
-        for name in TABLES:
+        for name in StudyFolder.TABLES:
             if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
                 atomic_write_bytes(out / name, (folder / name).read_bytes())
     scale = study["scale"]
-    results = _read(folder, "results.csv")
-    probe, probe_runs, recency = (
-        _read(folder, "probe.csv"),
-        _read(folder, "probe_runs.csv"),
-        _read(folder, "probe_recency.csv"),
-    )
+    results = _read(stored.results)
+    probe, probe_runs, recency = _read(stored.probe), _read(stored.probe_runs), _read(stored.probe_recency)
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
         summary = summarise(
@@ -198,7 +181,7 @@ def study_report(
     if law and law.get("alpha") is not None and sweeps:
         law["versus_sweep"] = tables.clean(_versus_sweeps(law, study, sweeps))
     figures: list[Path] = []
-    fig_dir = out / "figures"
+    fig_dir = StudyFolder(out).figures
     if study["kind"] == "lr-sweep" and finished is not None and len(finished):
         optimum = pd.DataFrame(summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
         figures += plots.plot_lr_sweep(finished, fig_dir / "lr_sweep", scale, optimum if len(optimum) else None)
@@ -209,25 +192,21 @@ def study_report(
     figures += _clock_report(summary, study, probe, probes or [], sweeps or [], fig_dir)
     if recency is not None and len(recency):
         figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
-    curves = _read(folder, "lr_find.csv")
-    if curves is not None and (folder / "lr_find.json").exists():
-        found = _read_json(folder / "lr_find.json")
+    curves = _read(stored.lr_find_csv)
+    if curves is not None and stored.lr_find_json.exists():
+        found = _read_json(stored.lr_find_json)
         title = f"LR range test: {study['name']} ({scale})"
         figures += plots.plot_lr_find(curves, found["suggestion"], found["method"], fig_dir / "lr_find", title)
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(StudyFolder(out).summary, summary)
     return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results))
 
 
 def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
     """Every study folder under ``store`` (or ``store`` itself if it is one)."""
     store = Path(store)
-    if not store.is_dir():
-        raise UserError(f"{store}: no such folder")
-    folders = [store] if (store / "study.json").exists() else sorted(p.parent for p in store.glob("*/study.json"))
-    if not folders:
-        raise UserError(f"{store}: no study folders (folders with a study.json) found")
+    folders = study_folders(store)
     # sweeps first: a probe study's tau law is set against the sweeps trained like it
-    kinds = {folder: _read_json(folder / "study.json").get("kind") for folder in folders}
+    kinds = {folder: _read_json(StudyFolder(folder).study_json).get("kind") for folder in folders}
     folders.sort(key=lambda f: (kinds[f] != "lr-sweep", f.name))
     probes = [f for f in folders if kinds[f] == "probe"]  # forgetting's clock compares probe studies
     reports = []

@@ -1,20 +1,14 @@
 """The sweep's driver: a study's runs (`grid`) -> an executor (`executors`) -> the store -> results.csv.
 
-Store layout::
-
-    STORE/<study>/runs/<run id>/   config.json history.csv steps.csv examples.npz model.pt meta.json result.json
-    STORE/<study>/results.csv      one row per run of the study as last expanded
-    STORE/<study>/lr_find.json     the base LR when the study says base_lr = "find"
-
 Re-running a study skips every run whose result.json exists. result.json is written last and
 atomically; a run without it is restarted, from its epoch checkpoint when there is one. Only the
-driver writes the store (Ray tasks send their files back), under a lock.
+driver writes the store (Ray tasks send their files back), under a lock. The folder layout is the
+store's (`store.StudyFolder`, `store.RunFolder`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,12 +21,12 @@ from forgetting.errors import Stopped, UserError
 from forgetting.executors import ExecutorSettings, RunFailure, make_executor
 from forgetting.grid import RunSpec, expand, study_config
 from forgetting.shards import Shard, select
-from forgetting.store import atomic_write_bytes, atomic_write_json, ensure_folder, exclusive_lock, read_json
+from forgetting.store import RunFolder, StudyFolder, atomic_write_bytes, atomic_write_json, read_json
 from forgetting.studies import STUDIES_DIR, Condition, Study
 from forgetting.timelimit import TimeBudget
 from forgetting.config import TrainConfig
 from forgetting.device import resolve_device
-from forgetting.train import CHECKPOINT, Callbacks, write_run
+from forgetting.train import Callbacks
 
 RUN_COLUMNS = [  # what the grid says about a run
     "run",
@@ -101,58 +95,33 @@ class SweepEvents:
         print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
-def read_result(run_dir: Path) -> dict | None:
-    """A run folder's result.json; None when it is missing or damaged (a truncated copy, a bad disk)."""
-    try:
-        result = read_json(Path(run_dir) / "result.json")
-    except (ValueError, OSError):  # missing, or not JSON (json's errors are ValueErrors)
-        return None
-    return result if isinstance(result, dict) else None
+class StudyStore(StudyFolder):
+    """A study's folder in a store (``root/<study name>/``), its runs found by their `RunSpec`."""
 
-
-class StudyStore:
     def __init__(self, root: Path, study_name: str):
-        self.dir = Path(root) / study_name
-        self.runs = self.dir / "runs"
+        super().__init__(Path(root) / study_name)
 
     def run_dir(self, spec: RunSpec) -> Path:
-        return self.runs / spec.id
+        return self.run(spec.id).dir
 
     def finished(self, spec: RunSpec) -> bool:
-        return self.result(spec) is not None
-
-    def result(self, spec: RunSpec) -> dict | None:
-        return read_result(self.run_dir(spec))
-
-    def set_aside_damaged(self, spec: RunSpec) -> Path | None:
-        """Move a damaged result.json out of the way, so that its run counts as unfinished and is redone."""
-        path = self.run_dir(spec) / "result.json"
-        if not path.exists() or self.finished(spec):
-            return None
-        aside = path.with_name("result.json.damaged")
-        os.replace(path, aside)
-        return aside
-
-    def lock(self):
-        ensure_folder(self.dir.parent, "store")  # names --store itself when it is a file
-        return exclusive_lock(self.dir / "sweep.lock")
+        return self.run(spec.id).read_result() is not None
 
     # What an executor asks of the store (`executors.RunStore`).
     def checkpoint(self, spec: RunSpec) -> Path:
-        return self.run_dir(spec) / CHECKPOINT
+        return self.run(spec.id).checkpoint
 
     def record(self, spec: RunSpec, files: dict[str, bytes]) -> dict:
         """Write a finished run's files (result.json last); drop its checkpoint and any earlier failure."""
-        run_dir = self.run_dir(spec)
-        write_run(run_dir, files)
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
-        (run_dir / "failed.json").unlink(missing_ok=True)
-        return json.loads(files["result.json"])
+        run = self.run(spec.id)
+        run.write(files)
+        run.checkpoint.unlink(missing_ok=True)
+        run.failed.unlink(missing_ok=True)
+        return json.loads(files[RunFolder.result.name])
 
     def record_failure(self, spec: RunSpec, failure: RunFailure) -> None:
         atomic_write_json(
-            self.run_dir(spec) / "failed.json",
-            dict(error=failure.to_dict(), meta=spec.meta, config=spec.config.to_dict()),
+            self.run(spec.id).failed, dict(error=failure.to_dict(), meta=spec.meta, config=spec.config.to_dict())
         )
 
 
@@ -177,9 +146,8 @@ def stored_base_lr(study: Study, store: StudyStore) -> float | None:
     """The study's base LR if it is known without training: a number, or the finder's stored result."""
     if study.grid["base_lr"] != "find":
         return float(study.grid["base_lr"])
-    path = store.dir / "lr_find.json"
-    if path.exists():
-        saved = read_json(path)
+    if store.lr_find_json.exists():
+        saved = read_json(store.lr_find_json)
         if saved.get("key") == _lr_find_setup(study)[1]:
             return float(saved["suggestion"])
     return None
@@ -188,7 +156,7 @@ def stored_base_lr(study: Study, store: StudyStore) -> float | None:
 def _require_finder_result(study: Study, store: StudyStore, shard: Shard | None) -> None:
     if shard is not None and shard.index > 1 and stored_base_lr(study, store) is None:
         raise UserError(
-            f'{study.name}: base_lr = "find" and {store.dir / "lr_find.json"} is not there: run the finder first '
+            f'{study.name}: base_lr = "find" and {store.lr_find_json} is not there: run the finder first '
             f"(`forgetting lr-find {study.name} --store DIR`, or shard 1/{shard.count}), then "
             f"`forgetting merge DIR --into {store.dir.parent}`"
         )
@@ -240,13 +208,13 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             augment=c.augment,
             seed=c.seed,
         )
-        run_dir = store.run_dir(spec)  # all it asks of store: `forgetting merge` passes a view with nothing else
-        r = read_result(run_dir)
+        run = RunFolder(store.run_dir(spec))  # all it asks of store: `forgetting merge` passes a view with nothing else
+        r = run.read_result()
         if r is not None:
             row.update({k: r.get(k) for k in RESULT_FIELDS})
             row["status"] = "finished"
         else:
-            row["status"] = "failed" if (run_dir / "failed.json").exists() else "missing"
+            row["status"] = "failed" if run.failed.exists() else "missing"
         rows.append(row)
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
@@ -330,7 +298,7 @@ def find_base_lr(study: Study, store_root: Path, cifar, device: str = "auto", ev
     store = StudyStore(store_root, study.name)
     with store.lock():
         base_lr = resolve_base_lr(study, store, cifar, resolve_device(device), events)
-        atomic_write_json(store.dir / "study.json", study_record(study, base_lr))
+        atomic_write_json(store.study_json, study_record(study, base_lr))
     return base_lr
 
 
@@ -369,18 +337,17 @@ def run_sweep(
         planned = select(every, [s.work for s in every], shard)
         events.planned(len(planned), sum(s.work for s in planned), study.train["batch_size"])
         base_lr = resolve_base_lr(study, store, cifar, dev, events, shard)
-        atomic_write_json(store.dir / "study.json", study_record(study, base_lr))
+        atomic_write_json(store.study_json, study_record(study, base_lr))
         specs = expand(study, base_lr)
         mine = select(specs, [s.work for s in specs], shard)
-        for spec in mine:
-            aside = store.set_aside_damaged(spec)
-            if aside is not None:
-                events.notice(f"{aside.with_name('result.json')} is damaged (not JSON): set aside, the run is redone")
+        for run in (store.run(s.id) for s in mine):
+            if run.set_aside_damaged():
+                events.notice(f"{run.result} is damaged (not JSON): set aside, the run is redone")
         todo = [s for s in mine if not store.finished(s)]
         events.start(len(mine), len(mine) - len(todo), todo)
         make_executor(executor, cifar, dev).run(todo, store, events, budget)
         table = results_table(study, store, specs)
-        atomic_write_bytes(store.dir / "results.csv", results_csv_bytes(table))
+        atomic_write_bytes(store.results, results_csv_bytes(table))
     if budget is not None and budget.stopped:
         done = sum(store.finished(s) for s in mine)
         raise Stopped(f"time limit: {done} of {len(mine)} runs done; run the same command again to continue")

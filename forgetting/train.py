@@ -23,7 +23,7 @@ from forgetting import augment, data as data_mod, models
 from forgetting.config import TrainConfig, is_test_epoch
 from forgetting.device import amp_dtype, data_dtype, execution, machine_load, resolve_device, use_compile
 from forgetting.evaluation import channels_last, epoch_mean, evaluate, per_step_mean
-from forgetting.store import atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
+from forgetting.store import RunFolder, atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
 STEP_COLUMNS = ["epoch", "step", "lr", "digest", "loss", "acc", "n"]
@@ -75,7 +75,7 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.SGD:
 
 @dataclass
 class RunOutput:
-    """What a run produces; `write_run` puts a finished one on disk (result.json last)."""
+    """What a run produces; `store.RunFolder.write` puts a finished one on disk (result.json last)."""
 
     config: dict
     history: list[dict]
@@ -86,28 +86,18 @@ class RunOutput:
     stopped: bool = False  # a callback stopped it short: not a finished run, nothing to write
 
     def files(self) -> dict[str, bytes]:
-        """The run's files as bytes, in the order they must be written (result.json last)."""
+        """The run's files as bytes, by name, in the order they are written (result.json last)."""
         buf_model, buf_ex = io.BytesIO(), io.BytesIO()
         torch.save(self.state_dict, buf_model)
         np.savez_compressed(buf_ex, **self.examples)
         return {
-            "config.json": json_bytes(self.config),
-            "history.csv": csv_bytes(self.history, HISTORY_COLUMNS),
-            "steps.csv": csv_bytes(self.steps, STEP_COLUMNS),
-            "examples.npz": buf_ex.getvalue(),
-            "model.pt": buf_model.getvalue(),
-            "result.json": json_bytes(self.result),
+            RunFolder.config.name: json_bytes(self.config),
+            RunFolder.history.name: csv_bytes(self.history, HISTORY_COLUMNS),
+            RunFolder.steps.name: csv_bytes(self.steps, STEP_COLUMNS),
+            RunFolder.examples.name: buf_ex.getvalue(),
+            RunFolder.model.name: buf_model.getvalue(),
+            RunFolder.result.name: json_bytes(self.result),
         }
-
-
-def write_run(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write a run's files atomically, result.json last: its presence means the run is complete."""
-    out_dir = Path(out_dir)
-    (out_dir / "result.json").unlink(missing_ok=True)
-    for name, blob in files.items():
-        if name != "result.json":
-            atomic_write_bytes(out_dir / name, blob)
-    atomic_write_bytes(out_dir / "result.json", files["result.json"])
 
 
 class Callbacks:
@@ -365,18 +355,15 @@ def train(
     return _output(loop, records, _final_result(loop, records, diverged, resumed_from, load_start))
 
 
-CHECKPOINT = "checkpoint.pt"
-
-
 def train_to_dir(
     cfg: TrainConfig, cifar: data_mod.Cifar10, out_dir: Path, device="auto", callbacks=None, cache=None
 ) -> dict:
     """Train into ``out_dir``: resumable from its epoch checkpoint, result.json written last. A run
     that a callback stopped writes nothing more (its checkpoint stays) and returns an empty result."""
-    out_dir = ensure_folder(out_dir, "--out folder")
-    output = train(cfg, cifar, device, checkpoint=out_dir / CHECKPOINT, callbacks=callbacks, cache=cache)
+    run = RunFolder(ensure_folder(out_dir, "--out folder"))
+    output = train(cfg, cifar, device, checkpoint=run.checkpoint, callbacks=callbacks, cache=cache)
     if output.stopped:
         return output.result
-    write_run(out_dir, output.files())
-    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    run.write(output.files())
+    run.checkpoint.unlink(missing_ok=True)
     return output.result

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from helpers import start_cli
-from forgetting import cli, data as data_mod, report, store as store_mod, studies, sweep, train
+from forgetting import cli, data as data_mod, report, store as store_mod, studies, sweep
 from forgetting.errors import UserError
 from forgetting.executors import ExecutorSettings
 
@@ -118,10 +118,10 @@ def test_a_run_cut_off_by_a_full_disk_never_looks_finished(tmp_path, monkeypatch
     files["result.json"] = b"{}"
     monkeypatch.setattr(os, "fsync", FullAfter(3))  # model.pt, the fourth file, meets the full disk
     with pytest.raises(UserError, match="model.pt"):
-        train.write_run(tmp_path, files)
+        store_mod.RunFolder(tmp_path).write(files)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "history.csv", "steps.csv"]
     monkeypatch.setattr(os, "fsync", FullAfter(99))  # space again: the same write completes
-    train.write_run(tmp_path, files)
+    store_mod.RunFolder(tmp_path).write(files)
     assert (tmp_path / "result.json").read_bytes() == b"{}"
 
 

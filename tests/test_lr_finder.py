@@ -274,7 +274,7 @@ def test_the_finder_s_files_are_written_whole_by_one_function(tiny_cifar, tmp_pa
         written.append(path.name)
         real(path, data)
 
-    for module in (store, lr_finder, plotkit):  # each calls it by its own name
+    for module in (store, plotkit):  # each calls it by its own name
         monkeypatch.setattr(module, "atomic_write_bytes", recording)
     res = lr_finder.find_lr_into(tmp_path / "out", CFG, tiny_cifar, "cpu", num_steps=16)
     assert sorted(written) == ["lr_find.csv", "lr_find.json", "lr_find.png", "lr_find.svg"]

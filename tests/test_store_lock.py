@@ -111,7 +111,7 @@ def test_the_probe_writes_its_tables_while_holding_the_store(tmp_path, cifar, mo
         return real_write(path, blob)
 
     real_write = store_mod.atomic_write_bytes
-    monkeypatch.setattr(probe, "atomic_write_bytes", write_while_checking_the_lock)
+    monkeypatch.setattr(store_mod, "atomic_write_bytes", write_while_checking_the_lock)  # StudyFolder.write
     probe.probe_study(study, tmp_path, cifar, ExecutorSettings(device="cpu"))
     assert len(written) == 5 and len(refused) == 5, (written, refused)
     assert all("in use by another sweep or probe" in e and f"pid {os.getpid()}" in e for e in refused)

@@ -18,6 +18,7 @@ from forgetting import augment, config, device, train
 from forgetting import data as data_mod
 from forgetting.errors import UserError
 from forgetting.schedules import triangle
+from forgetting.store import RunFolder
 
 # Tiny runs on the synthetic 500-image set: width 0.125, 5 steps an epoch, about a second each on CPU.
 CFG = config.TrainConfig(
@@ -264,7 +265,7 @@ def test_huge_learning_rate_diverges_and_still_writes_result(synthetic_cifar, tm
     assert result["diverged"] is True
     for name in RUN_FILES:
         assert (tmp_path / name).is_file(), name
-    assert not (tmp_path / train.CHECKPOINT).exists()
+    assert not RunFolder(tmp_path).checkpoint.exists()
     saved = strict_json(tmp_path / "result.json")  # NaN must not leak into the JSON
     assert saved["diverged"] is True
     assert saved["epochs_completed"] == 1 < cfg.epochs  # stopped at the first non-finite epoch
@@ -306,7 +307,7 @@ def assert_same_run(dir_a, dir_b) -> None:
 def test_run_dir_files(ref_dir):
     for name in RUN_FILES:
         assert (ref_dir / name).is_file(), name
-    assert not (ref_dir / train.CHECKPOINT).exists(), "the checkpoint must be removed once the run is complete"
+    assert not RunFolder(ref_dir).checkpoint.exists(), "the checkpoint must be removed once the run is complete"
     assert config.TrainConfig.from_dict(strict_json(ref_dir / "config.json")) == CFG_DIR
     hist = read_csv(ref_dir / "history.csv")
     assert list(hist[0]) == train.HISTORY_COLUMNS and len(hist) == 3
@@ -366,7 +367,7 @@ def test_examples_npz(ref_dir, synthetic_cifar):
 def test_resume_after_interrupt_matches_uninterrupted(ref_dir, synthetic_cifar, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train.train_to_dir(CFG_DIR, synthetic_cifar, tmp_path, "cpu", callbacks=InterruptAtStart(1))
-    ckpt = tmp_path / train.CHECKPOINT
+    ckpt = RunFolder(tmp_path).checkpoint
     assert ckpt.is_file(), "an epoch checkpoint must be on disk after the first epoch"
     assert not (tmp_path / "result.json").exists(), "an interrupted run must not look complete"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -405,7 +406,7 @@ def test_a_step_callback_that_returns_true_stops_the_run_there(synthetic_cifar, 
 def test_a_run_stopped_part_way_writes_no_result_and_resumes_to_the_same_run(ref_dir, synthetic_cifar, tmp_path):
     assert train.train_to_dir(CFG_DIR, synthetic_cifar, tmp_path, "cpu", callbacks=StopAfter(7)) == {}
     assert not (tmp_path / "result.json").exists(), "a stopped run must not look complete"
-    assert torch.load(tmp_path / train.CHECKPOINT, map_location="cpu", weights_only=False)["epoch"] == 1
+    assert torch.load(RunFolder(tmp_path).checkpoint, map_location="cpu", weights_only=False)["epoch"] == 1
     cb = Recorder()
     train.train_to_dir(CFG_DIR, synthetic_cifar, tmp_path, "cpu", callbacks=cb)
     assert cb.started == [1, 2]
@@ -416,7 +417,7 @@ def test_checkpoint_of_another_config_is_not_resumed(synthetic_cifar, tmp_path):
     short = dataclasses.replace(CFG, epochs=2)
     with pytest.raises(KeyboardInterrupt):
         train.train_to_dir(short, synthetic_cifar, tmp_path, "cpu", callbacks=InterruptAtStart(1))
-    assert (tmp_path / train.CHECKPOINT).is_file()
+    assert RunFolder(tmp_path).checkpoint.is_file()
     other = dataclasses.replace(short, seed=1)
     cb = Recorder()
     train.train_to_dir(other, synthetic_cifar, tmp_path, "cpu", callbacks=cb)
