@@ -108,6 +108,7 @@ def probe_study(
     study: Study,
     store: str | Path = "store",
     data: Cifar10 | None = None,
+    *,
     executor: ExecutorSettings | None = None,
     device: str | None = None,
     shard: str | None = None,

@@ -74,22 +74,9 @@ def train(
     from forgetting import config, data as data_mod, device as device_mod, train as train_mod
     from forgetting.console import EpochTable, console, progress_bar
 
-    cfg = config.make_config(
-        preset,
-        lr=lr,
-        net=net,
-        width=width,
-        subset=subset,
-        epochs=epochs,
-        batch_size=batch_size,
-        augment=augment,
-        cutout=cutout,
-        seed=seed,
-        eval_every=eval_every,
-        precision=precision,
-        compile=compile,
-        drop_last=drop_last,
-    )
+    shape = dict(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment, cutout=cutout)
+    recipe = dict(lr=lr, epochs=epochs, seed=seed, eval_every=eval_every, drop_last=drop_last)
+    cfg = config.make_config(preset, precision=precision, compile=compile, **shape, **recipe)
     dev = device_mod.resolve_device(device)
     cifar = data_mod.load_cifar10(data)
     with progress_bar(transient=True) as bar:

@@ -141,6 +141,14 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _restart_task(progress: Progress, task, description: str, total: int):
+    """The bar's one task, started anew for the next epoch or run (one line on screen, not one per run)."""
+    if task is None:
+        return progress.add_task(description, total=total)
+    progress.reset(task, total=total, description=description)
+    return task
+
+
 class EpochTable(Callbacks):
     """Like Page's TableLogger: one row per epoch, plus a bar within the running epoch."""
 
@@ -156,11 +164,7 @@ class EpochTable(Callbacks):
     def start_epoch(self, epoch: int, steps: int) -> None:
         if self.progress is None:
             return
-        desc = f"{self.prefix}epoch {epoch + 1}"
-        if self.task is None:
-            self.task = self.progress.add_task(desc, total=steps)
-        else:
-            self.progress.reset(self.task, total=steps, description=desc)
+        self.task = _restart_task(self.progress, self.task, f"{self.prefix}epoch {epoch + 1}", steps)
 
     def step(self, epoch: int, step: int) -> None:
         if self.progress is not None and self.task is not None:
@@ -310,11 +314,7 @@ class ProbeProgress:
         self.task = None
 
     def start_run(self, spec, epochs: int) -> None:
-        desc = f"probe {spec.describe()}"
-        if self.task is None:
-            self.task = self.progress.add_task(desc, total=epochs)
-        else:
-            self.progress.reset(self.task, total=epochs, description=desc)
+        self.task = _restart_task(self.progress, self.task, f"probe {spec.describe()}", epochs)
 
     def step(self, epoch: int, n_epochs: int) -> None:
         self.progress.advance(self.task)

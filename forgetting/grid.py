@@ -45,21 +45,14 @@ class RunSpec:
         return f"{cond}n={self.config.subset} x{self.meta['multiplier']:g} seed {self.config.seed}"
 
 
+# The [train] keys that every run of a study shares as they are (the grid sets the others per run).
+SHARED_TRAIN_KEYS = ("net", "width", "shortcut", "bn_init", "epochs", "batch_size", "precision", "drop_last", "compile")
+
+
 def study_config(study: Study, **run) -> TrainConfig:
     """A TrainConfig with the network and recipe of the study's [train] section, plus ``run``'s own
     settings (subset, seed, LR schedule, ...): the one place a new [train] key reaches every run."""
-    t = study.train
-    shared = dict(
-        net=t["net"],
-        width=float(t["width"]),
-        shortcut=t["shortcut"],
-        bn_init=t["bn_init"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        precision=t["precision"],
-        drop_last=t["drop_last"],
-        compile=t["compile"],
-    )
+    shared = {key: study.train[key] for key in SHARED_TRAIN_KEYS} | {"width": float(study.train["width"])}
     return TrainConfig(**shared, **run)
 
 

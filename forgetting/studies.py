@@ -254,19 +254,8 @@ def parse_study(doc: dict, where: str) -> Study:
     conditions = tuple(Condition(**_validate_section("conditions", c, CONDITION_SCHEMA, where)) for c in conds)
     if len({c.name for c in conditions}) != len(conditions):
         raise StudyError(f"{where}: condition names must be unique")
-    s = parsed["study"]
-    study = Study(
-        name=s["name"],
-        kind=s["kind"],
-        scale=s["scale"],
-        description=s["description"],
-        train=parsed["train"],
-        grid=parsed["grid"],
-        lr_find=parsed["lr_find"],
-        probe=parsed["probe"],
-        conditions=conditions,
-        source=where,
-    )
+    sections = {name: parsed[name] for name in ("train", "grid", "lr_find", "probe")}
+    study = Study(**parsed["study"], **sections, conditions=conditions, source=where)
     _check_consistency(study, where)
     return study
 
