@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from forgetting import store
 from forgetting.store import RunFolder, StudyFolder
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from helpers import REPO_ROOT
 
 
 def test_gitignore_lets_through_exactly_the_light_run_record():
