@@ -70,16 +70,7 @@ def train_run(
     return train.train(cfg, data, resolve_device(device)).result
 
 
-def _settings(executor: ExecutorSettings | None, device: str | None) -> ExecutorSettings:
-    from dataclasses import replace
-
-    from forgetting.executors import ExecutorSettings
-
-    executor = executor if executor is not None else ExecutorSettings()
-    return executor if device is None else replace(executor, device=device)
-
-
-def run_sweep(
+def run_study(
     study: Study,
     store: str | Path = "store",
     data: Cifar10 | None = None,
@@ -87,42 +78,48 @@ def run_sweep(
     device: str | None = None,
     events: SweepEvents | None = None,
     shard: str | None = None,
-) -> SweepOutcome:
-    """Train every unfinished run of ``study`` into ``store/<study name>/`` and write its results.csv.
+) -> SweepOutcome | ProbeOutcome:
+    """Run ``study`` into ``store/<study name>/``: train every unfinished run (finished ones are skipped, so
+    an interrupted study resumes); an LR sweep then writes results.csv, a probe study re-evaluates each
+    run's frozen final weights on the exact batches of its earlier epochs (probe.csv and companions).
 
-    Finished runs are skipped, so an interrupted sweep resumes. ``executor`` (`ExecutorSettings`) says
-    how the runs are executed: in this process (the default), in ``workers`` local processes or on Ray,
-    on which device, within which time limit; ``device`` alone overrides its device. ``shard`` "K/N"
-    trains only the K-th of N pieces of equal work (join the stores with `merge_stores`). The outcome
-    holds the resolved base LR, the runs (``specs``; ``mine`` for the shard's) and ``table`` (results.csv).
+    ``executor`` (`ExecutorSettings`) says how the runs are executed: in this process (the default), in
+    ``workers`` local processes or on Ray, on which device, within which time limit; ``device`` alone
+    overrides its device. ``events`` receives the training progress. ``shard`` "K/N" runs only the K-th
+    of N pieces of equal work (join the stores with `merge_stores`).
     """
-    from forgetting import sweep
+    from dataclasses import replace
+
+    from forgetting import probe, sweep
+    from forgetting.executors import ExecutorSettings
     from forgetting.shards import Shard
 
     data = data if data is not None else load_data()
+    settings = executor if executor is not None else ExecutorSettings()
+    settings = settings if device is None else replace(settings, device=device)
     piece = Shard.parse(shard) if shard is not None else None
-    return sweep.run_sweep(study, Path(store), data, _settings(executor, device), events=events, shard=piece)
+    if study.kind == "probe":
+        return probe.probe_study(study, Path(store), data, settings, shard=piece, sweep_events=events)
+    return sweep.run_sweep(study, Path(store), data, settings, events=events, shard=piece)
 
 
-def probe_study(
-    study: Study,
-    store: str | Path = "store",
-    data: Cifar10 | None = None,
-    *,
-    executor: ExecutorSettings | None = None,
-    device: str | None = None,
-    shard: str | None = None,
-) -> ProbeOutcome:
-    """Train a probe study's missing runs, then re-evaluate each run's frozen final weights on the exact
-    batches of its earlier epochs; writes probe.csv and its companions into ``store/<study name>/``.
-    ``executor`` and ``device`` as for `run_sweep`; ``shard`` "K/N" trains and probes only the K-th of N
-    pieces (join them with `merge_stores`)."""
-    from forgetting import probe
-    from forgetting.shards import Shard
+def run_sweep(study: Study, store: str | Path = "store", **options: Any) -> SweepOutcome:
+    """`run_study` for an LR-sweep study; the outcome holds the resolved base LR, the runs (``specs``;
+    ``mine`` for a shard's) and ``table`` (results.csv). A probe study is refused (UserError)."""
+    return run_study(_of_kind(study, "lr-sweep"), store, **options)
 
-    data = data if data is not None else load_data()
-    piece = Shard.parse(shard) if shard is not None else None
-    return probe.probe_study(study, Path(store), data, _settings(executor, device), shard=piece)
+
+def probe_study(study: Study, store: str | Path = "store", **options: Any) -> ProbeOutcome:
+    """`run_study` for a probe study; the outcome holds the probe tables. An LR sweep is refused (UserError)."""
+    return run_study(_of_kind(study, "probe"), store, **options)
+
+
+def _of_kind(study: Study, kind: str) -> Study:
+    from forgetting.errors import UserError
+
+    if study.kind != kind:
+        raise UserError(f"study {study.name!r} is a '{study.kind}' study, this call needs a '{kind}' study")
+    return study
 
 
 def merge_stores(sources: list[str | Path], into: str | Path, light: bool = False) -> list:

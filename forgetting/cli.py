@@ -183,9 +183,9 @@ PROBE_OVERRIDES = (
 def sweep_lr(
     study: str = typer.Argument("cpu-lr-sweep", help="study name in studies/ or a .toml path"),
     sizes: Optional[str] = typer.Option(None, help="subset sizes, comma-separated"),
-    address: Optional[str] = typer.Option(None, help="ray executor: cluster address (default: start a local Ray)"),
     gpus_per_run: float = typer.Option(0.0, help="ray executor: GPU fraction per run (0 = CPU)"),
     cpus_per_run: float = typer.Option(1.0, help="ray executor: CPUs per run"),
+    address: Optional[str] = typer.Option(None, help="ray executor: cluster address (default: start a local Ray)"),
     *,
     opts: StudyOptions,
 ):
