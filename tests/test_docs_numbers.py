@@ -73,7 +73,8 @@ def tau_range(taus: list[dict]) -> list[str]:
 
 
 def full_aug_cells() -> list[str]:
-    studies = ("cpu-probe-5seeds", "cpu-tau-lr")
+    studies = ("cpu-probe-5seeds", "cpu-tau-lr", "cpu-tau-batch")
+    assert all(verdict(s, "b")["gaps_above_zero"] for s in studies)  # "all gap intervals > 0"
     cells = sum(len(verdict(s, "b")["multipliers"]) for s in studies)
     return [str(cells), str(sum(verdict(s, "b")["n_seeds"] for s in studies))]
 
@@ -142,6 +143,20 @@ def a30_numbers() -> list:
         + [last5["turn_up_smallest"], last5["turn_up_largest"], last5["turn_up_ratio"]]
         + [f"{last5['boot_share_ratio_ge_2']:.0%}", final["divergence_smallest"], final["divergence_largest"]]
     )
+
+
+def interval(d: dict, key: str) -> list[str]:
+    """A value and its interval as the documents quote it: "1.05 [0.44, 1.81]"."""
+    return fmt("{:.2f}", [d[key], d[key + "_lo"], d[key + "_hi"]])
+
+
+def clock(name: str) -> dict:
+    return verdict("cpu-tau-batch", name)
+
+
+def nearer_counts() -> list[str]:
+    rows = clock("a_predictions")["rows"]
+    return [str(sum(r["nearer"] == "forgetting" for r in rows)), str(len(rows))]
 
 
 A5 = verdict("cpu-lr-sweep", "a_final")
@@ -284,6 +299,38 @@ CLAIMS = [
         " but in {} of seed resamples",
         [a30_numbers()[i] for i in (0, 6, 7, 9)],
     ),
+    ("README.md", "same at both batch sizes (ratio {} [{}, {}];", interval(clock("clock"), "ratio")),
+    ("README.md", "timescales are equal ({} [{}, {}]);", interval(clock("noise"), "ratio")),
+    ("README.md", "says they are not ({} [{}, {}])", interval(clock("noise"), "half_ratio")),
+    ("README.md", "({} subset of {} nearer forgetting", nearer_counts()),
+    ("results/README.md", "= {} [{}, {}] over 5 LRs", interval(clock("clock"), "ratio")),
+    (
+        "results/README.md",
+        "120-step window both probed: {} [{}, {}]; in images on the 51,200-image window: {} [{}, {}]",
+        interval(clock("clock"), "half_ratio") + interval(clock("clock"), "half_images_ratio"),
+    ),
+    ("results/README.md", "tau_images ratio {} [{}, {}] over 4 pairs", interval(clock("noise"), "ratio")),
+    ("results/README.md", "half-rise ratio in images {} [{}, {}]", interval(clock("noise"), "half_ratio")),
+    ("results/README.md", "tau(x16)/tau(x0.5) = {} [{}, {}]", interval(clock("b"), "tau_ratio")),
+    ("results/README.md", "alpha = {} [{}, {}] | tau (SGD steps)", interval(clock("tau_law"), "alpha")),
+    (
+        "results/README.md",
+        "every gap above 0 ({}-{}); tau(x16)",
+        fmt("{:.3f}", [min(clock("b")["gaps"]), max(clock("b")["gaps"])]),
+    ),
+    (
+        "results/README.md",
+        "tau (SGD steps) {}, {}, {}, {}, {}, {} at x0.5, 1, 2, 4, 8, 16",
+        fmt("{:.0f}", [t["tau"] for t in clock("tau_law")["taus"][:5]]) + [f"{clock('tau_law')['taus'][5]['tau']:.1f}"],
+    ),
+    *[
+        (
+            "results/README.md",
+            "N = {}: turn-up x{:g}, forgetting x{}, noise x{:g}: {}",
+            [f"{r['subset']:,}", r["turn_up"], f"{r['m_forgetting']:.2g}", r["m_noise"], r["nearer"]],
+        )
+        for r in clock("a_predictions")["rows"]
+    ],
 ]
 
 
