@@ -307,17 +307,30 @@ def lr_sweep_table(table, title: str):
 
 
 class ProbeProgress:
-    """A bar over the probed epochs of each run."""
+    """A bar over the probed epochs of each run; plain lines (runs probed/total, stage) into a log file."""
 
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: Progress, plain: PlainProgress | None = None):
         self.progress = progress
         self.task = None
+        if plain is None and not progress.console.is_terminal:
+            plain = PlainProgress(lambda text: progress.console.print(text, soft_wrap=True, markup=False))
+        self.plain = plain
+        self.name, self.runs, self.eta = "", "", None
+        self.began: float | None = None  # when the first run's probe began: the pace of the rest
 
-    def start_run(self, spec, epochs: int) -> None:
+    def start_run(self, spec, epochs: int, done: int = 0, total: int = 0) -> None:
         self.task = _restart_task(self.progress, self.task, f"probe {spec.describe()}", epochs)
+        self.name, self.runs = spec.describe(), f"{done}/{total}"
+        if self.plain is not None:
+            now = self.plain.clock()
+            self.began = now if self.began is None else self.began
+            self.eta = (now - self.began) / done * (total - done) if done else None
+            self.plain.line(self.runs, self.eta, f"probing {self.name}", force=True)
 
     def step(self, epoch: int, n_epochs: int) -> None:
         self.progress.advance(self.task)
+        if self.plain is not None:
+            self.plain.line(self.runs, self.eta, f"probing {self.name} epoch {epoch + 1}/{n_epochs}")
 
 
 def probe_table(epochs, runs, title: str):

@@ -329,7 +329,7 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
     cache: dict = {}
     tables = {"probe": [], "runs": [], "recency": [], "examples": []}
     seconds = {}
-    for spec in outcome.mine:  # a shard probes its own runs; `forgetting merge` joins the pieces' tables
+    for done, spec in enumerate(outcome.mine):  # a shard probes its own runs; `forgetting merge` joins the tables
         keys = dict(
             run=spec.id,
             condition=spec.meta["condition"],
@@ -342,9 +342,8 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
         if result is None or result.get("diverged"):
             continue  # failed or diverged runs are in results.csv; there is nothing to probe
         if probe_events is not None:
-            probe_events.start_run(
-                spec, spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
-            )
+            epochs = spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
+            probe_events.start_run(spec, epochs, done=done, total=len(outcome.mine))
         prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
         t0 = time.perf_counter()
         rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)

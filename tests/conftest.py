@@ -33,6 +33,20 @@ def synthetic_cifar() -> data_mod.Cifar10:
     return make_synthetic(500, 100, seed=0)
 
 
+# The real images, a slice: a process that loads and tests on 500 test images instead of 10,000 spends
+# its time on what the test checks (read it with FORGETTING_DATA_SIZES=any).
+SLICE = dict(train_x=1000, train_y=1000, test_x=500, test_y=500)
+
+
+@pytest.fixture(scope="session")
+def cifar_slice_path(tmp_path_factory, cifar) -> Path:
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("slice") / "cifar10-slice.npz"
+    np.savez(path, **{k: getattr(cifar, k)[:n] for k, n in SLICE.items()})
+    return path
+
+
 @pytest.fixture
 def any_size_data(monkeypatch):
     """Accept data files in CIFAR-10's format but of any size (the small fakes the tests write)."""

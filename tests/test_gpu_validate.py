@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -19,7 +20,8 @@ SCRIPT = REPO_ROOT / "benchmarks" / "gpu_validate.py"
 
 def _run(*args):
     cmd = [sys.executable, str(SCRIPT), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    env = dict(os.environ, FORGETTING_DATA_SIZES="any")  # the smoke reads the real images' slice
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, env=env)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -32,9 +34,9 @@ def test_full_mode_refuses_without_cuda(tmp_path):
 
 
 @pytest.mark.integration
-def test_smoke_runs_every_section_on_cpu(tmp_path, cifar_path):
+def test_smoke_runs_every_section_on_cpu(tmp_path, cifar_slice_path):
     out = tmp_path / "smoke"
-    r = _run("--smoke", "--device", "cpu", "--data", str(cifar_path), "--out", str(out))
+    r = _run("--smoke", "--device", "cpu", "--data", str(cifar_slice_path), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     record = json.loads((out / "validation.json").read_text())
     assert record["mode"] == "smoke" and record["environment"]["device"] == "cpu"
@@ -73,9 +75,12 @@ def test_a_bad_time_limit_is_one_line(capsys):
 
 
 @pytest.mark.integration
-def test_smoke_past_its_time_limit_keeps_the_first_section_and_names_the_skipped(tmp_path, cifar_path, capsys):
+def test_smoke_past_its_time_limit_keeps_the_first_section_and_names_the_skipped(
+    tmp_path, cifar_slice_path, any_size_data, capsys
+):
     out = tmp_path / "smoke"
-    args = ["--smoke", "--device", "cpu", "--data", str(cifar_path), "--out", str(out), "--only", "throughput,stages"]
+    args = ["--smoke", "--device", "cpu", "--data", str(cifar_slice_path), "--out", str(out)]
+    args += ["--only", "throughput,stages"]
     assert load_script().main([*args, "--time-limit", "0.001s"]) == 0  # the first section always starts
     record = json.loads((out / "validation.json").read_text())
     assert set(record["sections"]) == {"throughput"} and record["skipped"] == ["stages"]

@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 from helpers import REPO_ROOT
 from forgetting import cli, console as console_mod, data as data_mod, grid, studies
-from forgetting.console import PlainProgress, SweepProgress
+from forgetting.console import PlainProgress, ProbeProgress, SweepProgress
 from forgetting.errors import UserError
 from forgetting.timelimit import TimeBudget, parse_duration
 
@@ -177,3 +177,20 @@ def test_probe_epochs_past_its_time_limit_trains_what_fits_and_probes_nothing_ye
     folder = tmp_path / study.name
     assert pd.read_csv(folder / "results.csv")["status"].tolist() == ["finished", "missing"]
     assert not list(folder.glob("probe*.csv")), "probe tables of half the runs would look like the study's"
+
+
+def test_probe_progress_writes_a_plain_line_per_probed_run_with_the_pace_so_far():
+    lines, clock = [], FakeClock(0.0)
+    events = ProbeProgress(Progress(console=Console(file=io.StringIO())), plain=PlainProgress(lines.append, clock))
+    specs = grid.expand(studies.load_study("cpu-tau-lr"), 0.4)[:3]
+    events.start_run(specs[0], 10, done=0, total=3)
+    events.step(2, 12)  # too soon after the run's line: none
+    clock.now = 60.0
+    events.start_run(specs[1], 10, done=1, total=3)  # 60 s for one run: 2 left, 120 s
+    assert len(lines) == 2, lines
+    assert "0/3 runs done, eta unknown, probing " in lines[0] and specs[0].describe() in lines[0]
+    assert "1/3 runs done, eta 0:02:00, probing " in lines[1]
+    clock.now += console_mod.PROGRESS_SECONDS
+    events.step(3, 12)
+    assert len(lines) == 3 and lines[2].endswith("epoch 4/12"), lines
+    assert ProbeProgress(Progress(console=Console(file=io.StringIO(), force_terminal=True))).plain is None
