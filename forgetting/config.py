@@ -21,7 +21,7 @@ BN_MODES = ("eval", "batch")  # the probe's BN: running statistics, or each batc
 # Settings added after results were committed -> the value at which a run is the same as before.
 # Runs before drop_last dropped the partial batch, so True names them; False (the default) only
 # enters the identity when the subset leaves a partial batch.
-IDENTITY_NEUTRAL: dict = {"eval_last": 0, "precision": "auto", "drop_last": True}
+IDENTITY_NEUTRAL: dict = {"eval_last": 0, "precision": "auto", "drop_last": True, "eval_train": False}
 # How a run is executed, not what it computes (compiled kernels round differently, as thread counts
 # do): recorded in result.json, left out of the run's id so a compiled run counts as the same run.
 EXECUTION_SETTINGS = ("compile",)
@@ -46,6 +46,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     eval_every: int = 0  # test-set evaluation every N epochs; 0 = final epoch only
     eval_last: int = 0  # also evaluate on each of the last N epochs (a constant-LR tail is noisy)
+    # On every test epoch also evaluate the clean (unaugmented) training subset: whether a run fits
+    # its data, epoch by epoch, not only at the end (result.json's clean_train_loss).
+    eval_train: bool = False
     label: str = ""  # free text carried into tables (e.g. the preset)
     precision: str = "auto"  # one of PRECISIONS
     drop_last: bool = False  # False = Page's loader: an epoch ends with the partial batch

@@ -21,9 +21,11 @@ EVAL_COST = 0.5
 
 
 def run_work(cfg: TrainConfig, test_size: int = data_mod.TEST_SIZE) -> float:
-    """subset x epochs, plus each test-set evaluation and the final clean pass over the subset."""
+    """subset x epochs, plus each test-set evaluation (with eval_train, a clean pass over the subset
+    too) and the final clean pass over the subset."""
     evaluations = sum(is_test_epoch(cfg, e) for e in range(cfg.epochs))
-    return cfg.subset * cfg.epochs + EVAL_COST * (evaluations * test_size + cfg.subset)
+    per_evaluation = test_size + (cfg.subset if cfg.eval_train else 0)
+    return cfg.subset * cfg.epochs + EVAL_COST * (evaluations * per_evaluation + cfg.subset)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def expand(study: Study, base_lr: float) -> list[RunSpec]:
                     seed=seed,
                     eval_every=t["eval_every"],
                     eval_last=t["eval_last"],
+                    eval_train=t["eval_train"],
                 )
                 meta = dict(
                     study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"]

@@ -254,7 +254,7 @@ def _result(cfg, method: str, curves: dict[int, LRFindCurve], ramp: dict, device
         config={
             k: v
             for k, v in cfg.identity().items()
-            if k not in ("seed", "epochs", "lr_knots", "eval_every", "eval_last")
+            if k not in ("seed", "epochs", "lr_knots", "eval_every", "eval_last", "eval_train")
         },
         settings=ramp,
         device=str(device),

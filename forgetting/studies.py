@@ -94,6 +94,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "cutout": (_number(integer=True, lo=0, hi=32), 0),
         "eval_every": (_number(integer=True, lo=0), 0),
         "eval_last": (_number(integer=True, lo=0), 0),  # also evaluate on each of the last N epochs
+        "eval_train": (_boolean, False),  # also the clean training subset on each evaluated epoch
         "bn_init": (_one_of(*config.BN_INITS), "default"),
         "shortcut": (_one_of(*models.SHORTCUTS), "page"),
         "precision": (_one_of(*config.PRECISIONS), "auto"),  # auto: AMP on CUDA, fp32 on CPU

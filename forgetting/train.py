@@ -25,7 +25,9 @@ from forgetting.device import amp_dtype, data_dtype, execution, machine_load, re
 from forgetting.evaluation import channels_last, epoch_mean, evaluate, per_step_mean
 from forgetting.store import RunFolder, atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
 
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+HISTORY_COLUMNS = [
+    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "clean_train_loss", "clean_train_acc", "seconds"
+]
 STEP_COLUMNS = ["epoch", "step", "lr", "digest", "loss", "acc", "n"]
 
 
@@ -253,10 +255,12 @@ def _finish_epoch(loop: Loop, records: Records, epoch: int, steps: EpochSteps, t
     cfg = loop.cfg
     train_loss, train_acc = _record_steps(records, epoch, steps)
     diverged = not np.isfinite(train_loss)
-    test_loss = test_acc = float("nan")
+    test_loss = test_acc = clean_loss = clean_acc = float("nan")
     if not diverged and is_test_epoch(cfg, epoch):
         test_loss, test_acc = evaluate(loop.model, loop.prep.test_x, loop.prep.test_y, cfg.precision)
         diverged = not np.isfinite(test_loss)  # weights can blow up on an epoch's final steps
+        if cfg.eval_train and not diverged:
+            clean_loss, clean_acc = _evaluate_clean_subset(loop)
     secs = time.perf_counter() - t0 - steps.compile_secs
     records.elapsed += secs
     records.compile_secs += steps.compile_secs
@@ -268,21 +272,29 @@ def _finish_epoch(loop: Loop, records: Records, epoch: int, steps: EpochSteps, t
         train_acc=train_acc,
         test_loss=test_loss,
         test_acc=test_acc,
+        clean_train_loss=clean_loss,
+        clean_train_acc=clean_acc,
         seconds=round(secs, 3),
     )
     records.history.append(row)
     return row, diverged
 
 
+def _evaluate_clean_subset(loop: Loop) -> tuple[float, float]:
+    """Loss and accuracy on the run's training subset without augmentation (the padded images' centres)."""
+    prep = loop.prep
+    subset = torch.as_tensor(prep.subset, device=loop.device)
+    clean = prep.train_padded[subset][:, :, 4:36, 4:36]
+    return evaluate(loop.model, clean, prep.train_labels[subset], loop.cfg.precision)
+
+
 def _final_result(loop: Loop, records: Records, diverged: bool, resumed_from: int, load_start: float | None) -> dict:
     """result.json: the final epoch, the evaluated tail, the clean training subset, and how it ran."""
-    cfg, prep, device, history = loop.cfg, loop.prep, loop.device, records.history
+    cfg, device, history = loop.cfg, loop.device, records.history
     final = history[-1]
     clean_loss = clean_acc = float("nan")
     if not diverged:
-        subset = torch.as_tensor(prep.subset, device=device)
-        clean = prep.train_padded[subset][:, :, 4:36, 4:36]
-        clean_loss, clean_acc = evaluate(loop.model, clean, prep.train_labels[subset], cfg.precision)
+        clean_loss, clean_acc = _evaluate_clean_subset(loop)
     images = sum(len(o) for o in records.ex_order)
     # Mean over the evaluated last epochs: at a constant LR the final snapshot alone is noisy.
     tail = [r["test_loss"] for r in history[-max(cfg.eval_last, 1) :]]
