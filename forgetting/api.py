@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the heavy modules load on first use, not on `import forgetting`
-    from forgetting.data import Cifar10
+    from forgetting.datasets import Dataset
     from forgetting.executors import ExecutorSettings
     from forgetting.probe import ProbeOutcome
     from forgetting.report import StudyReport
@@ -25,12 +25,13 @@ if TYPE_CHECKING:  # the heavy modules load on first use, not on `import forgett
     from forgetting.sweep import SweepEvents, SweepOutcome
 
 
-def load_data(source: str | Path | None = None) -> Cifar10:
-    """CIFAR-10 from ``source`` (an .npz or cifar-10-batches-py folder), else $FORGETTING_DATA, else
-    torchvision's cache; verified (sizes 50,000 / 10,000 unless FORGETTING_DATA_SIZES=any)."""
-    from forgetting import data
+def load_data(source: str | Path | None = None, dataset: str = "cifar10") -> Dataset:
+    """Data set ``dataset`` (cifar10, cifar100, svhn, mnist, fashion-mnist, or a name of your own for an .npz)
+    from ``source`` (an .npz, or a folder in torchvision's format), else (CIFAR-10) $FORGETTING_DATA, else
+    the user cache that `forgetting data NAME --download` fills; checked, with its fingerprint."""
+    from forgetting import datasets
 
-    return data.load_cifar10(source)
+    return datasets.load_dataset(dataset, source)
 
 
 def load_study(name_or_path: str | Path, kind: str | None = None, **overrides: Any) -> Study:
@@ -48,7 +49,7 @@ def load_study(name_or_path: str | Path, kind: str | None = None, **overrides: A
 
 def train_run(
     out: str | Path | None = None,
-    data: Cifar10 | None = None,
+    data: Dataset | None = None,
     device: str = "auto",
     preset: str | None = None,
     **settings: Any,
@@ -57,14 +58,16 @@ def train_run(
 
     ``settings`` are `TrainConfig` fields (``net``, ``width``, ``subset``, ``epochs``, ``batch_size``,
     ``augment``, ``cutout``, ``seed``, ``eval_every``) and ``lr``; ``preset`` is one of the blog's
-    stages ("part1".."part4"). With ``out``, the run's files are written there and it resumes from
-    its checkpoint, as `forgetting train --out` does; without it nothing is written.
+    stages ("part1".."part4"). ``data`` (`load_data`) defaults to CIFAR-10, ``subset`` to all its
+    training images. With ``out``, the run's files are written there and it resumes from its
+    checkpoint, as `forgetting train --out` does; without it nothing is written.
     """
     from forgetting import config, train
     from forgetting.device import resolve_device
 
     cfg = config.make_config(preset, **settings)
     data = data if data is not None else load_data()
+    cfg = cfg if settings.get("subset") is not None else config.with_all_images(cfg, data)
     if out is not None:
         return train.train_to_dir(cfg, data, Path(out), resolve_device(device))
     return train.train(cfg, data, resolve_device(device)).result
@@ -73,7 +76,7 @@ def train_run(
 def run_study(
     study: Study,
     store: str | Path = "store",
-    data: Cifar10 | None = None,
+    data: Dataset | None = None,
     executor: ExecutorSettings | None = None,
     device: str | None = None,
     events: SweepEvents | None = None,
@@ -86,7 +89,8 @@ def run_study(
     ``executor`` (`ExecutorSettings`) says how the runs are executed: in this process (the default), in
     ``workers`` local processes or on Ray, on which device, within which time limit; ``device`` alone
     overrides its device. ``events`` receives the training progress. ``shard`` "K/N" runs only the K-th
-    of N pieces of equal work (join the stores with `merge_stores`).
+    of N pieces of equal work (join the stores with `merge_stores`). ``data`` defaults to the study's own
+    data set (its [data] section; `load_study(..., dataset=..., data=...)` overrides it).
     """
     from dataclasses import replace
 
@@ -94,7 +98,7 @@ def run_study(
     from forgetting.executors import ExecutorSettings
     from forgetting.shards import Shard
 
-    data = data if data is not None else load_data()
+    data = data if data is not None else study.load_data()
     settings = executor if executor is not None else ExecutorSettings()
     settings = settings if device is None else replace(settings, device=device)
     piece = Shard.parse(shard) if shard is not None else None

@@ -16,26 +16,35 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forgetting.data import PAD
 from forgetting.errors import UserError
 
-SIZE = 32  # output image side
+CIFAR_IMAGE = (32, 32)  # (height, width) of the images the toolkit was written for
+
+
+def pad_for(image: tuple[int, int]) -> int:
+    """Reflect padding before the random crop: an eighth of the shorter side (Page's 4 pixels of 32)."""
+    return max(1, min(image) // 8)
 
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    crop: bool = True  # random 32x32 crop of the reflect-padded 40x40 image
+    crop: bool = True  # random crop of the image's size from the reflect-padded image (32x32 of 40x40)
     flip: bool = True  # left-right flip with p = 0.5
     cutout: int = 0  # side of the Cutout square in pixels; 0 = no Cutout
+    image: tuple[int, int] = CIFAR_IMAGE  # (height, width) of the images: the crop's size
 
     def __post_init__(self):
-        if not 0 <= self.cutout <= SIZE:
-            raise UserError(f"cutout {self.cutout} is outside 0..{SIZE}")
+        if not 0 <= self.cutout <= min(self.image):
+            raise UserError(f"cutout {self.cutout} is outside 0..{min(self.image)}")
+
+    @property
+    def pad(self) -> int:
+        return pad_for(self.image)
 
     @classmethod
-    def standard(cls, augment: bool, cutout: int = 0) -> "AugmentSpec":
-        """crop+flip (+Cutout) when ``augment``, else the plain centre image."""
-        return cls(crop=augment, flip=augment, cutout=cutout if augment else 0)
+    def standard(cls, augment: bool, cutout: int = 0, flip: bool = True, image=CIFAR_IMAGE) -> "AugmentSpec":
+        """crop+flip (+Cutout) when ``augment`` (flip only if ``flip``), else the plain centre image."""
+        return cls(crop=augment, flip=augment and flip, cutout=cutout if augment else 0, image=tuple(image))
 
     def label(self) -> str:
         parts = [p for p, on in (("crop", self.crop), ("flip", self.flip)) if on]
@@ -52,7 +61,7 @@ class EpochPlan:
     batch_size: int
     spec: AugmentSpec
     indices: np.ndarray  # (n,) int64 dataset indices in presentation order
-    crop: np.ndarray  # (n, 2) int64 top-left (y, x) of the crop in the padded image, 0..8
+    crop: np.ndarray  # (n, 2) int64 top-left (y, x) of the crop in the padded image, 0..2 pad
     flip: np.ndarray  # (n,) bool
     cutout: np.ndarray  # (n, 2) int64 top-left (y, x) of the Cutout square, or -1 when off
 
@@ -101,14 +110,16 @@ def plan_epoch(
     order = np.random.default_rng(order_ss).permutation(n)
     if drop_last:
         order = order[: steps * batch_size]
-    m = len(order)
+    m, pad, (h, w) = len(order), spec.pad, spec.image
     if spec.crop:
-        crop = np.random.default_rng(crop_ss).integers(0, 2 * PAD + 1, size=(m, 2))
+        crop = np.random.default_rng(crop_ss).integers(0, 2 * pad + 1, size=(m, 2))
     else:
-        crop = np.full((m, 2), PAD, dtype=np.int64)
+        crop = np.full((m, 2), pad, dtype=np.int64)
     flip = np.random.default_rng(flip_ss).random(m) < 0.5 if spec.flip else np.zeros(m, dtype=bool)
     if spec.cutout:
-        cutout = np.random.default_rng(cut_ss).integers(0, SIZE - spec.cutout + 1, size=(m, 2))
+        # A square image draws both corners from one bound, as the committed runs did.
+        high = h - spec.cutout + 1 if h == w else [h - spec.cutout + 1, w - spec.cutout + 1]
+        cutout = np.random.default_rng(cut_ss).integers(0, high, size=(m, 2))
     else:
         cutout = np.full((m, 2), -1, dtype=np.int64)
     return EpochPlan(
@@ -131,35 +142,34 @@ class DevicePlan:
         self.crop = torch.as_tensor(plan.crop, device=device)
         self.flip = torch.as_tensor(plan.flip, device=device)
         self.cutout = torch.as_tensor(plan.cutout, device=device)
-        self.arange = torch.arange(SIZE, device=device)
 
     def batch(self, padded: torch.Tensor, labels: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sl = self.plan.batch(step)
+        sl, spec = self.plan.batch(step), self.plan.spec
         idx = self.indices[sl]
-        x = apply_choices(
-            padded[idx], self.crop[sl], self.flip[sl], self.cutout[sl], self.plan.spec.cutout, self.arange
-        )
+        x = apply_choices(padded[idx], self.crop[sl], self.flip[sl], self.cutout[sl], spec.cutout, spec.image)
         return x, labels[idx]
 
 
 def apply_choices(
-    images: torch.Tensor,  # (B, C, 40, 40) padded images
+    images: torch.Tensor,  # (B, C, H + 2 pad, W + 2 pad) padded images
     crop: torch.Tensor,  # (B, 2)
     flip: torch.Tensor,  # (B,) bool
     cutout: torch.Tensor,  # (B, 2)
     cutout_size: int,
-    arange: torch.Tensor | None = None,
+    image: tuple[int, int],  # (H, W): the crop's size
 ) -> torch.Tensor:
     """Crop, flip and Cutout a batch in one gather and one mask: no per-image Python loop."""
     b, c, hp, wp = images.shape
-    ar = torch.arange(SIZE, device=images.device) if arange is None else arange
-    rows = crop[:, :1] + ar  # (B, 32)
-    cols = crop[:, 1:] + torch.where(flip[:, None], SIZE - 1 - ar, ar)  # a flip reads columns backwards
-    flat = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, SIZE * SIZE).expand(b, c, SIZE * SIZE)
-    out = images.reshape(b, c, hp * wp).gather(2, flat).view(b, c, SIZE, SIZE)
+    h, w = image
+    ar_h = torch.arange(h, device=images.device)
+    ar_w = ar_h if w == h else torch.arange(w, device=images.device)
+    rows = crop[:, :1] + ar_h  # (B, H)
+    cols = crop[:, 1:] + torch.where(flip[:, None], w - 1 - ar_w, ar_w)  # a flip reads columns backwards
+    flat = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    out = images.reshape(b, c, hp * wp).gather(2, flat).view(b, c, h, w)
     if cutout_size:
         # Zero after normalisation, i.e. the mean pixel (as in Page's code).
-        in_rows = (ar >= cutout[:, :1]) & (ar < cutout[:, :1] + cutout_size)
-        in_cols = (ar >= cutout[:, 1:]) & (ar < cutout[:, 1:] + cutout_size)
+        in_rows = (ar_h >= cutout[:, :1]) & (ar_h < cutout[:, :1] + cutout_size)
+        in_cols = (ar_w >= cutout[:, 1:]) & (ar_w < cutout[:, 1:] + cutout_size)
         out = out.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0)
     return out

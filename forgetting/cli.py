@@ -12,6 +12,7 @@ import typer
 from forgetting.cli_options import (
     CompileOpt,
     DataOpt,
+    DatasetOpt,
     DeviceOpt,
     DropLastOpt,
     PrecisionOpt,
@@ -33,19 +34,28 @@ app = typer.Typer(
 
 @app.command()
 def data(
+    name: str = typer.Argument("cifar10", help="cifar10, cifar100, svhn, mnist, fashion-mnist, or your own with --data"),
     data: Optional[str] = DataOpt,
-    download: bool = typer.Option(False, "--download", help="fetch CIFAR-10 with torchvision into the user cache"),
+    download: bool = typer.Option(
+        False, "--download", help="fetch the data set with torchvision into the user cache (needs internet)"
+    ),
 ):
-    """Find, verify and describe the CIFAR-10 source."""
-    from forgetting import data as data_mod
+    """Find, verify and describe a data set: source, fingerprint, image shape, normalisation, per-class counts."""
+    from forgetting import datasets
     from forgetting.console import console
 
-    d = data_mod.describe(data_mod.load_cifar10(data, download=download))
+    d = datasets.load_dataset(name, data, download=download).describe()
+    reference = datasets.reference(name)
+    official = " (the official release)" if reference is not None and reference.fingerprint == d["fingerprint"] else ""
+    console.print(f"data set: {d['name']}   fingerprint: {d['fingerprint']}{official}")
     console.print(f"source: {d['source']}")
-    console.print(f"train: {d['train']:,} images   test: {d['test']:,} images")
-    console.print("per class (train / test):")
-    for name, a, b in zip(data_mod.CLASSES, d["train_per_class"], d["test_per_class"]):
-        console.print(f"  {name:<11}{a:>6,} / {b:,}")
+    console.print(f"train: {d['train']:,} images   test: {d['test']:,} images   image: {d['image']}")
+    stats = ", ".join(f"{m:.4f} / {s:.4f}" for m, s in zip(d["mean"], d["std"]))
+    console.print(f"normalisation per channel (mean / std of pixels / 255): {stats}")
+    console.print(f"per class (train / test), {len(d['classes'])} classes:")
+    width = max(11, max(len(c) for c in d["classes"]) + 2)
+    for cls, a, b in zip(d["classes"], d["train_per_class"], d["test_per_class"]):
+        console.print(f"  {cls:<{width}}{a:>6,} / {b:,}", markup=False, highlight=False)
 
 
 @app.command()
@@ -53,7 +63,7 @@ def train(
     net: Optional[str] = typer.Option(None, help="dawn18 or resnet9 (default: the preset's, else dawn18)"),
     width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
     preset: Optional[str] = typer.Option(None, help="part1, part2, part3 or part4 (the blog's stages)"),
-    subset: int = typer.Option(50_000, help="class-balanced training images"),
+    subset: Optional[int] = typer.Option(None, help="class-balanced training images (default: all of them)"),
     epochs: Optional[int] = typer.Option(None, help="epochs (a preset's schedule is stretched to fit)"),
     batch_size: Optional[int] = typer.Option(None, help="images per step (default: the preset's, else 512)"),
     lr: Optional[float] = typer.Option(None, help="peak LR, mean-loss convention (default: the preset's, else 0.4)"),
@@ -67,20 +77,22 @@ def train(
     compile: Optional[bool] = CompileOpt,
     drop_last: Optional[bool] = DropLastOpt,
     device: str = DeviceOpt,
+    dataset: Optional[str] = DatasetOpt,
     data: Optional[str] = DataOpt,
     out: Path = typer.Option(..., "--out", help="output folder (resumes from its checkpoint if interrupted)"),
 ):
     """Train one network; write config.json, history.csv, model.pt and result.json (last) into OUT."""
-    from forgetting import config, data as data_mod, device as device_mod, train as train_mod
+    from forgetting import config, datasets, device as device_mod, train as train_mod
     from forgetting.console import EpochTable, console, progress_bar
 
     shape = dict(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment, cutout=cutout)
     recipe = dict(lr=lr, epochs=epochs, seed=seed, eval_every=eval_every, drop_last=drop_last)
     cfg = config.make_config(preset, precision=precision, compile=compile, **shape, **recipe)
     dev = device_mod.resolve_device(device)
-    cifar = data_mod.load_cifar10(data)
+    source = datasets.load_dataset(dataset or "cifar10", data)
+    cfg = cfg if subset is not None else config.with_all_images(cfg, source)
     with progress_bar(transient=True) as bar:
-        result = train_mod.train_to_dir(cfg, cifar, out, dev, callbacks=EpochTable(bar))
+        result = train_mod.train_to_dir(cfg, source, out, dev, callbacks=EpochTable(bar))
     state = "diverged" if result["diverged"] else "finished"
     compiled = f" (+{result['compile_seconds']:.1f} s compiling)" if result["compiled"] else ""
     console.print(
@@ -97,7 +109,7 @@ def lr_find(
     store: Path = StoreOpt,
     net: str = typer.Option("dawn18", help="dawn18 or resnet9"),
     width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
-    subset: int = typer.Option(50_000, help="class-balanced training images"),
+    subset: Optional[int] = typer.Option(None, help="class-balanced training images (default: all of them)"),
     batch_size: int = typer.Option(512, help="images per step"),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="random crop + flip, as in training"),
     method: str = typer.Option(
@@ -112,33 +124,35 @@ def lr_find(
     precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16"),
     compile: Optional[bool] = CompileOpt,
     device: str = DeviceOpt,
+    dataset: Optional[str] = DatasetOpt,
     data: Optional[str] = DataOpt,
     out: Optional[Path] = typer.Option(
         None, "--out", help="output folder: lr_find.csv, lr_find.json, lr_find.png/.svg"
     ),
 ):
     """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
-    from forgetting import config, data as data_mod, device as device_mod, lr_finder
+    from forgetting import config, datasets, device as device_mod, lr_finder
     from forgetting.console import LRFindProgress, SweepProgress, console, progress_bar
 
     if study is not None:
         from forgetting import studies, sweep
 
-        s = studies.load_study(study)
+        s = studies.load_study(study).with_overrides(dataset=dataset, data=data)
         with progress_bar(transient=True) as bar:
-            base_lr = sweep.find_base_lr(s, store, data_mod.load_cifar10(data), device, SweepProgress(bar))
+            base_lr = sweep.find_base_lr(s, store, s.load_data(), device, SweepProgress(bar))
         return console.print(f"{s.name}: base LR {base_lr:.4g} -> {sweep.StudyStore(store, s.name).lr_find_json}")
     if out is None:
         raise UserError("lr-find needs a study (e.g. `forgetting lr-find cpu-lr-sweep`) or --out FOLDER")
 
     seed_list = tuple(parse_ints(seeds, "seeds") or ())
-    shape = dict(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment)
-    cfg = config.TrainConfig(**shape, precision=precision, compile=compile)
+    shape = dict(net=net, width=width, batch_size=batch_size, augment=augment)
+    cfg = config.TrainConfig(**shape, **({} if subset is None else {"subset": subset}), precision=precision, compile=compile)
     dev = device_mod.resolve_device(device)
-    cifar = data_mod.load_cifar10(data)
+    source = datasets.load_dataset(dataset or "cifar10", data)
+    cfg = cfg if subset is not None else config.with_all_images(cfg, source)
     ramp = dict(method=method, seeds=seed_list, num_steps=steps, start_lr=start_lr, end_lr=end_lr)
     with progress_bar(transient=True) as bar:
-        res = lr_finder.find_lr_into(out, cfg, cifar, dev, callbacks=LRFindProgress(bar), **ramp)
+        res = lr_finder.find_lr_into(out, cfg, source, dev, callbacks=LRFindProgress(bar), **ramp)
     spread = f" (median of {len(res.seeds)} seeds, spread {res.spread[0]:.4g} .. {res.spread[1]:.4g})"
     console.print(f"suggested LR ({method}): {res.suggestion:.4g}{spread if len(res.seeds) > 1 else ''} -> {out}")
     others = ", ".join(f"{m} {v['suggestion']:.4g}" for m, v in res.all_methods().items() if m != method)
@@ -150,7 +164,7 @@ def _print_plan(study, store: Path, shard) -> None:
     from forgetting import sweep
     from forgetting.console import console, plan_table
 
-    console.print(plan_table(sweep.plan_sweep(study, store, shard)))
+    console.print(plan_table(sweep.plan_sweep(study, store, shard, study.load_data().identity)))
 
 
 def _print_report(folder: Path, table, lines: list[str], written: Path) -> None:
@@ -170,11 +184,11 @@ def _print_report(folder: Path, table, lines: list[str], written: Path) -> None:
 # The order of each command's overrides: an overridden study's scale line names them so.
 SWEEP_OVERRIDES = (
     *("multipliers", "sizes", "epochs", "warmup", "batch_size", "seeds", "base_lr", "width"),
-    *("precision", "compile", "drop_last"),
+    *("precision", "compile", "drop_last", "dataset", "data"),
 )
 PROBE_OVERRIDES = (
     *("epochs", "warmup", "width", "subset", "batch_size", "multipliers", "base_lr", "seeds", "last_epochs", "bn"),
-    *("precision", "compile", "drop_last"),
+    *("precision", "compile", "drop_last", "dataset", "data"),
 )
 
 
@@ -190,7 +204,7 @@ def sweep_lr(
     opts: StudyOptions,
 ):
     """Train the study's network across LR multipliers x subset sizes; resumable; writes results.csv and the figure."""
-    from forgetting import data as data_mod, sweep
+    from forgetting import sweep
     from forgetting.console import SweepProgress, lr_sweep_table, progress_bar
 
     s = opts.load(study, "lr-sweep", SWEEP_OVERRIDES, sizes=sizes)
@@ -198,10 +212,10 @@ def sweep_lr(
     if opts.dry_run:
         return _print_plan(s, opts.store, piece)
     executor = opts.executor_settings(address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
-    cifar = data_mod.load_cifar10(opts.data)
+    data = s.load_data()
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor.in_process)
-        outcome = sweep.run_sweep(s, opts.store, cifar, executor, events, shard=piece)
+        outcome = sweep.run_sweep(s, opts.store, data, executor, events, shard=piece)
     piece_text = f" (shard {piece}: {len(outcome.mine)} of them)" if piece else ""
     table = lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})")
     done = f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs{piece_text} in {outcome.seconds:.0f} s"
@@ -221,7 +235,7 @@ def probe_epochs(
     opts: StudyOptions,
 ):
     """Train the probe study's runs if missing, then re-evaluate the frozen final weights on every earlier epoch's batches."""
-    from forgetting import data as data_mod, probe
+    from forgetting import probe
     from forgetting.console import ProbeProgress, SweepProgress, probe_table, progress_bar
 
     s = opts.load(study, "probe", PROBE_OVERRIDES, subset=subset, last_epochs=last_epochs, bn=bn)
@@ -229,11 +243,11 @@ def probe_epochs(
     if opts.dry_run:
         return _print_plan(s, opts.store, piece)
     executor = opts.executor_settings()
-    cifar = data_mod.load_cifar10(opts.data)
+    data = s.load_data()
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor.in_process)
         outcome = probe.probe_study(
-            s, opts.store, cifar, executor, shard=piece, sweep_events=events, probe_events=ProbeProgress(bar)
+            s, opts.store, data, executor, shard=piece, sweep_events=events, probe_events=ProbeProgress(bar)
         )
     table = probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})")
     times = [

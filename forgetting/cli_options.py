@@ -19,7 +19,14 @@ from forgetting.errors import UserError
 DataOpt = typer.Option(
     None,
     "--data",
-    help="CIFAR-10 .npz or cifar-10-batches-py folder (default: $FORGETTING_DATA, then torchvision's cache)",
+    help="the data set's .npz or folder in torchvision's format (default: the study's [data] path; for CIFAR-10 "
+    "$FORGETTING_DATA; then the user cache `forgetting data NAME --download` fills)",
+)
+DatasetOpt = typer.Option(
+    None,
+    "--dataset",
+    help="cifar10, cifar100, svhn, mnist, fashion-mnist, or a name of your own for the .npz that --data names "
+    "(default: the study's [data] name, else cifar10)",
 )
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
 PrecisionOpt = typer.Option(None, "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
@@ -92,6 +99,7 @@ class StudyOptions:
     dry_run: bool = _option(DryRunOpt)
     time_limit: Optional[str] = _option(TimeLimitOpt)
     device: str = _option(DeviceOpt)
+    dataset: Optional[str] = _option(DatasetOpt)
     data: Optional[str] = _option(DataOpt)
 
     def load(self, name: str, kind: str, order: tuple[str, ...], **own):

@@ -11,17 +11,24 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from forgetting import augment, data as data_mod, models
+from forgetting import augment, datasets, models
+from forgetting.datasets import DataIdentity
 from forgetting.errors import UserError
 from forgetting.schedules import PiecewiseLinear, triangle
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 or fp16 on CUDA, fp32 on CPU
 BN_INITS = ("default", *models.BN_INITS)  # default: each net's faithful choice
 BN_MODES = ("eval", "batch")  # the probe's BN: running statistics, or each batch's own
+# The data every run committed under results/ trained on: CIFAR-10 as released (torchvision's download).
+REFERENCE_DATA: DataIdentity = datasets.reference("cifar10")
 # Settings added after results were committed -> the value at which a run is the same as before.
 # Runs before drop_last dropped the partial batch, so True names them; False (the default) only
-# enters the identity when the subset leaves a partial batch.
-IDENTITY_NEUTRAL: dict = {"eval_last": 0, "precision": "auto", "drop_last": True, "eval_train": False}
+# enters the identity when the subset leaves a partial batch. Runs before data sets had identities
+# all trained on the reference CIFAR-10, with flips.
+IDENTITY_NEUTRAL: dict = {
+    **{"eval_last": 0, "precision": "auto", "drop_last": True, "eval_train": False, "flip": True},
+    **{"dataset": REFERENCE_DATA.name, "data_fingerprint": REFERENCE_DATA.fingerprint},
+}
 # How a run is executed, not what it computes (compiled kernels round differently, as thread counts
 # do): recorded in result.json, left out of the run's id so a compiled run counts as the same run.
 EXECUTION_SETTINGS = ("compile",)
@@ -35,11 +42,12 @@ class TrainConfig:
     width: float = 1.0  # channel multiplier
     shortcut: str = "page"  # dawn18 only: "page" adds relu(bn(x)), "johnson" adds x
     bn_init: str = "default"  # one of BN_INITS
-    subset: int = data_mod.TRAIN_SIZE  # class-balanced training images
+    subset: int = 50_000  # class-balanced training images
     epochs: int = 30
     batch_size: int = 512
     lr_knots: tuple[tuple[float, float], ...] = ((0, 0), (8, 0.4), (30, 0))  # (epoch, LR)
     augment: bool = True  # random crop of the padded image + flip
+    flip: bool = True  # with augment: the left-right flip too (off for data sets where a mirror changes the class)
     cutout: int = 0  # Cutout square side in pixels (with augment only)
     seed: int = 0  # initial weights, subset and every epoch's batch plan
     momentum: float = 0.9
@@ -55,12 +63,16 @@ class TrainConfig:
     # torch.compile the training step; None = on for CUDA, off on CPU. An execution setting like the
     # device and the thread count: never part of the run's identity (see identity()).
     compile: bool | None = None
+    # The data set the run trains on: its name and the fingerprint of its arrays. "" = not yet bound:
+    # `bind_data` (what `train.train` and a study's grid call) sets them from the data set itself.
+    dataset: str = ""
+    data_fingerprint: str = ""
 
     def __post_init__(self):
         checks = [
             (self.net in models.NETS, f"net must be one of {', '.join(models.NETS)}, not {self.net!r}"),
             (0 < self.width < float("inf"), f"width must be finite and positive, not {self.width}"),
-            (1 <= self.subset <= data_mod.TRAIN_SIZE, f"subset {self.subset} is outside 1..{data_mod.TRAIN_SIZE}"),
+            (self.subset >= 1, f"subset must be at least 1, not {self.subset}"),
             (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
             (self.batch_size <= self.subset, f"batch size {self.batch_size} is larger than the subset ({self.subset})"),
@@ -69,20 +81,25 @@ class TrainConfig:
             (self.eval_every >= 0, "eval_every must not be negative"),
             (self.eval_last >= 0, "eval_last must not be negative"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"),
+            (self.cutout >= 0, f"cutout must not be negative, not {self.cutout}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
         PiecewiseLinear(self.lr_knots)  # validates the knots
-        augment.AugmentSpec.standard(self.augment, self.cutout)
 
     @property
     def schedule(self) -> PiecewiseLinear:
         return PiecewiseLinear(self.lr_knots)
 
     @property
-    def augment_spec(self) -> augment.AugmentSpec:
-        return augment.AugmentSpec.standard(self.augment, self.cutout)
+    def data(self) -> DataIdentity | None:
+        """The data set the run is bound to; None before `bind_data`."""
+        return DataIdentity(self.dataset, self.data_fingerprint) if self.data_fingerprint else None
+
+    def augment_for(self, image: tuple[int, int]) -> augment.AugmentSpec:
+        """The augmentation of this run on images of ``image`` = (height, width)."""
+        return augment.AugmentSpec.standard(self.augment, self.cutout, self.flip, image)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -97,6 +114,8 @@ class TrainConfig:
             d.pop(key)
         if self.subset % self.batch_size == 0:
             d["drop_last"] = IDENTITY_NEUTRAL["drop_last"]  # no partial batch: both settings are the same run
+        if not self.augment:
+            d["flip"] = IDENTITY_NEUTRAL["flip"]  # nothing is flipped without augmentation
         for key, neutral in IDENTITY_NEUTRAL.items():
             if d.get(key) == neutral:
                 d.pop(key)
@@ -104,9 +123,37 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
+        """A config as config.json (or a checkpoint) holds it. One written before data sets had identities
+        was a run on the reference CIFAR-10: it is read as bound to it."""
+        d = {"dataset": REFERENCE_DATA.name, "data_fingerprint": REFERENCE_DATA.fingerprint, **d}
         d["lr_knots"] = tuple(tuple(float(v) for v in k) for k in d["lr_knots"])
         return cls(**d)
+
+
+def check_fits(cfg: TrainConfig, data: datasets.Dataset) -> None:
+    """Refuse, before anything is trained or written, a run that asks more of ``data`` than it has."""
+    if cfg.subset > data.train_size:
+        raise UserError(f"subset size {cfg.subset} is outside 1..{data.train_size} (the images of {data.name})")
+    cfg.augment_for(data.image_size)  # a Cutout square no larger than the images
+
+
+def with_all_images(cfg: TrainConfig, data: datasets.Dataset) -> TrainConfig:
+    """``cfg`` on every training image of ``data`` (a command's default subset)."""
+    return dataclasses.replace(cfg, subset=data.train_size)
+
+
+class DataMismatch(UserError):
+    """A run (or its checkpoint) belongs to one data set and was handed another."""
+
+
+def bind_data(cfg: TrainConfig, data: DataIdentity, what: str = "the run") -> TrainConfig:
+    """``cfg`` on ``data``: a config not yet bound takes its identity; one bound to other data is refused,
+    in one line that names both data sets (weights are never trained on, resumed or probed with other data)."""
+    if cfg.data is None:
+        return dataclasses.replace(cfg, dataset=data.name, data_fingerprint=data.fingerprint)
+    if cfg.data != data:
+        raise DataMismatch(f"{what} belongs to data set {cfg.data}, not to {data}: another data set is another run")
+    return cfg
 
 
 def run_id(cfg: TrainConfig) -> str:

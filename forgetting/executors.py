@@ -21,7 +21,8 @@ from typing import Callable, Protocol
 
 import torch
 
-from forgetting import data as data_mod
+from forgetting import datasets
+from forgetting.datasets import Dataset
 from forgetting.errors import UserError
 from forgetting.grid import RunSpec
 from forgetting.store import RunFolder, json_bytes
@@ -122,16 +123,16 @@ def _deliver(spec: RunSpec, outcome: Callable[[], dict[str, bytes]], store: RunS
 _WORKER: dict = {}
 
 
-def _init_worker(source: str, threads: int) -> None:
+def _init_worker(data: Dataset | datasets.DataFile, threads: int) -> None:
     torch.set_num_threads(threads)
-    _WORKER["cifar"] = data_mod.load_cifar10(source)
+    _WORKER["data"] = data.load() if isinstance(data, datasets.DataFile) else data
     _WORKER["cache"] = {}
 
 
 def execute_run(
     cfg_dict: dict,
     meta: dict,
-    cifar=None,
+    data=None,
     device: str = "auto",
     checkpoint: str | None = None,
     threads: int | None = None,
@@ -141,12 +142,12 @@ def execute_run(
     """Train one run and return its files (name -> bytes), ready for the driver to write (`RunFolder.write`)."""
     if threads:
         torch.set_num_threads(threads)
-    cifar = cifar if cifar is not None else _WORKER["cifar"]
+    data = data if data is not None else _WORKER["data"]
     cache = cache if cache is not None else _WORKER.get("cache")
     cfg = TrainConfig.from_dict(cfg_dict)
     out = train(
         cfg,
-        cifar,
+        data,
         resolve_device(device),
         checkpoint=Path(checkpoint) if checkpoint else None,
         callbacks=callbacks,
@@ -163,8 +164,8 @@ def execute_run(
 class InProcessExecutor:
     """The runs one after another in this process, sharing its prepared data."""
 
-    def __init__(self, cifar: data_mod.Cifar10, device: torch.device):
-        self.cifar, self.device = cifar, device
+    def __init__(self, data: Dataset, device: torch.device):
+        self.data, self.device = data, device
 
     def run(self, specs: list[RunSpec], store: RunStore, events, budget: TimeBudget | None = None) -> None:
         cache: dict = {}
@@ -178,7 +179,7 @@ class InProcessExecutor:
                 return execute_run(
                     spec.config.to_dict(),
                     spec.meta,
-                    self.cifar,
+                    self.data,
                     str(self.device),
                     checkpoint=str(store.checkpoint(spec)),
                     callbacks=events.train_callbacks(spec),
@@ -192,13 +193,13 @@ class InProcessExecutor:
 class LocalPoolExecutor:
     """``workers`` local processes, each with its share of the cores and its own copy of the data."""
 
-    def __init__(self, cifar: data_mod.Cifar10, device: torch.device, workers: int):
-        self.source, self.device, self.workers = cifar.source, device, workers
+    def __init__(self, data: Dataset, device: torch.device, workers: int):
+        self.data, self.device, self.workers = datasets.shippable(data), device, workers
 
     def run(self, specs: list[RunSpec], store: RunStore, events, budget: TimeBudget | None = None) -> None:
         threads = max(1, (os.cpu_count() or 1) // self.workers)  # share the cores, do not oversubscribe them
         with ProcessPoolExecutor(
-            self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.source, threads)
+            self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.data, threads)
         ) as pool:
             try:
                 self._feed(pool, specs, store, events, budget)
@@ -237,8 +238,8 @@ class LocalPoolExecutor:
 class RayExecutor:
     """Each run a Ray task asking for its CPUs and GPU fraction; the files come back to the driver."""
 
-    def __init__(self, cifar: data_mod.Cifar10, address: str | None, gpus_per_run: float, cpus_per_run: float):
-        self.cifar, self.address, self.gpus, self.cpus = cifar, address, gpus_per_run, cpus_per_run
+    def __init__(self, data: Dataset, address: str | None, gpus_per_run: float, cpus_per_run: float):
+        self.data, self.address, self.gpus, self.cpus = data, address, gpus_per_run, cpus_per_run
 
     def run(self, specs: list[RunSpec], store: RunStore, events, budget: TimeBudget | None = None) -> None:
         try:
@@ -251,13 +252,13 @@ class RayExecutor:
                 include_dashboard=False, log_to_driver=False
             )
         device = "cuda" if self.gpus > 0 else "cpu"
-        cifar_ref = ray.put(self.cifar)  # shipped once to the object store: no shared filesystem needed
+        data_ref = ray.put(self.data)  # shipped once to the object store: no shared filesystem needed
         task = ray.remote(execute_run).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=RAY_RETRIES, retry_exceptions=True
         )
         pending = {}
         for spec in specs:
-            ref = task.remote(spec.config.to_dict(), spec.meta, cifar_ref, device, None, max(1, int(self.cpus)))
+            ref = task.remote(spec.config.to_dict(), spec.meta, data_ref, device, None, max(1, int(self.cpus)))
             pending[ref] = spec
             events.run_started(spec)
         while pending:
@@ -265,10 +266,10 @@ class RayExecutor:
             _deliver(pending.pop(done[0]), lambda: ray.get(done[0]), store, events)  # failed RAY_RETRIES + 1 times
 
 
-def make_executor(settings: ExecutorSettings, cifar: data_mod.Cifar10, device: torch.device):
+def make_executor(settings: ExecutorSettings, data: Dataset, device: torch.device):
     """The executor ``settings`` name (checked with `ExecutorSettings.check`)."""
     if settings.executor == "ray":
-        return RayExecutor(cifar, settings.address, settings.gpus_per_run, settings.cpus_per_run)
+        return RayExecutor(data, settings.address, settings.gpus_per_run, settings.cpus_per_run)
     if settings.in_process:
-        return InProcessExecutor(cifar, device)
-    return LocalPoolExecutor(cifar, device, settings.workers)
+        return InProcessExecutor(data, device)
+    return LocalPoolExecutor(data, device, settings.workers)

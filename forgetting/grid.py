@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from forgetting import data as data_mod
+from forgetting import datasets
+from forgetting.datasets import DataIdentity
 from forgetting.schedules import warmup_constant
 from forgetting.studies import Study
-from forgetting.config import TrainConfig, is_test_epoch, run_id
+from forgetting.config import TrainConfig, bind_data, is_test_epoch, run_id
 
 
 # A test-set or clean-training-set image costs about half a training image (forward only, no
@@ -20,7 +21,7 @@ from forgetting.config import TrainConfig, is_test_epoch, run_id
 EVAL_COST = 0.5
 
 
-def run_work(cfg: TrainConfig, test_size: int = data_mod.TEST_SIZE) -> float:
+def run_work(cfg: TrainConfig, test_size: int = 10_000) -> float:
     """subset x epochs, plus each test-set evaluation (with eval_train, a clean pass over the subset
     too) and the final clean pass over the subset."""
     evaluations = sum(is_test_epoch(cfg, e) for e in range(cfg.epochs))
@@ -51,15 +52,21 @@ class RunSpec:
 SHARED_TRAIN_KEYS = ("net", "width", "shortcut", "bn_init", "epochs", "batch_size", "precision", "drop_last", "compile")
 
 
-def study_config(study: Study, **run) -> TrainConfig:
+def study_config(study: Study, data: DataIdentity | None = None, **run) -> TrainConfig:
     """A TrainConfig with the network and recipe of the study's [train] section, plus ``run``'s own
-    settings (subset, seed, LR schedule, ...): the one place a new [train] key reaches every run."""
+    settings (subset, seed, LR schedule, ...), bound to ``data`` (default: the study's own data set, as
+    `Study.data_identity` knows it): the one place a new [train] key reaches every run."""
+    data = data if data is not None else study.data_identity()
     shared = {key: study.train[key] for key in SHARED_TRAIN_KEYS} | {"width": float(study.train["width"])}
-    return TrainConfig(**shared, **run)
+    flip = study.train.get("flip")  # left out: the data set's own default (off where a mirror changes the class)
+    shared["flip"] = datasets.spec_for(data.name).flip if flip is None else flip
+    return bind_data(TrainConfig(**shared, **run), data)
 
 
-def expand(study: Study, base_lr: float) -> list[RunSpec]:
-    """Every run of the study, smallest subsets first (so results arrive early)."""
+def expand(study: Study, base_lr: float, data: DataIdentity | None = None) -> list[RunSpec]:
+    """Every run of the study on ``data`` (default: `Study.data_identity`), smallest subsets first (so
+    results arrive early)."""
+    data = data if data is not None else study.data_identity()
     t = study.train
     cells = []  # (subset, augment, condition)
     if study.kind == "lr-sweep":
@@ -73,6 +80,7 @@ def expand(study: Study, base_lr: float) -> list[RunSpec]:
                 lr = m * base_lr
                 cfg = study_config(
                     study,
+                    data,
                     subset=subset,
                     lr_knots=warmup_constant(lr, t["warmup"], t["epochs"]).knots,
                     augment=augment,

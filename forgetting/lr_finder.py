@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forgetting import augment, data as data_mod, train as train_mod
-from forgetting.config import TrainConfig
+from forgetting import augment, train as train_mod
+from forgetting.config import TrainConfig, bind_data
+from forgetting.datasets import Dataset
 from forgetting.device import amp_dtype, resolve_device, use_compile
 from forgetting.errors import UserError
 from forgetting.lr_curve import LRFindCurve, LRFindResult, median_log
@@ -206,7 +207,7 @@ def config_batches(cfg: TrainConfig, prep: train_mod.Prepared, device: torch.dev
     """The batches training with ``cfg`` would see, epoch 0, 1, 2, ... (same order and augmentation).
 
     Full batches only: a partial last batch would be a ramp step on fewer images, a noisier point."""
-    spec = cfg.augment_spec
+    spec = prep.augment
     epoch = 0
     while True:
         plan = augment.plan_epoch(prep.subset, cfg.seed, epoch, spec, cfg.batch_size, drop_last=True)
@@ -227,10 +228,10 @@ def _check_seeds(method: str, seeds: Iterable[int]) -> tuple[int, ...]:
     return seeds
 
 
-def _seed_test(cfg: TrainConfig, cifar, device: torch.device, cache: dict, ramp: dict, callbacks):
+def _seed_test(cfg: TrainConfig, data: Dataset, device: torch.device, cache: dict, ramp: dict, callbacks):
     """The range test of ``cfg``'s own model, optimizer and batches (one seed)."""
-    prep = train_mod.prepare(cfg, cifar, device, cache)
-    model = train_mod.build_model(cfg, device)
+    prep = train_mod.prepare(cfg, data, device, cache)
+    model = train_mod.build_model(cfg, device, prep)
     opt = train_mod.make_optimizer(cfg, model)
     # A compiled module shares the parameters and state of ``model``: the restore covers it.
     stepped = torch.compile(model, dynamic=False) if use_compile(cfg, device) else model
@@ -264,7 +265,7 @@ def _result(cfg, method: str, curves: dict[int, LRFindCurve], ramp: dict, device
 
 def find_lr(
     cfg: TrainConfig,
-    cifar: data_mod.Cifar10,
+    data: Dataset,
     device: torch.device | str = "auto",
     method: str = DEFAULT_METHOD,
     seeds: Iterable[int] = (0,),
@@ -286,6 +287,7 @@ def find_lr(
     stops early jumps i to the end of its share).
     """
     seeds = _check_seeds(method, seeds)
+    cfg = bind_data(cfg, data.identity)
     device = resolve_device(device) if isinstance(device, str) else device
     cache = {} if cache is None else cache
     ramp = dict(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, beta=beta, diverge_factor=diverge_factor)
@@ -294,7 +296,7 @@ def find_lr(
     t0 = time.perf_counter()
     for k, seed in enumerate(seeds):
         cb = None if callbacks is None else _Offset(callbacks, k * num_steps, total)
-        curves[seed] = _seed_test(dataclasses.replace(cfg, seed=seed), cifar, device, cache, ramp, cb)
+        curves[seed] = _seed_test(dataclasses.replace(cfg, seed=seed), data, device, cache, ramp, cb)
         if callbacks is not None and len(curves[seed]) < num_steps:
             callbacks.step((k + 1) * num_steps, total)
     return _result(cfg, method, curves, ramp, device, time.perf_counter() - t0)
@@ -325,9 +327,9 @@ def write_files(found: LRFindResult, folder: Path, key: dict | None = None, figu
         plots.plot_lr_find(frame, found.suggestion, found.method, out.lr_find_figure, _title(found))
 
 
-def find_lr_into(folder: Path, cfg: TrainConfig, cifar, device, **find_args) -> LRFindResult:
+def find_lr_into(folder: Path, cfg: TrainConfig, data: Dataset, device, **find_args) -> LRFindResult:
     """`find_lr`, with its files and plot written into ``folder`` (checked before the range test, not after)."""
     ensure_folder(folder, "--out folder")
-    found = find_lr(cfg, cifar, device, **find_args)
+    found = find_lr(cfg, data, device, **find_args)
     write_files(found, folder, figure=True)
     return found

@@ -56,12 +56,14 @@ class ConcatPool(nn.Module):
         )
 
 
-def dawn18(width: float = 1.0, shortcut: str = "page", bn_init: str = "uniform", num_classes: int = 10) -> nn.Module:
+def dawn18(
+    width: float = 1.0, shortcut: str = "page", bn_init: str = "uniform", num_classes: int = 10, in_channels: int = 3
+) -> nn.Module:
     """Ben Johnson's 18-layer pre-activation ResNet as Page trained it in Parts 1-3."""
     if shortcut not in SHORTCUTS:
         raise UserError(f"shortcut must be {' or '.join(map(repr, SHORTCUTS))}, not {shortcut!r}")
     c = [channels(k, width) for k in (64, 128, 256, 256)]
-    layers: list[nn.Module] = [nn.Conv2d(3, c[0], 3, 1, 1, bias=False)]  # prep: no BN-ReLU (Part 1)
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, c[0], 3, 1, 1, bias=False)]  # prep: no BN-ReLU (Part 1)
     c_in = c[0]
     for i, c_out in enumerate(c):
         for j in range(2):
@@ -94,11 +96,11 @@ class Scale(nn.Module):
         return x * self.factor
 
 
-def resnet9(width: float = 1.0, bn_init: str = "ones", num_classes: int = 10) -> nn.Module:
+def resnet9(width: float = 1.0, bn_init: str = "ones", num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """Page's ResNet-9 of Part 4: 3 conv stages with two residual blocks, logits scaled by 1/8."""
     c = [channels(k, width) for k in (64, 128, 256, 512)]
     return nn.Sequential(
-        _conv_bn(3, c[0], bn_init),
+        _conv_bn(in_channels, c[0], bn_init),
         _conv_bn(c[0], c[1], bn_init),
         nn.MaxPool2d(2),
         Residual(c[1], bn_init),
@@ -114,16 +116,23 @@ def resnet9(width: float = 1.0, bn_init: str = "ones", num_classes: int = 10) ->
     )
 
 
-def build(net: str, width: float = 1.0, shortcut: str = "page", bn_init: str | None = None) -> nn.Module:
+def build(
+    net: str,
+    width: float = 1.0,
+    shortcut: str = "page",
+    bn_init: str | None = None,
+    num_classes: int = 10,
+    in_channels: int = 3,
+) -> nn.Module:
     """Construct a network by name; ``bn_init`` defaults to each net's faithful choice."""
     if not width > 0:
         raise UserError(f"width must be positive, not {width}")
     if bn_init is not None and bn_init not in BN_INITS:
         raise UserError(f"bn_init must be {' or '.join(BN_INITS)}, not {bn_init!r}")
     if net == "dawn18":
-        return dawn18(width, shortcut, bn_init or "uniform")
+        return dawn18(width, shortcut, bn_init or "uniform", num_classes, in_channels)
     if net == "resnet9":
-        return resnet9(width, bn_init or "ones")
+        return resnet9(width, bn_init or "ones", num_classes, in_channels)
     raise UserError(f"unknown net {net!r} (choose from {', '.join(NETS)})")
 
 

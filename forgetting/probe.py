@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forgetting import augment, data as data_mod
+from forgetting import augment
 from forgetting.analysis import probe_fits
-from forgetting.config import BN_MODES, TrainConfig
+from forgetting.config import BN_MODES, TrainConfig, bind_data
+from forgetting.datasets import Dataset
 from forgetting.errors import UserError
 from forgetting.executors import ExecutorSettings
 from forgetting.store import RunFolder, StudyFolder, read_json
@@ -125,13 +126,14 @@ class _Frozen:
     model: torch.nn.Module
 
 
-def _freeze(run_dir: Path, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None) -> _Frozen:
+def _freeze(run_dir: Path, data: Dataset, device: torch.device, cache: dict | None) -> _Frozen:
     run_dir = Path(run_dir)
     cfg, steps, state, examples, result = _load_run(run_dir)
     if result.get("diverged"):
         raise ProbeError(f"run {run_dir.name} diverged: there is nothing to probe")
-    prep = prepare(cfg, cifar, device, cache)
-    model = build_model(cfg, device)
+    bind_data(cfg, data.identity, f"run {run_dir.name}")  # its weights are never probed on other images
+    prep = prepare(cfg, data, device, cache)
+    model = build_model(cfg, device, prep)
     model.load_state_dict(state)
     model.eval()
     recorded = {(int(r.epoch), int(r.step)): r for r in steps.itertuples()}
@@ -155,7 +157,9 @@ def _epoch_losses(run: _Frozen, plan: augment.EpochPlan, device: torch.device, b
     dplan = augment.DevicePlan(plan, device)
     if bn == "eval":  # per-example losses do not depend on batch composition: use big chunks
         idx = dplan.indices
-        x = augment.apply_choices(prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, cfg.augment_spec.cutout)
+        x = augment.apply_choices(
+            prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, prep.augment.cutout, prep.augment.image
+        )
         loss, correct = per_example(model, x, prep.train_labels[idx], precision=cfg.precision)
     else:  # batch statistics depend on the batch: replay the training batches as they were
         parts = [
@@ -208,14 +212,14 @@ def _recency(index: list, step: list, loss: list, total_steps: int) -> pd.DataFr
     )
 
 
-def _forgetting(run: _Frozen, cifar: data_mod.Cifar10, device: torch.device) -> pd.DataFrame:
+def _forgetting(run: _Frozen, data: Dataset, device: torch.device) -> pd.DataFrame:
     """Toneva statistics from training records; loss now on the clean (unaugmented) image."""
     prep = run.prep
-    forget = count_forgetting(run.examples["order"], run.examples["correct"], data_mod.TRAIN_SIZE)
+    forget = count_forgetting(run.examples["order"], run.examples["correct"], data.train_size)
     clean_idx = torch.as_tensor(forget["index"].to_numpy().copy(), device=device)
-    clean_x = prep.train_padded[clean_idx][:, :, 4:36, 4:36]
+    clean_x = prep.clean(clean_idx)
     clean_loss, _ = per_example(run.model, clean_x, prep.train_labels[clean_idx], precision=run.cfg.precision)
-    forget["label"] = cifar.train_y[forget["index"].to_numpy()]
+    forget["label"] = data.train_y[forget["index"].to_numpy()]
     forget["loss_now"] = clean_loss.float().cpu().numpy()
     forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)
     return forget
@@ -236,7 +240,7 @@ def _reference(run: _Frozen) -> dict:
 
 def probe_run(
     run_dir: Path,
-    cifar: data_mod.Cifar10,
+    data: Dataset,
     device: torch.device,
     last_epochs: int = 0,
     bn: str = "eval",
@@ -247,14 +251,14 @@ def probe_run(
     _check_bn(bn)
     if last_epochs < 0:
         raise UserError(f"--last-epochs must not be negative, not {last_epochs}")
-    run = _freeze(run_dir, cifar, device, cache)
+    run = _freeze(run_dir, data, device, cache)
     cfg, n_epochs = run.cfg, run.cfg.epochs
     first = 0 if last_epochs == 0 else max(0, n_epochs - last_epochs)
     rows, pres_index, pres_step, pres_loss = [], [], [], []
     saved = _batch_stat_mode(run.model) if bn == "batch" else None
     total_steps = None
     for epoch in range(first, n_epochs):
-        plan = augment.plan_epoch(run.prep.subset, cfg.seed, epoch, cfg.augment_spec, cfg.batch_size, cfg.drop_last)
+        plan = augment.plan_epoch(run.prep.subset, cfg.seed, epoch, run.prep.augment, cfg.batch_size, cfg.drop_last)
         total_steps = n_epochs * plan.steps
         _check_replay(run, epoch, plan)
         loss, acc = _epoch_losses(run, plan, device, bn)
@@ -267,7 +271,7 @@ def probe_run(
     if saved is not None:
         _restore_bn(run.model, saved)
     recency = _recency(pres_index, pres_step, pres_loss, total_steps)
-    return RunProbe(pd.DataFrame(rows), _forgetting(run, cifar, device), recency, _reference(run))
+    return RunProbe(pd.DataFrame(rows), _forgetting(run, data, device), recency, _reference(run))
 
 
 PROBE_COLUMNS = [
@@ -302,7 +306,7 @@ class ProbeOutcome:
 def probe_study(
     study,
     store_root: Path,
-    cifar,
+    data,
     executor: ExecutorSettings = ExecutorSettings(),
     last_epochs=None,
     bn=None,
@@ -317,14 +321,14 @@ def probe_study(
     last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
     bn = study.probe["bn"] if bn is None else bn
     _check_bn(bn)
-    outcome = sweep.run_sweep(study, store_root, cifar, executor, events=sweep_events, shard=shard)
+    outcome = sweep.run_sweep(study, store_root, data, executor, events=sweep_events, shard=shard)
     # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
     # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.
     with outcome.store.lock():
-        return _probe_finished_runs(outcome, cifar, executor.device, last_epochs, bn, probe_events)
+        return _probe_finished_runs(outcome, data, executor.device, last_epochs, bn, probe_events)
 
 
-def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) -> ProbeOutcome:
+def _probe_finished_runs(outcome, data, device, last_epochs, bn, probe_events) -> ProbeOutcome:
     dev = resolve_device(device)
     cache: dict = {}
     tables = {"probe": [], "runs": [], "recency": [], "examples": []}
@@ -344,9 +348,9 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) 
         if probe_events is not None:
             epochs = spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
             probe_events.start_run(spec, epochs, done=done, total=len(outcome.mine))
-        prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
+        prepare(spec.config, data, dev, cache)  # data preparation is shared by all runs: not the probe's cost
         t0 = time.perf_counter()
-        rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
+        rp = probe_run(run.dir, data, dev, last_epochs, bn, cache, callbacks=probe_events)
         seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)
         for name, df in (("probe", rp.steps), ("recency", rp.recency), ("examples", rp.examples)):
             tables[name].append(df.assign(**keys))

@@ -12,7 +12,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from forgetting import config, data as data_mod, lr_settings, models
+from forgetting import config, datasets, lr_settings, models
+from forgetting.datasets import DataIdentity
 from forgetting.errors import UserError
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
@@ -74,7 +75,11 @@ def _base_lr(v):
     return None if msg is None else 'must be "find" or a positive number'
 
 
-SIZE = _number(integer=True, lo=1, hi=data_mod.TRAIN_SIZE)
+def _dataset_name(v):
+    return None if isinstance(v, str) and datasets.registry.NAME.fullmatch(v) else "must be a data set's name"
+
+
+SIZE = _number(integer=True, lo=1)  # at most the data set's training images: checked once it is loaded
 
 # section -> key -> (check, default); a default of ... means required.
 SCHEMA: dict[str, dict[str, tuple]] = {
@@ -91,7 +96,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "epochs": (_number(integer=True, lo=1), 30),
         "warmup": (_number(lo=0), 5),  # epochs of linear warm-up, then constant LR
         "augment": (_boolean, True),
-        "cutout": (_number(integer=True, lo=0, hi=32), 0),
+        "flip": (_boolean, None),  # with augment: flip too; left out = the data set's default (off for digits)
+        "cutout": (_number(integer=True, lo=0), 0),  # at most the images' side: checked with the data set
         "eval_every": (_number(integer=True, lo=0), 0),
         "eval_last": (_number(integer=True, lo=0), 0),  # also evaluate on each of the last N epochs
         "eval_train": (_boolean, False),  # also the clean training subset on each evaluated epoch
@@ -120,7 +126,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "last_epochs": (_number(integer=True, lo=0), 0),  # 0 = every epoch
         "bn": (_one_of(*config.BN_MODES), "eval"),
     },
+    "data": {
+        "name": (_dataset_name, "cifar10"),  # a built-in data set (`forgetting data`) or the name of the user's own
+        "path": (_string, None),  # its .npz or folder, relative to the study file; default: as `forgetting data`
+    },
 }
+# [train] keys added after studies were recorded (study.json): left out of a record at their default, so
+# that a study recorded before them and one recorded since are the same study (`forgetting merge`).
+ADDED_TRAIN_KEYS = ("flip",)
+# Command-line overrides of the [data] section, by the options' names.
+DATA_OVERRIDES = {"dataset": "name", "data": "path"}
 CONDITION_SCHEMA = {
     "name": (_string, ...),
     "fraction": (_number(positive=True, hi=1), ...),  # of the study's subset
@@ -147,11 +162,14 @@ class Study:
     probe: dict
     conditions: tuple[Condition, ...] = field(default_factory=tuple)
     source: str = ""
+    data: dict = field(default_factory=lambda: {"name": "cifar10", "path": None})  # the [data] section
 
     def with_overrides(self, **overrides) -> "Study":
         """Apply command-line overrides (None = keep), validating them like file values."""
+        overrides = self._data_overrides(overrides)
+        data = overrides.pop("_data")
         sections = {"train": dict(self.train), "grid": dict(self.grid), "probe": dict(self.probe)}
-        changed = []
+        changed = [] if overrides.pop("_same_data") else ["dataset"]
         for key, value in overrides.items():
             if value is None:
                 continue
@@ -162,15 +180,52 @@ class Study:
             if value != sections[section][key]:
                 changed.append(key)
             sections[section][key] = value
-        study = replace(self, **sections)
+        study = replace(self, **sections, data=data)
         if changed:
             _check_consistency(study, "command line")
             # The file's scale line describes the file's runs: a figure of other runs must not carry it.
             study = replace(study, scale=f"{resolved_scale(study)} (overridden: {', '.join(changed)})")
         return study
 
+    def _data_overrides(self, overrides: dict) -> dict:
+        """``dataset`` and ``data`` (its file) as the [data] section they make; another data set drops the
+        file the study names for its own."""
+        overrides = dict(overrides)
+        name, path = (overrides.pop(key, None) for key in DATA_OVERRIDES)
+        data = dict(self.data)
+        if name is not None:
+            msg = _dataset_name(name)
+            if msg:
+                raise StudyError(f"--dataset {name!r} {msg}")
+            data = {"name": name, "path": None} if name != self.data["name"] else data
+        if path is not None:
+            data["path"] = str(path)
+        return dict(overrides, _data=data, _same_data=data["name"] == self.data["name"])
+
     def largest_subset(self) -> int:
         return max(self.grid["sizes"]) if self.kind == "lr-sweep" else self.grid["subset"]
+
+    def data_identity(self) -> DataIdentity:
+        """The identity of the study's data set without loading it: the one a study.json recorded, or the
+        official release of a built-in data set whose fingerprint is known (CIFAR-10)."""
+        if self.data.get("fingerprint"):
+            return DataIdentity(self.data["name"], self.data["fingerprint"])
+        known = datasets.reference(self.data["name"])
+        if known is None:
+            raise StudyError(f"{self.name}: the ids of its runs name data set {self.data['name']!r}: load it first")
+        return known
+
+    def load_data(self) -> datasets.Dataset:
+        """The study's data set, loaded as its [data] section (or `--dataset`/`--data`) says."""
+        return datasets.load_dataset(self.data["name"], self.data["path"])
+
+    def check_data(self, data: datasets.Dataset) -> None:
+        """Refuse, before training, a grid that asks more of ``data`` than it has."""
+        sizes = self.grid["sizes"] if self.kind == "lr-sweep" else [self.grid["subset"]]
+        if max(sizes) > data.train_size:
+            raise StudyError(f"{self.name}: subset {max(sizes):,} is larger than {data.name}'s {data.train_size:,} images")
+        if self.train["cutout"] > min(data.image_size):
+            raise StudyError(f"{self.name}: cutout {self.train['cutout']} is larger than {data.name}'s images")
 
 
 def _count(n: int, noun: str) -> str:
@@ -180,7 +235,8 @@ def _count(n: int, noun: str) -> str:
 def resolved_scale(study: Study) -> str:
     """A scale line read off the study's resolved settings, in the words of the study files' own lines."""
     t = study.train
-    parts = [
+    parts = [] if study.data["name"] == "cifar10" else [study.data["name"]]
+    parts += [
         f"{t['net']} width {t['width']:g}",
         f"batch {t['batch_size']}",
         f"{_count(t['epochs'], 'epoch')} ({t['warmup']:g} warm-up then constant LR)",
@@ -230,6 +286,11 @@ def _check_consistency(study: Study, where: str) -> None:
         if study.kind == "lr-sweep"
         else [max(1, round(c.fraction * study.grid["subset"])) for c in study.conditions]
     )
+    spec = datasets.spec_for(study.data["name"])
+    key = "sizes" if study.kind == "lr-sweep" else "subset"
+    key = f"--{key}" if where == "command line" else f"'grid.{key}'"
+    if spec.sizes is not None and max(sizes) > spec.sizes[0]:  # another data set's size is checked once it loads
+        raise StudyError(f"{where}: {key} asks for {max(sizes):,} images, {spec.label} has {spec.sizes[0]:,}")
     small = min(sizes)
     if study.train["batch_size"] > small:
         raise StudyError(
@@ -241,6 +302,13 @@ def _check_consistency(study: Study, where: str) -> None:
         raise StudyError(f"{where}: warmup {study.train['warmup']} is longer than epochs {study.train['epochs']}")
     if study.lr_find["start_lr"] >= study.lr_find["end_lr"]:
         raise StudyError(f"{where}: 'lr_find.start_lr' must be below 'lr_find.end_lr'")
+
+
+def _data_section(data: dict, where: str) -> dict:
+    """[data] with its path relative to the study file's folder made absolute (it is read from anywhere)."""
+    if data["path"] is not None and where and not Path(data["path"]).expanduser().is_absolute():
+        return dict(data, path=str(Path(where).resolve().parent / data["path"]))
+    return data
 
 
 def parse_study(doc: dict, where: str) -> Study:
@@ -256,7 +324,8 @@ def parse_study(doc: dict, where: str) -> Study:
     if len({c.name for c in conditions}) != len(conditions):
         raise StudyError(f"{where}: condition names must be unique")
     sections = {name: parsed[name] for name in ("train", "grid", "lr_find", "probe")}
-    study = Study(**parsed["study"], **sections, conditions=conditions, source=where)
+    data = _data_section(parsed["data"], where)
+    study = Study(**parsed["study"], **sections, conditions=conditions, source=where, data=data)
     _check_consistency(study, where)
     return study
 

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import data as data_mod, lr_finder
+from forgetting import lr_finder
+from forgetting.datasets import DataIdentity, Dataset
 from forgetting.errors import Stopped, UserError
 from forgetting.executors import ExecutorSettings, RunFailure, make_executor
 from forgetting.grid import RunSpec, expand, study_config
 from forgetting.shards import Shard, select
 from forgetting.store import RunFolder, StudyFolder, atomic_write_bytes, atomic_write_json, read_json
-from forgetting.studies import STUDIES_DIR, Condition, Study
+from forgetting.study_record import recorded_data, study_from_record, study_record  # noqa: F401 (merge's names)
+from forgetting.studies import Study
 from forgetting.timelimit import TimeBudget
 from forgetting.config import TrainConfig
 from forgetting.device import resolve_device
@@ -43,6 +45,8 @@ RUN_COLUMNS = [  # what the grid says about a run
     "warmup",
     "augment",
     "seed",
+    "dataset",
+    "data_fingerprint",
 ]
 RESULT_FIELDS = [  # copied from the run's result.json
     "train_loss",
@@ -125,12 +129,12 @@ class StudyStore(StudyFolder):
         )
 
 
-def _lr_find_setup(study: Study) -> tuple[TrainConfig, dict]:
+def _lr_find_setup(study: Study, data: DataIdentity | None = None) -> tuple[TrainConfig, dict]:
     """The finder's config and the key its stored result must match to be reused."""
     f = study.lr_find
     t = study.train
     subset = f["subset"] or study.largest_subset()
-    cfg = study_config(study, subset=subset, augment=t["augment"], cutout=t["cutout"], seed=f["seeds"][0])
+    cfg = study_config(study, data, subset=subset, augment=t["augment"], cutout=t["cutout"], seed=f["seeds"][0])
     key = dict(
         config=cfg.identity(),
         method=f["method"],
@@ -142,19 +146,20 @@ def _lr_find_setup(study: Study) -> tuple[TrainConfig, dict]:
     return cfg, key
 
 
-def stored_base_lr(study: Study, store: StudyStore) -> float | None:
-    """The study's base LR if it is known without training: a number, or the finder's stored result."""
+def stored_base_lr(study: Study, store: StudyStore, data: DataIdentity | None = None) -> float | None:
+    """The study's base LR if it is known without training: a number, or the finder's stored result
+    (for ``data``: a finder's result on other data is not this study's)."""
     if study.grid["base_lr"] != "find":
         return float(study.grid["base_lr"])
     if store.lr_find_json.exists():
         saved = read_json(store.lr_find_json)
-        if saved.get("key") == _lr_find_setup(study)[1]:
+        if saved.get("key") == _lr_find_setup(study, data)[1]:
             return float(saved["suggestion"])
     return None
 
 
-def _require_finder_result(study: Study, store: StudyStore, shard: Shard | None) -> None:
-    if shard is not None and shard.index > 1 and stored_base_lr(study, store) is None:
+def _require_finder_result(study: Study, store: StudyStore, shard: Shard | None, data: DataIdentity) -> None:
+    if shard is not None and shard.index > 1 and stored_base_lr(study, store, data) is None:
         raise UserError(
             f'{study.name}: base_lr = "find" and {store.lr_find_json} is not there: run the finder first '
             f"(`forgetting lr-find {study.name} --store DIR`, or shard 1/{shard.count}), then "
@@ -162,20 +167,22 @@ def _require_finder_result(study: Study, store: StudyStore, shard: Shard | None)
         )
 
 
-def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None, shard: Shard | None = None) -> float:
-    """The study's base LR: a number, or the LR finder's suggestion (computed once, then reused).
+def resolve_base_lr(
+    study: Study, store: StudyStore, data: Dataset, device, events=None, shard: Shard | None = None
+) -> float:
+    """The study's base LR: a number, or the LR finder's suggestion on ``data`` (computed once, then reused).
 
     Only a whole study or its first shard runs the finder: pieces trained at two base LRs would be two
     studies under one name."""
-    known = stored_base_lr(study, store)
+    known = stored_base_lr(study, store, data.identity)
     if known is not None:
         return known
-    _require_finder_result(study, store, shard)
+    _require_finder_result(study, store, shard, data.identity)
     f = study.lr_find
-    cfg, key = _lr_find_setup(study)
+    cfg, key = _lr_find_setup(study, data.identity)
     found = lr_finder.find_lr(
         cfg,
-        cifar,
+        data,
         device,
         method=f["method"],
         seeds=tuple(f["seeds"]),
@@ -207,6 +214,8 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             warmup=m["warmup"],
             augment=c.augment,
             seed=c.seed,
+            dataset=c.dataset,
+            data_fingerprint=c.data_fingerprint,
         )
         run = RunFolder(store.run_dir(spec))  # all it asks of store: `forgetting merge` passes a view with nothing else
         r = run.read_result()
@@ -217,49 +226,6 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             row["status"] = "failed" if run.failed.exists() else "missing"
         rows.append(row)
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
-
-
-def _portable_source(source: str) -> str:
-    """The study file as a path relative to the working folder or the toolkit (no machine path in tables)."""
-    path = Path(source)
-    for root in (Path.cwd(), STUDIES_DIR.parent):
-        try:
-            return str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            continue
-    return path.name
-
-
-def study_record(study: Study, base_lr: float) -> dict:
-    """What figures need to know about a study without its TOML: name, kind, scale, resolved grid."""
-    return dict(
-        name=study.name,
-        kind=study.kind,
-        scale=study.scale,
-        description=study.description,
-        base_lr=base_lr,
-        train=study.train,
-        grid=study.grid,
-        probe=study.probe,
-        conditions=[vars(c) for c in study.conditions],
-        source=_portable_source(study.source),
-    )
-
-
-def study_from_record(record: dict) -> Study:
-    """The study a study.json describes, complete enough to expand its runs (merge rebuilds results.csv so)."""
-    return Study(
-        name=record["name"],
-        kind=record["kind"],
-        scale=record["scale"],
-        description=record.get("description", ""),
-        train=record["train"],
-        grid=record["grid"],
-        lr_find={},
-        probe=record.get("probe") or {},
-        conditions=tuple(Condition(**c) for c in record.get("conditions") or ()),
-        source=record.get("source", ""),
-    )
 
 
 def results_csv_bytes(table: pd.DataFrame) -> bytes:
@@ -283,23 +249,42 @@ class SweepPlan:
         return sum(s.work for s in self.mine), sum(s.work for s in self.specs)
 
 
-def plan_sweep(study: Study, store_root: Path, shard: Shard | None = None) -> SweepPlan:
+def plan_sweep(study: Study, store_root: Path, shard: Shard | None = None, data: DataIdentity | None = None) -> SweepPlan:
+    """The runs of ``study`` on ``data`` (default: `Study.data_identity`), and which of them are in the store."""
     store = StudyStore(store_root, study.name)
-    base_lr = stored_base_lr(study, store)
+    base_lr = stored_base_lr(study, store, data)
     # Work and shards do not depend on the base LR, so a placeholder still gives the true pieces.
-    specs = expand(study, base_lr if base_lr is not None else 1.0)
+    specs = expand(study, base_lr if base_lr is not None else 1.0, data)
     mine = select(specs, [s.work for s in specs], shard)
     finished = {s.id for s in mine if base_lr is not None and store.finished(s)}
     return SweepPlan(study, shard, specs, mine, finished, base_lr)
 
 
-def find_base_lr(study: Study, store_root: Path, cifar, device: str = "auto", events=None) -> float:
+def find_base_lr(study: Study, store_root: Path, data: Dataset, device: str = "auto", events=None) -> float:
     """A study's LR finder alone, into its store (study.json and lr_find.*): run once before shards 2..N."""
     store = StudyStore(store_root, study.name)
+    study.check_data(data)
     with store.lock():
-        base_lr = resolve_base_lr(study, store, cifar, resolve_device(device), events)
-        atomic_write_json(store.study_json, study_record(study, base_lr))
+        _say_if_other_data(store, data, events or SweepEvents())
+        base_lr = resolve_base_lr(study, store, data, resolve_device(device), events)
+        atomic_write_json(store.study_json, study_record(study, base_lr, data))
     return base_lr
+
+
+def _say_if_other_data(store: StudyStore, data: Dataset, events: SweepEvents) -> None:
+    """One line when the store holds this study's runs on another data set: those runs stay as they are,
+    and the runs on ``data`` are others (their ids name their data)."""
+    if not store.study_json.exists():
+        return
+    try:
+        before = recorded_data(read_json(store.study_json))
+    except (ValueError, OSError, KeyError, TypeError):
+        return  # an unreadable study.json is rewritten below; it names no data set to compare
+    if before != data.identity:
+        events.notice(
+            f"{store.dir} holds runs on data set {before}; this data set is {data.identity} "
+            f"({data.source}): its runs are new runs with ids of their own, the runs on the other stay untouched"
+        )
 
 
 @dataclass
@@ -316,36 +301,39 @@ class SweepOutcome:
 def run_sweep(
     study: Study,
     store_root: Path,
-    cifar: data_mod.Cifar10,
+    data: Dataset,
     executor: ExecutorSettings = ExecutorSettings(),
     events: SweepEvents | None = None,
     shard: Shard | None = None,
 ) -> SweepOutcome:
-    """Run every unfinished run of ``study`` (or of its ``shard``) into ``store_root`` and write its results.csv.
+    """Run every unfinished run of ``study`` (or of its ``shard``) on ``data`` into ``store_root`` and write
+    its results.csv. A run's id names its data set, so runs on other data are never skipped or resumed.
 
     With ``executor.time_limit`` (seconds from now): start no run that would not end in time at the pace
     measured so far; if runs are left, write results.csv and raise `Stopped` (the same call again continues)."""
     executor.check()
+    study.check_data(data)
     budget = TimeBudget(executor.time_limit) if executor.time_limit is not None else None
     events = events or SweepEvents()
     dev = resolve_device(executor.device)
     store = StudyStore(store_root, study.name)
     t0 = time.perf_counter()
-    _require_finder_result(study, store, shard)  # before the lock, which would create the store
+    _require_finder_result(study, store, shard, data.identity)  # before the lock, which would create the store
     with store.lock():
-        every = expand(study, 1.0)  # the base LR changes run ids, not their number, work or shard
+        _say_if_other_data(store, data, events)
+        every = expand(study, 1.0, data.identity)  # the base LR changes run ids, not their number, work or shard
         planned = select(every, [s.work for s in every], shard)
         events.planned(len(planned), sum(s.work for s in planned), study.train["batch_size"])
-        base_lr = resolve_base_lr(study, store, cifar, dev, events, shard)
-        atomic_write_json(store.study_json, study_record(study, base_lr))
-        specs = expand(study, base_lr)
+        base_lr = resolve_base_lr(study, store, data, dev, events, shard)
+        atomic_write_json(store.study_json, study_record(study, base_lr, data))
+        specs = expand(study, base_lr, data.identity)
         mine = select(specs, [s.work for s in specs], shard)
         for run in (store.run(s.id) for s in mine):
             if run.set_aside_damaged():
                 events.notice(f"{run.result} is damaged (not JSON): set aside, the run is redone")
         todo = [s for s in mine if not store.finished(s)]
         events.start(len(mine), len(mine) - len(todo), todo)
-        make_executor(executor, cifar, dev).run(todo, store, events, budget)
+        make_executor(executor, data, dev).run(todo, store, events, budget)
         table = results_table(study, store, specs)
         atomic_write_bytes(store.results, results_csv_bytes(table))
     if budget is not None and budget.stopped:

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forgetting import augment, data as data_mod, models
-from forgetting.config import TrainConfig, is_test_epoch
+from forgetting import augment, datasets, models
+from forgetting.config import TrainConfig, bind_data, check_fits, is_test_epoch
+from forgetting.datasets import Dataset
 from forgetting.device import amp_dtype, data_dtype, execution, machine_load, resolve_device, use_compile
 from forgetting.evaluation import channels_last, epoch_mean, evaluate, per_step_mean
 from forgetting.store import RunFolder, atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
@@ -36,33 +37,44 @@ class Prepared:
     """The data of one run, on the device, prepared once."""
 
     subset: np.ndarray  # dataset indices of the training subset
-    train_padded: torch.Tensor  # (50000, 3, 40, 40) normalised, reflect-padded
-    train_labels: torch.Tensor  # (50000,)
-    test_x: torch.Tensor  # (10000, 3, 32, 32) normalised
+    train_padded: torch.Tensor  # (N, C, H + 2 pad, W + 2 pad) normalised, reflect-padded (CIFAR-10: 40x40)
+    train_labels: torch.Tensor  # (N,)
+    test_x: torch.Tensor  # (M, C, H, W) normalised
     test_y: torch.Tensor
+    augment: augment.AugmentSpec  # the run's augmentation on these images
+    num_classes: int = 10
+
+    def clean(self, indices: torch.Tensor) -> torch.Tensor:
+        """Training images without augmentation: the padded images' centres."""
+        p, (h, w) = self.augment.pad, self.augment.image
+        return self.train_padded[indices][:, :, p : p + h, p : p + w]
 
 
-def prepare(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None = None) -> Prepared:
+def prepare(cfg: TrainConfig, data: Dataset, device: torch.device, cache: dict | None = None) -> Prepared:
     """Preprocess once per device (``cache`` lets a sweep reuse it across runs)."""
     dtype = data_dtype(device, cfg.precision)
-    key = (id(cifar), str(device), dtype)
+    spec = cfg.augment_for(data.image_size)
+    key = (data.identity, str(device), dtype)
     if cache is not None and key in cache:
         padded, labels, tx, ty = cache[key]
     else:
-        padded = data_mod.prepare_train(cifar.train_x, device, dtype)
-        labels = torch.as_tensor(cifar.train_y, device=device)
-        tx = data_mod.normalise(cifar.test_x, device, dtype)
-        ty = torch.as_tensor(cifar.test_y, device=device)
+        padded = datasets.prepare_train(data.train_x, data.mean, data.std, spec.pad, device, dtype)
+        labels = torch.as_tensor(data.train_y, device=device)
+        tx = datasets.normalise(data.test_x, data.mean, data.std, device, dtype)
+        ty = torch.as_tensor(data.test_y, device=device)
         if cache is not None:
             cache[key] = (padded, labels, tx, ty)
-    subset = data_mod.balanced_subset(cifar.train_y, cfg.subset, cfg.seed)
-    return Prepared(subset, padded, labels, tx, ty)
+    subset = datasets.balanced_subset(data.train_y, cfg.subset, cfg.seed, data.num_classes)
+    return Prepared(subset, padded, labels, tx, ty, spec, data.num_classes)
 
 
-def build_model(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, device: torch.device, prep: Prepared | None = None) -> torch.nn.Module:
+    """The run's network, seeded, for ``prep``'s classes and channels (CIFAR-10's without it)."""
     torch.manual_seed(cfg.seed)
     bn_init = None if cfg.bn_init == "default" else cfg.bn_init
-    model = models.build(cfg.net, cfg.width, cfg.shortcut, bn_init).to(device)
+    classes, channels = (prep.num_classes, prep.test_x.shape[1]) if prep is not None else (10, 3)
+    model = models.build(cfg.net, cfg.width, cfg.shortcut, bn_init, num_classes=classes, in_channels=channels)
+    model = model.to(device)
     # Channels-last on every device: tensor cores want it on CUDA, and oneDNN's CPU convolutions
     # ran 1.1-1.4x faster with it here (benchmarks/README.md).
     model = model.to(memory_format=torch.channels_last)
@@ -152,11 +164,11 @@ class EpochSteps:
         self.ex_correct = torch.empty(len(plan.indices), dtype=torch.bool, device=device)
 
 
-def _start(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None) -> Loop:
+def _start(cfg: TrainConfig, data: Dataset, device: torch.device, cache: dict | None) -> Loop:
     """The run's data on the device, its freshly initialised model (seeded) and optimizer."""
     dt = amp_dtype(device, cfg.precision)
-    prep = prepare(cfg, cifar, device, cache)
-    model = build_model(cfg, device)
+    prep = prepare(cfg, data, device, cache)
+    model = build_model(cfg, device, prep)
     compiled = use_compile(cfg, device)
     # dynamic=False: one static graph per batch shape (a partial last batch is a second one).
     step_model = torch.compile(model, dynamic=False) if compiled else model
@@ -170,7 +182,9 @@ def _resume(loop: Loop, checkpoint: Path | None) -> Records:
     if checkpoint is None or not Path(checkpoint).exists():
         return Records()
     state = torch.load(checkpoint, map_location=loop.device, weights_only=False)
-    if TrainConfig.from_dict(state["config"]).identity() != loop.cfg.identity():  # compiled or not: the same run
+    saved_cfg = TrainConfig.from_dict(state["config"])
+    bind_data(loop.cfg, saved_cfg.data, f"the checkpoint {checkpoint}")  # never resumed on other data
+    if saved_cfg.identity() != loop.cfg.identity():  # compiled or not: the same run
         return Records()
     loop.model.load_state_dict(state["model"])
     loop.opt.load_state_dict(state["optimizer"])
@@ -221,7 +235,7 @@ def _train_step(loop: Loop, batches: augment.DevicePlan, steps: EpochSteps, s: i
 def _train_epoch(loop: Loop, epoch: int, cb: Callbacks) -> EpochSteps | None:
     """The steps of one epoch; None when a callback stopped the run part-way."""
     cfg = loop.cfg
-    plan = augment.plan_epoch(loop.prep.subset, cfg.seed, epoch, cfg.augment_spec, cfg.batch_size, cfg.drop_last)
+    plan = augment.plan_epoch(loop.prep.subset, cfg.seed, epoch, loop.prep.augment, cfg.batch_size, cfg.drop_last)
     batches = augment.DevicePlan(plan, loop.device)
     sched = cfg.schedule
     cb.start_epoch(epoch, plan.steps)
@@ -284,8 +298,7 @@ def _evaluate_clean_subset(loop: Loop) -> tuple[float, float]:
     """Loss and accuracy on the run's training subset without augmentation (the padded images' centres)."""
     prep = loop.prep
     subset = torch.as_tensor(prep.subset, device=loop.device)
-    clean = prep.train_padded[subset][:, :, 4:36, 4:36]
-    return evaluate(loop.model, clean, prep.train_labels[subset], loop.cfg.precision)
+    return evaluate(loop.model, prep.clean(subset), prep.train_labels[subset], loop.cfg.precision)
 
 
 def _final_result(loop: Loop, records: Records, diverged: bool, resumed_from: int, load_start: float | None) -> dict:
@@ -315,6 +328,8 @@ def _final_result(loop: Loop, records: Records, diverged: bool, resumed_from: in
         train_images_per_second=round(images / max(records.elapsed, 1e-9), 2),
         **execution(device, loop.dt, loop.compiled),
         compile_seconds=round(records.compile_secs, 3),
+        dataset=cfg.dataset,
+        data_fingerprint=cfg.data_fingerprint,
         resumed_from_epoch=resumed_from,  # 0: trained from the start in one go
         load_start=load_start,  # of this process's part of the run, when it resumed from a checkpoint
         load_end=machine_load(),
@@ -333,13 +348,16 @@ def _output(loop: Loop, records: Records, result: dict, stopped: bool = False) -
 
 def train(
     cfg: TrainConfig,
-    cifar: data_mod.Cifar10,
+    data: Dataset,
     device: torch.device | str = "auto",
     checkpoint: Path | None = None,
     callbacks: Callbacks | None = None,
     cache: dict | None = None,
 ) -> RunOutput:
-    """Train one run. With ``checkpoint``, save after every epoch and resume from it if present.
+    """Train one run on ``data``. With ``checkpoint``, save after every epoch and resume from it if present.
+
+    A config not yet bound to a data set is bound to ``data`` (`config.bind_data`); one bound to another
+    data set, or a checkpoint of one, is refused.
 
     A non-finite loss ends the run early with ``diverged = True``; it is not raised. A callback's
     ``step`` that returns True stops the run after that step: the epoch in progress is dropped, nothing
@@ -347,9 +365,11 @@ def train(
     and an empty result.
     """
     load_start = machine_load()
+    cfg = bind_data(cfg, data.identity)
+    check_fits(cfg, data)
     device = resolve_device(device) if isinstance(device, str) else device
     cb = callbacks or Callbacks()
-    loop = _start(cfg, cifar, device, cache)
+    loop = _start(cfg, data, device, cache)
     records = _resume(loop, checkpoint)
     resumed_from, diverged = records.epoch, False
     loop.model.train()
@@ -367,13 +387,12 @@ def train(
     return _output(loop, records, _final_result(loop, records, diverged, resumed_from, load_start))
 
 
-def train_to_dir(
-    cfg: TrainConfig, cifar: data_mod.Cifar10, out_dir: Path, device="auto", callbacks=None, cache=None
-) -> dict:
+def train_to_dir(cfg: TrainConfig, data: Dataset, out_dir: Path, device="auto", callbacks=None, cache=None) -> dict:
     """Train into ``out_dir``: resumable from its epoch checkpoint, result.json written last. A run
     that a callback stopped writes nothing more (its checkpoint stays) and returns an empty result."""
+    check_fits(bind_data(cfg, data.identity), data)  # before the folder is made
     run = RunFolder(ensure_folder(out_dir, "--out folder"))
-    output = train(cfg, cifar, device, checkpoint=run.checkpoint, callbacks=callbacks, cache=cache)
+    output = train(cfg, data, device, checkpoint=run.checkpoint, callbacks=callbacks, cache=cache)
     if output.stopped:
         return output.result
     run.write(output.files())

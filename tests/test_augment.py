@@ -205,7 +205,7 @@ def test_apply_choices_corner_cases():
     imgs = torch.arange(2 * 3 * 40 * 40, dtype=torch.float32).view(2, 3, 40, 40)
     crop = torch.tensor([[0, 8], [8, 0]])
     flip = torch.tensor([True, False])
-    out = apply_choices(imgs, crop, flip, torch.full((2, 2), -1), 0)
+    out = apply_choices(imgs, crop, flip, torch.full((2, 2), -1), 0, (32, 32))
     assert torch.equal(out[0], imgs[0, :, 0:32, 8:40].flip(-1))
     assert torch.equal(out[1], imgs[1, :, 8:40, 0:32])
 

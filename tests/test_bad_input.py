@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from forgetting import cli, data as data_mod, grid, studies
+from forgetting.datasets import loading
 from helpers import REPO_ROOT
 
 RESULTS = REPO_ROOT / "results" / "cpu-lr-sweep"
@@ -265,7 +266,7 @@ def assert_one_line(code: int, out: str, err: str, fragment: str) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(case, tmp_path, capsys, monkeypatch, request, one_thread):
     args, fragment, setup, needs_data = CASES[case]
-    monkeypatch.setattr(data_mod, "CACHE_DIR", tmp_path / "empty-cache")
+    monkeypatch.setattr(loading, "CACHE_DIR", tmp_path / "empty-cache")
     monkeypatch.delenv(data_mod.SIZES_ENV_VAR, raising=False)
     if needs_data:  # the check under test comes after loading the data set
         monkeypatch.setenv(data_mod.ENV_VAR, str(request.getfixturevalue("cifar_path").resolve()))

@@ -227,7 +227,7 @@ def test_finder_sees_the_training_batches(tiny_cifar):
     gen = lr_finder.config_batches(CFG, prep, dev)
     got = [next(gen) for _ in range(6)]  # 4 steps per epoch: epoch 0, then epoch 1's first two
     for k, (epoch, step) in enumerate([(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]):
-        plan = augment.plan_epoch(prep.subset, CFG.seed, epoch, CFG.augment_spec, CFG.batch_size)
+        plan = augment.plan_epoch(prep.subset, CFG.seed, epoch, prep.augment, CFG.batch_size)
         x, y = augment.DevicePlan(plan, dev).batch(prep.train_padded, prep.train_labels, step)
         assert torch.equal(got[k][0], x) and torch.equal(got[k][1], y)
 

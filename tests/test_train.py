@@ -32,6 +32,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 RUN_FILES = ("config.json", "history.csv", "steps.csv", "examples.npz", "model.pt", "result.json")
 
 
+def bound(cfg: config.TrainConfig, data) -> config.TrainConfig:
+    """``cfg`` as a run on ``data`` records it (config.json names its data set)."""
+    return config.bind_data(cfg, data.identity)
+
+
 def read_csv(path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -158,13 +163,12 @@ def test_make_config_unknown_preset():
         dict(net="vgg"),
         dict(width=0),
         dict(subset=0),
-        dict(subset=50_001),
         dict(epochs=0),
         dict(batch_size=0),
         dict(subset=100, batch_size=101),
         dict(bn_init="zeros"),
         dict(eval_every=-1),
-        dict(cutout=33),
+        dict(cutout=-1),
         dict(lr_knots=((0, 0.1),)),
         dict(lr_knots=((0, 0), (1, -1))),
     ],
@@ -172,6 +176,13 @@ def test_make_config_unknown_preset():
 def test_train_config_rejects(bad):
     with pytest.raises(UserError):
         config.TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("bad", [dict(subset=501), dict(cutout=33)])
+def test_what_the_data_set_cannot_give_is_refused_before_training(synthetic_cifar, bad):
+    cfg = dataclasses.replace(CFG, **bad)  # 500 training images of 32x32
+    with pytest.raises(UserError, match="subset size 501|cutout 33"):
+        train.train(cfg, synthetic_cifar, "cpu")
 
 
 def test_config_dict_round_trip():
@@ -271,7 +282,7 @@ def test_huge_learning_rate_diverges_and_still_writes_result(synthetic_cifar, tm
     assert saved["epochs_completed"] == 1 < cfg.epochs  # stopped at the first non-finite epoch
     assert saved["test_loss"] is None and saved["clean_train_loss"] is None
     assert len(read_csv(tmp_path / "history.csv")) == 1
-    assert config.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == cfg
+    assert config.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == bound(cfg, synthetic_cifar)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,11 +315,11 @@ def assert_same_run(dir_a, dir_b) -> None:
         assert ra[key] == rb[key], key
 
 
-def test_run_dir_files(ref_dir):
+def test_run_dir_files(ref_dir, synthetic_cifar):
     for name in RUN_FILES:
         assert (ref_dir / name).is_file(), name
     assert not RunFolder(ref_dir).checkpoint.exists(), "the checkpoint must be removed once the run is complete"
-    assert config.TrainConfig.from_dict(strict_json(ref_dir / "config.json")) == CFG_DIR
+    assert config.TrainConfig.from_dict(strict_json(ref_dir / "config.json")) == bound(CFG_DIR, synthetic_cifar)
     hist = read_csv(ref_dir / "history.csv")
     assert list(hist[0]) == train.HISTORY_COLUMNS and len(hist) == 3
     result = strict_json(ref_dir / "result.json")
@@ -331,7 +342,7 @@ def test_steps_csv_one_row_per_step(ref_dir, synthetic_cifar):
     # the digests are those of the epoch plans replayed from the config alone: what the probe relies on
     subset = data_mod.balanced_subset(synthetic_cifar.train_y, CFG_DIR.subset, CFG_DIR.seed)
     for e in range(CFG_DIR.epochs):
-        plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_spec, CFG_DIR.batch_size, drop_last=False)
+        plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_for((32, 32)), CFG_DIR.batch_size, drop_last=False)
         assert [r["digest"] for r in rows if int(r["epoch"]) == e] == plan.digests()
     # the LR of a step is the schedule at the step's end, in fractional epochs
     for r in rows:
@@ -351,7 +362,7 @@ def test_examples_npz(ref_dir, synthetic_cifar):
             assert ex[k].shape == (CFG_DIR.epochs, n), k
         assert ex["correct"].dtype == bool and np.isfinite(ex["loss"]).all()
         for e in range(CFG_DIR.epochs):
-            plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_spec, CFG_DIR.batch_size, False)
+            plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_for((32, 32)), CFG_DIR.batch_size, False)
             assert np.array_equal(ex["order"][e], plan.indices)
             # per-example records agree with the per-step and per-epoch records
             starts = np.r_[0, np.cumsum(sizes)[:-1]]
@@ -422,7 +433,7 @@ def test_checkpoint_of_another_config_is_not_resumed(synthetic_cifar, tmp_path):
     cb = Recorder()
     train.train_to_dir(other, synthetic_cifar, tmp_path, "cpu", callbacks=cb)
     assert cb.started == [0, 1], "a checkpoint from a different config must be ignored"
-    assert config.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == other
+    assert config.TrainConfig.from_dict(strict_json(tmp_path / "config.json")) == bound(other, synthetic_cifar)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""A study's record (study.json): what figures and merges know of a study without its TOML, data set included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forgetting.config import REFERENCE_DATA
+from forgetting.datasets import DataIdentity, Dataset
+from forgetting.studies import ADDED_TRAIN_KEYS, SCHEMA, STUDIES_DIR, Condition, Study
+
+
+def _portable_source(source: str) -> str:
+    """The study file as a path relative to the working folder or the toolkit (no machine path in tables)."""
+    path = Path(source)
+    for root in (Path.cwd(), STUDIES_DIR.parent):
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
+def data_record(data: Dataset) -> dict | None:
+    """What a study.json says of its data set (no path: tables travel between machines); None for the
+    reference CIFAR-10, which every study recorded before data sets had identities trained on."""
+    if data.identity == REFERENCE_DATA:
+        return None
+    h, w = data.image_size
+    return dict(
+        name=data.name,
+        fingerprint=data.fingerprint,
+        image=[h, w, data.channels],
+        classes=data.num_classes,
+        train=data.train_size,
+        test=data.test_size,
+        mean=list(data.mean),
+        std=list(data.std),
+    )
+
+
+def recorded_data(record: dict) -> DataIdentity:
+    """The data set a study.json's runs trained on."""
+    data = record.get("data")
+    return DataIdentity(data["name"], data["fingerprint"]) if data else REFERENCE_DATA
+
+
+def study_record(study: Study, base_lr: float, data: Dataset | None = None) -> dict:
+    """What figures need to know about a study without its TOML: name, kind, scale, resolved grid, data set."""
+    defaults = {key: SCHEMA["train"][key][1] for key in ADDED_TRAIN_KEYS}
+    train = {k: v for k, v in study.train.items() if not (k in defaults and v == defaults[k])}
+    record = dict(
+        name=study.name,
+        kind=study.kind,
+        scale=study.scale,
+        description=study.description,
+        base_lr=base_lr,
+        train=train,
+        grid=study.grid,
+        probe=study.probe,
+        conditions=[vars(c) for c in study.conditions],
+        source=_portable_source(study.source),
+    )
+    described = data_record(data) if data is not None else None
+    return record if described is None else dict(record, data=described)
+
+
+def study_from_record(record: dict) -> Study:
+    """The study a study.json describes, complete enough to expand its runs (merge rebuilds results.csv so);
+    [train] keys a record predates take their defaults."""
+    identity = recorded_data(record)
+    return Study(
+        name=record["name"],
+        kind=record["kind"],
+        scale=record["scale"],
+        description=record.get("description", ""),
+        train={key: default for key, (_, default) in SCHEMA["train"].items()} | record["train"],
+        grid=record["grid"],
+        lr_find={},
+        probe=record.get("probe") or {},
+        conditions=tuple(Condition(**c) for c in record.get("conditions") or ()),
+        source=record.get("source", ""),
+        data={"name": identity.name, "path": None, "fingerprint": identity.fingerprint},
+    )
