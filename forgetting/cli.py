@@ -34,7 +34,9 @@ app = typer.Typer(
 
 @app.command()
 def data(
-    name: str = typer.Argument("cifar10", help="cifar10, cifar100, svhn, mnist, fashion-mnist, or your own with --data"),
+    name: str = typer.Argument(
+        "cifar10", help="cifar10, cifar100, svhn, mnist, fashion-mnist, or your own with --data"
+    ),
     data: Optional[str] = DataOpt,
     download: bool = typer.Option(
         False, "--download", help="fetch the data set with torchvision into the user cache (needs internet)"
@@ -46,7 +48,11 @@ def data(
 
     d = datasets.load_dataset(name, data, download=download).describe()
     reference = datasets.reference(name)
-    official = " (the official release)" if reference is not None and reference.fingerprint == d["fingerprint"] else ""
+    official = (
+        " (the copy the committed results trained on)"
+        if reference and reference.fingerprint == d["fingerprint"]
+        else ""
+    )
     console.print(f"data set: {d['name']}   fingerprint: {d['fingerprint']}{official}")
     console.print(f"source: {d['source']}")
     console.print(f"train: {d['train']:,} images   test: {d['test']:,} images   image: {d['image']}")
@@ -146,7 +152,9 @@ def lr_find(
 
     seed_list = tuple(parse_ints(seeds, "seeds") or ())
     shape = dict(net=net, width=width, batch_size=batch_size, augment=augment)
-    cfg = config.TrainConfig(**shape, **({} if subset is None else {"subset": subset}), precision=precision, compile=compile)
+    cfg = config.TrainConfig(
+        **shape, **({} if subset is None else {"subset": subset}), precision=precision, compile=compile
+    )
     dev = device_mod.resolve_device(device)
     source = datasets.load_dataset(dataset or "cifar10", data)
     cfg = cfg if subset is not None else config.with_all_images(cfg, source)

@@ -223,7 +223,9 @@ class Study:
         """Refuse, before training, a grid that asks more of ``data`` than it has."""
         sizes = self.grid["sizes"] if self.kind == "lr-sweep" else [self.grid["subset"]]
         if max(sizes) > data.train_size:
-            raise StudyError(f"{self.name}: subset {max(sizes):,} is larger than {data.name}'s {data.train_size:,} images")
+            raise StudyError(
+                f"{self.name}: subset {max(sizes):,} is larger than {data.name}'s {data.train_size:,} images"
+            )
         if self.train["cutout"] > min(data.image_size):
             raise StudyError(f"{self.name}: cutout {self.train['cutout']} is larger than {data.name}'s images")
 

@@ -249,7 +249,9 @@ class SweepPlan:
         return sum(s.work for s in self.mine), sum(s.work for s in self.specs)
 
 
-def plan_sweep(study: Study, store_root: Path, shard: Shard | None = None, data: DataIdentity | None = None) -> SweepPlan:
+def plan_sweep(
+    study: Study, store_root: Path, shard: Shard | None = None, data: DataIdentity | None = None
+) -> SweepPlan:
     """The runs of ``study`` on ``data`` (default: `Study.data_identity`), and which of them are in the store."""
     store = StudyStore(store_root, study.name)
     base_lr = stored_base_lr(study, store, data)

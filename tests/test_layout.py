@@ -84,7 +84,11 @@ def test_imports_only_run_downward():
     for package in GROUND_PACKAGES:
         members = {m for m in graph if m.startswith(f"{package}.")}
         assert members, f"no modules in {package}/: update GROUND_PACKAGES"
-        outside = {m: sorted(graph[m] - members - {"errors", package}) for m in members if graph[m] - members - {"errors", package}}
+        outside = {
+            m: sorted(graph[m] - members - {"errors", package})
+            for m in members
+            if graph[m] - members - {"errors", package}
+        }
         assert not outside, f"{package}/ imports more of ours than errors: {outside}"
 
 

@@ -342,7 +342,9 @@ def test_steps_csv_one_row_per_step(ref_dir, synthetic_cifar):
     # the digests are those of the epoch plans replayed from the config alone: what the probe relies on
     subset = data_mod.balanced_subset(synthetic_cifar.train_y, CFG_DIR.subset, CFG_DIR.seed)
     for e in range(CFG_DIR.epochs):
-        plan = augment.plan_epoch(subset, CFG_DIR.seed, e, CFG_DIR.augment_for((32, 32)), CFG_DIR.batch_size, drop_last=False)
+        plan = augment.plan_epoch(
+            subset, CFG_DIR.seed, e, CFG_DIR.augment_for((32, 32)), CFG_DIR.batch_size, drop_last=False
+        )
         assert [r["digest"] for r in rows if int(r["epoch"]) == e] == plan.digests()
     # the LR of a step is the schedule at the step's end, in fractional epochs
     for r in rows:

@@ -12,7 +12,24 @@ from forgetting.datasets.subsets import balanced_subset, class_quotas
 from forgetting.datasets.tensors import normalise, prepare_train
 
 __all__ = [
-    *("DataError", "DataIdentity", "Dataset", "DatasetSpec", "make_dataset", "from_arrays", "load_dataset"),
-    *("fetch", "names", "reference", "register", "spec_for", "balanced_subset", "class_quotas", "normalise", "prepare_train"),
-    *("ENV_VAR", "SIZES_ENV_VAR", "DataFile", "shippable"),
+    "DataError",
+    "DataIdentity",
+    "Dataset",
+    "make_dataset",
+    "ENV_VAR",
+    "SIZES_ENV_VAR",
+    "DataFile",
+    "fetch",
+    "from_arrays",
+    "load_dataset",
+    "shippable",
+    "DatasetSpec",
+    "names",
+    "reference",
+    "register",
+    "spec_for",
+    "balanced_subset",
+    "class_quotas",
+    "normalise",
+    "prepare_train",
 ]

@@ -104,7 +104,9 @@ def _check_images(key: str, a: np.ndarray, source: str) -> None:
             f"{source}: '{key}' has shape {a.shape}, expected (N, H, W, C) with 1 or 3 channels last, or (N, H, W)"
         )
     if min(a.shape[1:3]) < MIN_SIDE:
-        raise DataError(f"{source}: '{key}' has {a.shape[1]}x{a.shape[2]} images, expected at least {MIN_SIDE}x{MIN_SIDE}")
+        raise DataError(
+            f"{source}: '{key}' has {a.shape[1]}x{a.shape[2]} images, expected at least {MIN_SIDE}x{MIN_SIDE}"
+        )
 
 
 def check_arrays(arrays: dict[str, np.ndarray], source: str, num_classes: int | None) -> int:
@@ -116,7 +118,9 @@ def check_arrays(arrays: dict[str, np.ndarray], source: str, num_classes: int | 
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         _check_images(f"{split}_x", x, source)
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{source}: '{split}_y' has shape {y.shape} and dtype {y.dtype}, expected integer labels (N,)")
+            raise DataError(
+                f"{source}: '{split}_y' has shape {y.shape} and dtype {y.dtype}, expected integer labels (N,)"
+            )
         if len(x) != len(y) or len(x) == 0:
             raise DataError(f"{source}: {split}_x has {len(x)} images but {split}_y has {len(y)} labels")
     shapes = {split: tuple(arrays[f"{split}_x"].shape[1:]) for split in ("train", "test")}
@@ -181,7 +185,9 @@ def make_dataset(
     if mean is None or std is None:
         mean, std = channel_stats(a["train_x"])
     if len(mean) != a["train_x"].shape[3] or len(std) != a["train_x"].shape[3]:
-        raise DataError(f"{source}: normalisation for {len(mean)} channels, but the images have {a['train_x'].shape[3]}")
+        raise DataError(
+            f"{source}: normalisation for {len(mean)} channels, but the images have {a['train_x'].shape[3]}"
+        )
     return Dataset(
         name=name,
         **a,

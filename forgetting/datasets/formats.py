@@ -78,7 +78,8 @@ def read_cifar100_folder(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_svhn_folder(path: Path) -> dict[str, np.ndarray]:
-    """torchvision's SVHN root: train_32x32.mat and test_32x32.mat (label 10 is the digit 0, as torchvision reads it)."""
+    """torchvision's SVHN root: train_32x32.mat and test_32x32.mat (label 10 is the digit 0, as torchvision
+    reads it)."""
     import scipy.io
 
     folder = _folder(path, ("svhn",), "train_32x32.mat")

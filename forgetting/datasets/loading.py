@@ -113,7 +113,9 @@ class DataFile:
     def load(self) -> Dataset:
         data = load_dataset(self.name, self.path)
         if data.identity != self.identity:
-            raise DataError(f"{self.path}: now holds data set {data.identity}, not {self.identity} as when the sweep began")
+            raise DataError(
+                f"{self.path}: now holds data set {data.identity}, not {self.identity} as when the sweep began"
+            )
         return data
 
 

@@ -24,7 +24,18 @@ CIFAR100_CLASSES = tuple(
     tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
 )
 DIGITS = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 # CIFAR-10's published per-channel statistics of the training pixels / 255 (docs/protocol.md, section 3).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
@@ -55,7 +66,8 @@ class DatasetSpec:
 
 
 def _torchvision_download(cls_name: str, split_arg: bool = False, into: str = "") -> Callable[[Path], None]:
-    """torchvision's own download of both splits into ``root`` (``root/into`` for SVHN, which has no folder of its own)."""
+    """torchvision's own download of both splits into ``root`` (``root/into`` for SVHN, which has no folder of
+    its own)."""
 
     def download(root: Path) -> None:
         import torchvision
@@ -102,25 +114,58 @@ def reference(name: str) -> DataIdentity | None:
 
 for _spec in (
     DatasetSpec(
-        "cifar10", "CIFAR-10", CIFAR10_CLASSES, (32, 32, 3), (50_000, 10_000), CIFAR10_MEAN, CIFAR10_STD,
-        folder="cifar-10-batches-py", read_folder=formats.read_cifar10_folder, download=_torchvision_download("CIFAR10"),
+        "cifar10",
+        "CIFAR-10",
+        CIFAR10_CLASSES,
+        (32, 32, 3),
+        (50_000, 10_000),
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        folder="cifar-10-batches-py",
+        read_folder=formats.read_cifar10_folder,
+        download=_torchvision_download("CIFAR10"),
         fingerprint="37b03a38ced799bd",  # the python batches' arrays, as every run committed under results/ read them
     ),
     DatasetSpec(
-        "cifar100", "CIFAR-100", CIFAR100_CLASSES, (32, 32, 3), (50_000, 10_000),
-        folder="cifar-100-python", read_folder=formats.read_cifar100_folder, download=_torchvision_download("CIFAR100"),
+        "cifar100",
+        "CIFAR-100",
+        CIFAR100_CLASSES,
+        (32, 32, 3),
+        (50_000, 10_000),
+        folder="cifar-100-python",
+        read_folder=formats.read_cifar100_folder,
+        download=_torchvision_download("CIFAR100"),
     ),
     DatasetSpec(
-        "svhn", "SVHN", DIGITS, (32, 32, 3), (73_257, 26_032), flip=False,
-        folder="svhn", read_folder=formats.read_svhn_folder, download=_torchvision_download("SVHN", split_arg=True, into="svhn"),
+        "svhn",
+        "SVHN",
+        DIGITS,
+        (32, 32, 3),
+        (73_257, 26_032),
+        flip=False,
+        folder="svhn",
+        read_folder=formats.read_svhn_folder,
+        download=_torchvision_download("SVHN", split_arg=True, into="svhn"),
     ),
     DatasetSpec(
-        "mnist", "MNIST", DIGITS, (28, 28, 1), (60_000, 10_000), flip=False,
-        folder="MNIST", read_folder=formats._idx_folder_reader("MNIST"), download=_torchvision_download("MNIST"),
+        "mnist",
+        "MNIST",
+        DIGITS,
+        (28, 28, 1),
+        (60_000, 10_000),
+        flip=False,
+        folder="MNIST",
+        read_folder=formats._idx_folder_reader("MNIST"),
+        download=_torchvision_download("MNIST"),
     ),
     DatasetSpec(
-        "fashion-mnist", "Fashion-MNIST", FASHION_CLASSES, (28, 28, 1), (60_000, 10_000),
-        folder="FashionMNIST", read_folder=formats._idx_folder_reader("FashionMNIST"),
+        "fashion-mnist",
+        "Fashion-MNIST",
+        FASHION_CLASSES,
+        (28, 28, 1),
+        (60_000, 10_000),
+        folder="FashionMNIST",
+        read_folder=formats._idx_folder_reader("FashionMNIST"),
         download=_torchvision_download("FashionMNIST"),
     ),
 ):

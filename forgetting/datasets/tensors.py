@@ -19,7 +19,8 @@ def normalise(
 
 
 def prepare_train(x_uint8_nhwc: np.ndarray, mean, std, pad: int, device: torch.device, dtype=torch.float32):
-    """Normalise and reflect-pad by ``pad`` once: (N, C, H + 2 pad, W + 2 pad) on ``device``, ready for batched crops."""
+    """Normalise and reflect-pad by ``pad`` once: (N, C, H + 2 pad, W + 2 pad) on ``device``, ready for batched
+    crops."""
     x = normalise(x_uint8_nhwc, mean, std, device, torch.float32)
     x = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
     return x.to(dtype).contiguous()
