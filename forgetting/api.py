@@ -39,11 +39,15 @@ def load_study(name_or_path: str | Path, kind: str | None = None, **overrides: A
 
     Overrides are the command-line options by their Python names: ``multipliers``, ``sizes``,
     ``epochs``, ``warmup``, ``batch_size``, ``seeds``, ``base_lr`` (a number or "find"), ``width``,
+    ``net`` (a name, "package.module:factory", or a callable returning an ``nn.Module``: one that worker
+    processes cannot import by name trains in this process only), ``dataset`` and ``data`` (its file),
     and for probe studies ``subset``, ``last_epochs``, ``bn``. ``kind`` ("lr-sweep" or "probe")
     refuses a study of the other kind.
     """
-    from forgetting import studies
+    from forgetting import nets, studies
 
+    if overrides.get("net") is not None:  # a callable joins the registry (or is named by its import path)
+        overrides["net"] = nets.name_of(overrides["net"])
     return studies.load_study(str(name_or_path), kind=kind).with_overrides(**overrides)
 
 
@@ -65,6 +69,10 @@ def train_run(
     from forgetting import config, train
     from forgetting.device import resolve_device
 
+    from forgetting import nets
+
+    if settings.get("net") is not None:
+        settings["net"] = nets.name_of(settings["net"])
     cfg = config.make_config(preset, **settings)
     data = data if data is not None else load_data()
     cfg = cfg if settings.get("subset") is not None else config.with_all_images(cfg, data)

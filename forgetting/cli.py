@@ -15,6 +15,7 @@ from forgetting.cli_options import (
     DatasetOpt,
     DeviceOpt,
     DropLastOpt,
+    OptimizerOpt,
     PrecisionOpt,
     StoreOpt,
     StudyOptions,
@@ -66,7 +67,9 @@ def data(
 
 @app.command()
 def train(
-    net: Optional[str] = typer.Option(None, help="dawn18 or resnet9 (default: the preset's, else dawn18)"),
+    net: Optional[str] = typer.Option(
+        None, help="dawn18, resnet9, airbench94 or 'package.module:factory' (default: the preset's, else dawn18)"
+    ),
     width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
     preset: Optional[str] = typer.Option(None, help="part1, part2, part3 or part4 (the blog's stages)"),
     subset: Optional[int] = typer.Option(None, help="class-balanced training images (default: all of them)"),
@@ -76,6 +79,7 @@ def train(
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="random crop + flip (default on)"),
     cutout: Optional[int] = typer.Option(None, help="Cutout square side in pixels (0 = off)"),
     seed: int = typer.Option(0, help="seed for weights, subset and batch plans"),
+    optimizer: Optional[str] = OptimizerOpt,
     eval_every: Optional[int] = typer.Option(
         None, help="evaluate on the test set every N epochs (0 = final epoch only; default: TrainConfig's)"
     ),
@@ -92,7 +96,7 @@ def train(
     from forgetting.console import EpochTable, console, progress_bar
 
     shape = dict(net=net, width=width, subset=subset, batch_size=batch_size, augment=augment, cutout=cutout)
-    recipe = dict(lr=lr, epochs=epochs, seed=seed, eval_every=eval_every, drop_last=drop_last)
+    recipe = dict(lr=lr, epochs=epochs, seed=seed, eval_every=eval_every, drop_last=drop_last, optimizer=optimizer)
     cfg = config.make_config(preset, precision=precision, compile=compile, **shape, **recipe)
     dev = device_mod.resolve_device(device)
     source = datasets.load_dataset(dataset or "cifar10", data)
@@ -113,7 +117,7 @@ def lr_find(
         None, help="a study: run its LR finder into STORE/<study>/ (what shards 2..N need); else the options below"
     ),
     store: Path = StoreOpt,
-    net: str = typer.Option("dawn18", help="dawn18 or resnet9"),
+    net: str = typer.Option("dawn18", help="dawn18, resnet9, airbench94 or 'package.module:factory'"),
     width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
     subset: Optional[int] = typer.Option(None, help="class-balanced training images (default: all of them)"),
     batch_size: int = typer.Option(512, help="images per step"),
@@ -127,6 +131,7 @@ def lr_find(
         lr_settings.END_LR, help="last LR of the ramp (the test stops early when the loss explodes)"
     ),
     steps: int = typer.Option(lr_settings.NUM_STEPS, help="steps of the ramp, one batch each"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (Page's Nesterov SGD) or adamw"),
     precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16"),
     compile: Optional[bool] = CompileOpt,
     device: str = DeviceOpt,
@@ -151,7 +156,7 @@ def lr_find(
         raise UserError("lr-find needs a study (e.g. `forgetting lr-find cpu-lr-sweep`) or --out FOLDER")
 
     seed_list = tuple(parse_ints(seeds, "seeds") or ())
-    shape = dict(net=net, width=width, batch_size=batch_size, augment=augment)
+    shape = dict(net=net, width=width, batch_size=batch_size, augment=augment, optimizer=optimizer)
     cfg = config.TrainConfig(
         **shape, **({} if subset is None else {"subset": subset}), precision=precision, compile=compile
     )
@@ -192,11 +197,11 @@ def _print_report(folder: Path, table, lines: list[str], written: Path) -> None:
 # The order of each command's overrides: an overridden study's scale line names them so.
 SWEEP_OVERRIDES = (
     *("multipliers", "sizes", "epochs", "warmup", "batch_size", "seeds", "base_lr", "width"),
-    *("precision", "compile", "drop_last", "dataset", "data"),
+    *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
 )
 PROBE_OVERRIDES = (
     *("epochs", "warmup", "width", "subset", "batch_size", "multipliers", "base_lr", "seeds", "last_epochs", "bn"),
-    *("precision", "compile", "drop_last", "dataset", "data"),
+    *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
 )
 
 

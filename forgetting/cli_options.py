@@ -35,6 +35,10 @@ DropLastOpt = typer.Option(
     None, "--drop-last/--keep-last", help="drop or keep each epoch's partial batch (default: keep, as Page's loader)"
 )
 
+OptimizerOpt = typer.Option(
+    None, "--optimizer", help="sgd (Page's Nesterov SGD) or adamw; its settings: the study's [train] keys"
+)
+
 StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
 
 ShardOpt = typer.Option(
@@ -88,7 +92,11 @@ class StudyOptions:
     batch_size: Optional[int] = _option(typer.Option(None, help="images per step"))
     seeds: Optional[str] = _option(typer.Option(None, help="seeds, comma-separated"))
     base_lr: Optional[str] = _option(typer.Option(None, help="'find' (LR range test) or a number"))
+    net: Optional[str] = _option(
+        typer.Option(None, help="dawn18, resnet9, airbench94, or your own network as 'package.module:factory'")
+    )
     width: Optional[float] = _option(typer.Option(None, help="channel multiplier"))
+    optimizer: Optional[str] = _option(OptimizerOpt)
     precision: Optional[str] = _option(PrecisionOpt)
     compile: Optional[bool] = _option(CompileOpt)
     drop_last: Optional[bool] = _option(DropLastOpt)

@@ -11,13 +11,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from forgetting import augment, datasets, models
+from forgetting import augment, datasets, nets, optimizers
 from forgetting.datasets import DataIdentity
 from forgetting.errors import UserError
 from forgetting.schedules import PiecewiseLinear, triangle
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 or fp16 on CUDA, fp32 on CPU
-BN_INITS = ("default", *models.BN_INITS)  # default: each net's faithful choice
+BN_INITS = ("default", *nets.BN_INITS)  # default: each net's faithful choice
 BN_MODES = ("eval", "batch")  # the probe's BN: running statistics, or each batch's own
 # The data every run committed under results/ trained on: CIFAR-10 as released (torchvision's download).
 REFERENCE_DATA: DataIdentity = datasets.reference("cifar10")
@@ -27,7 +27,8 @@ REFERENCE_DATA: DataIdentity = datasets.reference("cifar10")
 # all trained on the reference CIFAR-10, with flips.
 IDENTITY_NEUTRAL: dict = {
     **{"eval_last": 0, "precision": "auto", "drop_last": True, "eval_train": False, "flip": True},
-    **{"dataset": REFERENCE_DATA.name, "data_fingerprint": REFERENCE_DATA.fingerprint},
+    **{"dataset": REFERENCE_DATA.name, "data_fingerprint": REFERENCE_DATA.fingerprint, "net_source": ""},
+    "optimizer": "sgd",
 }
 # How a run is executed, not what it computes (compiled kernels round differently, as thread counts
 # do): recorded in result.json, left out of the run's id so a compiled run counts as the same run.
@@ -38,7 +39,7 @@ EXECUTION_SETTINGS = ("compile",)
 class TrainConfig:
     """Everything that determines a run. Units: LR in the mean-loss convention, epochs, images."""
 
-    net: str = "dawn18"
+    net: str = "dawn18"  # a registered network (`forgetting.nets`) or a user's "package.module:factory"
     width: float = 1.0  # channel multiplier
     shortcut: str = "page"  # dawn18 only: "page" adds relu(bn(x)), "johnson" adds x
     bn_init: str = "default"  # one of BN_INITS
@@ -50,8 +51,11 @@ class TrainConfig:
     flip: bool = True  # with augment: the left-right flip too (off for data sets where a mirror changes the class)
     cutout: int = 0  # Cutout square side in pixels (with augment only)
     seed: int = 0  # initial weights, subset and every epoch's batch plan
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    optimizer: str = "sgd"  # one of forgetting.optimizers: "sgd" (Page's Nesterov SGD) or "adamw"
+    momentum: float = 0.9  # sgd
+    weight_decay: float = 5e-4  # sgd: L2 in the mean-loss convention; adamw: decoupled
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    eps: float = 1e-8  # adamw
     eval_every: int = 0  # test-set evaluation every N epochs; 0 = final epoch only
     eval_last: int = 0  # also evaluate on each of the last N epochs (a constant-LR tail is noisy)
     # On every test epoch also evaluate the clean (unaugmented) training subset: whether a run fits
@@ -67,10 +71,18 @@ class TrainConfig:
     # `bind_data` (what `train.train` and a study's grid call) sets them from the data set itself.
     dataset: str = ""
     data_fingerprint: str = ""
+    # A user's network: a hash of its source (its module's file), so that editing it renames its runs.
+    # Set from the network itself when left empty; "" for the built-ins.
+    net_source: str = ""
 
     def __post_init__(self):
+        nets.check_known(self.net)
+        nets.check_options(
+            self.net, shortcut=self.shortcut, bn_init=None if self.bn_init == "default" else self.bn_init
+        )
+        if not self.net_source and self.net not in nets.BUILT_IN:
+            object.__setattr__(self, "net_source", nets.source_hash(self.net))
         checks = [
-            (self.net in models.NETS, f"net must be one of {', '.join(models.NETS)}, not {self.net!r}"),
             (0 < self.width < float("inf"), f"width must be finite and positive, not {self.width}"),
             (self.subset >= 1, f"subset must be at least 1, not {self.subset}"),
             (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
@@ -87,6 +99,8 @@ class TrainConfig:
             if not ok:
                 raise UserError(msg)
         PiecewiseLinear(self.lr_knots)  # validates the knots
+        optimizers.spec(self.optimizer)
+        optimizers.check(self.momentum, self.weight_decay, self.betas, self.eps)
 
     @property
     def schedule(self) -> PiecewiseLinear:
@@ -116,6 +130,8 @@ class TrainConfig:
             d["drop_last"] = IDENTITY_NEUTRAL["drop_last"]  # no partial batch: both settings are the same run
         if not self.augment:
             d["flip"] = IDENTITY_NEUTRAL["flip"]  # nothing is flipped without augmentation
+        for key in set(optimizers.HYPERPARAMETERS) - set(optimizers.spec(self.optimizer).reads):
+            d.pop(key)  # what the optimizer does not read does not name the run (sgd: betas, eps)
         for key, neutral in IDENTITY_NEUTRAL.items():
             if d.get(key) == neutral:
                 d.pop(key)
@@ -127,6 +143,8 @@ class TrainConfig:
         was a run on the reference CIFAR-10: it is read as bound to it."""
         d = {"dataset": REFERENCE_DATA.name, "data_fingerprint": REFERENCE_DATA.fingerprint, **d}
         d["lr_knots"] = tuple(tuple(float(v) for v in k) for k in d["lr_knots"])
+        if "betas" in d:
+            d["betas"] = tuple(float(b) for b in d["betas"])
         return cls(**d)
 
 

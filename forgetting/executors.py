@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -21,7 +22,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from forgetting import datasets
+from forgetting import datasets, nets
 from forgetting.datasets import Dataset
 from forgetting.errors import UserError
 from forgetting.grid import RunSpec
@@ -91,6 +92,13 @@ class RunFailure:
         return dict(type=self.type, message=self.message, traceback=self.traceback)
 
 
+def _portable_nets(specs: list[RunSpec]) -> tuple[str, ...]:
+    """Refuse a network that another process cannot find by name; the folders its modules are found in."""
+    for spec in specs:
+        nets.check_portable(spec.config.net)
+    return tuple(sorted({root for s in specs if (root := nets.import_root(s.config.net))}))
+
+
 class RunStore(Protocol):
     """What an executor needs of the study's store (`sweep.StudyStore`)."""
 
@@ -138,10 +146,14 @@ def execute_run(
     threads: int | None = None,
     callbacks=None,
     cache=None,
+    import_paths: tuple[str, ...] = (),
 ) -> dict[str, bytes]:
-    """Train one run and return its files (name -> bytes), ready for the driver to write (`RunFolder.write`)."""
+    """Train one run and return its files (name -> bytes), ready for the driver to write (`RunFolder.write`).
+    ``import_paths``: folders to find a user's network module in (a Ray worker does not share the driver's
+    sys.path)."""
     if threads:
         torch.set_num_threads(threads)
+    sys.path[:0] = [p for p in import_paths if p not in sys.path]
     data = data if data is not None else _WORKER["data"]
     cache = cache if cache is not None else _WORKER.get("cache")
     cfg = TrainConfig.from_dict(cfg_dict)
@@ -198,6 +210,7 @@ class LocalPoolExecutor:
 
     def run(self, specs: list[RunSpec], store: RunStore, events, budget: TimeBudget | None = None) -> None:
         threads = max(1, (os.cpu_count() or 1) // self.workers)  # share the cores, do not oversubscribe them
+        _portable_nets(specs)  # a spawned worker has the driver's sys.path
         with ProcessPoolExecutor(
             self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.data, threads)
         ) as pool:
@@ -252,13 +265,15 @@ class RayExecutor:
                 include_dashboard=False, log_to_driver=False
             )
         device = "cuda" if self.gpus > 0 else "cpu"
+        paths = _portable_nets(specs)
         data_ref = ray.put(self.data)  # shipped once to the object store: no shared filesystem needed
         task = ray.remote(execute_run).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=RAY_RETRIES, retry_exceptions=True
         )
         pending = {}
         for spec in specs:
-            ref = task.remote(spec.config.to_dict(), spec.meta, data_ref, device, None, max(1, int(self.cpus)))
+            threads = max(1, int(self.cpus))
+            ref = task.remote(spec.config.to_dict(), spec.meta, data_ref, device, None, threads, import_paths=paths)
             pending[ref] = spec
             events.run_started(spec)
         while pending:

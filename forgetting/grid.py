@@ -49,7 +49,10 @@ class RunSpec:
 
 
 # The [train] keys that every run of a study shares as they are (the grid sets the others per run).
-SHARED_TRAIN_KEYS = ("net", "width", "shortcut", "bn_init", "epochs", "batch_size", "precision", "drop_last", "compile")
+SHARED_TRAIN_KEYS = (
+    *("net", "width", "shortcut", "bn_init", "epochs", "batch_size", "precision", "drop_last", "compile"),
+    *("optimizer", "momentum", "weight_decay", "eps"),
+)
 
 
 def study_config(study: Study, data: DataIdentity | None = None, **run) -> TrainConfig:
@@ -57,8 +60,9 @@ def study_config(study: Study, data: DataIdentity | None = None, **run) -> Train
     settings (subset, seed, LR schedule, ...), bound to ``data`` (default: the study's own data set, as
     `Study.data_identity` knows it): the one place a new [train] key reaches every run."""
     data = data if data is not None else study.data_identity()
-    shared = {key: study.train[key] for key in SHARED_TRAIN_KEYS} | {"width": float(study.train["width"])}
-    flip = study.train.get("flip")  # left out: the data set's own default (off where a mirror changes the class)
+    t = study.train
+    shared = {key: t[key] for key in SHARED_TRAIN_KEYS} | {"width": float(t["width"]), "betas": tuple(t["betas"])}
+    flip = t.get("flip")  # left out: the data set's own default (off where a mirror changes the class)
     shared["flip"] = datasets.spec_for(data.name).flip if flip is None else flip
     return bind_data(TrainConfig(**shared, **run), data)
 

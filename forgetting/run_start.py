@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forgetting import augment, datasets, models
+from forgetting import augment, datasets, nets, optimizers
 from forgetting.config import TrainConfig
 from forgetting.datasets import Dataset
 from forgetting.device import data_dtype
+
+INIT_IMAGES = 5_000  # the images a network's init_from_data sees (airbench whitens with its first 5,000)
 
 
 @dataclass
@@ -50,19 +52,23 @@ def prepare(cfg: TrainConfig, data: Dataset, device: torch.device, cache: dict |
 
 
 def build_model(cfg: TrainConfig, device: torch.device, prep: Prepared | None = None) -> torch.nn.Module:
-    """The run's network, seeded, for ``prep``'s classes and channels (CIFAR-10's without it)."""
+    """The run's network, seeded, for ``prep``'s classes and channels (CIFAR-10's without it); a network that
+    learns something from the data before training (`init_from_data`) sees up to 5,000 of the run's images."""
     torch.manual_seed(cfg.seed)
     bn_init = None if cfg.bn_init == "default" else cfg.bn_init
     classes, channels = (prep.num_classes, prep.test_x.shape[1]) if prep is not None else (10, 3)
-    model = models.build(cfg.net, cfg.width, cfg.shortcut, bn_init, num_classes=classes, in_channels=channels)
-    model = model.to(device)
+    options = dict(shortcut=cfg.shortcut, bn_init=bn_init)
+    model = nets.build(cfg.net, classes, channels, cfg.width, source=cfg.net_source, **options).to(device)
+    if prep is not None and hasattr(model, "init_from_data"):
+        subset = torch.as_tensor(prep.subset[:INIT_IMAGES], device=device)
+        model.init_from_data(prep.clean(subset))
     # Channels-last on every device: tensor cores want it on CUDA, and oneDNN's CPU convolutions
     # ran 1.1-1.4x faster with it here (benchmarks/README.md).
     model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.SGD:
-    return torch.optim.SGD(
-        model.parameters(), lr=0.0, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
-    )
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The run's optimizer (`forgetting.optimizers`) over the model's parameters; the schedule sets its LR."""
+    hyper = {key: getattr(cfg, key) for key in optimizers.HYPERPARAMETERS}
+    return optimizers.make(cfg.optimizer, model.parameters(), **hyper)

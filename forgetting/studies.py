@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from forgetting import config, datasets, lr_settings, models
+from forgetting import config, datasets, lr_settings, nets, optimizers
 from forgetting.datasets import DataIdentity
 from forgetting.errors import UserError
 
@@ -75,6 +75,23 @@ def _base_lr(v):
     return None if msg is None else 'must be "find" or a positive number'
 
 
+def _net(v):
+    try:
+        nets.check_known(v)
+    except UserError:
+        return f"must be one of {', '.join(nets.registry.REGISTRY)} or 'package.module:factory'"
+    return None
+
+
+def _optimizer(v):
+    return None if v in optimizers.REGISTRY else f"must be one of {', '.join(optimizers.REGISTRY)}"
+
+
+def _betas(v):
+    ok = isinstance(v, list) and len(v) == 2 and all(_number(lo=0, hi=0.999999)(b) is None for b in v)
+    return None if ok else "must be two numbers in [0, 1), e.g. [0.9, 0.999]"
+
+
 def _dataset_name(v):
     return None if isinstance(v, str) and datasets.registry.NAME.fullmatch(v) else "must be a data set's name"
 
@@ -90,7 +107,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "description": (_string, ""),
     },
     "train": {
-        "net": (_one_of(*models.NETS), "dawn18"),
+        "net": (_net, "dawn18"),  # a built-in network, or a user's "package.module:factory"
         "width": (_number(positive=True), 1.0),
         "batch_size": (_number(integer=True, lo=1), 512),
         "epochs": (_number(integer=True, lo=1), 30),
@@ -102,10 +119,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "eval_last": (_number(integer=True, lo=0), 0),  # also evaluate on each of the last N epochs
         "eval_train": (_boolean, False),  # also the clean training subset on each evaluated epoch
         "bn_init": (_one_of(*config.BN_INITS), "default"),
-        "shortcut": (_one_of(*models.SHORTCUTS), "page"),
+        "shortcut": (_one_of(*nets.SHORTCUTS), "page"),
         "precision": (_one_of(*config.PRECISIONS), "auto"),  # auto: AMP on CUDA, fp32 on CPU
         "drop_last": (_boolean, False),  # false = Page's loader: each epoch ends with the partial batch
         "compile": (_boolean, None),  # torch.compile; left out = on for CUDA, off on CPU
+        "optimizer": (_optimizer, "sgd"),  # sgd (Page's Nesterov SGD) or adamw
+        "momentum": (_number(lo=0, hi=0.999999), 0.9),  # sgd
+        "weight_decay": (_number(lo=0), 5e-4),  # sgd: L2 in the mean-loss convention; adamw: decoupled
+        "betas": (_betas, [0.9, 0.999]),  # adamw
+        "eps": (_number(positive=True), 1e-8),  # adamw
     },
     "grid": {
         "multipliers": (_list_of(_number(positive=True)), ...),
@@ -133,7 +155,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 }
 # [train] keys added after studies were recorded (study.json): left out of a record at their default, so
 # that a study recorded before them and one recorded since are the same study (`forgetting merge`).
-ADDED_TRAIN_KEYS = ("flip",)
+ADDED_TRAIN_KEYS = ("flip", "optimizer", "momentum", "weight_decay", "betas", "eps")
 # Command-line overrides of the [data] section, by the options' names.
 DATA_OVERRIDES = {"dataset": "name", "data": "path"}
 CONDITION_SCHEMA = {

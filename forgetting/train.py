@@ -100,7 +100,7 @@ class Loop:
     prep: Prepared
     model: torch.nn.Module
     step_model: torch.nn.Module  # the model, or what torch.compile made of it
-    opt: torch.optim.SGD
+    opt: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     dt: torch.dtype | None  # the autocast dtype; None = fp32
     compiled: bool
