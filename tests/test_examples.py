@@ -1,4 +1,4 @@
-"""The scripts in examples/ run as a notebook user would run them, each under a minute on CPU."""
+"""The scripts in examples/ run as a notebook user would run them, each under a minute on an idle CPU."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from helpers import REPO_ROOT
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("script", ["tiny_sweep.py", "tiny_probe.py"])
+@pytest.mark.parametrize("script", ["tiny_sweep.py", "tiny_probe.py", "own_network.py", "own_data.py"])
 def test_example_runs_and_writes_its_summary(script, tmp_path, cifar_path):
     env = {**__import__("os").environ, "FORGETTING_DATA": str(cifar_path)}
     r = subprocess.run(
