@@ -29,7 +29,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Study catastrophic forgetting in fast CIFAR-10 training (Page, 'How to Train Your ResNet', Part 2).",
+    help="Study catastrophic forgetting in fast training (Page, 'How to Train Your ResNet', Part 2): CIFAR-10 "
+    "or your own data and network.",
 )
 
 

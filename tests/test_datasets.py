@@ -210,3 +210,33 @@ def test_flip_off_is_a_plan_without_flips():
     spec = augment.AugmentSpec.standard(True, flip=False, image=(28, 28))
     assert spec.crop and not spec.flip
     assert not augment.plan_epoch(np.arange(300), 0, 0, spec, 100).flip.any()
+
+
+def test_forgetting_data_download_name_fetches_into_the_cache_and_describes_it(tmp_path, monkeypatch, any_size):
+    """`forgetting data --download mnist`: torchvision's download (here a stand-in writing what it would)."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from forgetting.cli import app
+
+    arrays = image_arrays(50, 20, shape=(28, 28), seed=9)
+    fetched = []
+
+    def download(root):
+        fetched.append(root)
+        write_idx_folder(root, "MNIST", arrays)
+
+    real = datasets.spec_for("mnist")
+    monkeypatch.setattr(loading, "CACHE_DIR", tmp_path / "cache")
+    datasets.register(dataclasses.replace(real, download=download), replace=True)
+    try:
+        result = CliRunner().invoke(app, ["data", "--download", "mnist"])
+        again = CliRunner().invoke(app, ["data", "mnist"])  # found in the cache: no second download
+    finally:
+        datasets.register(real, replace=True)
+    assert result.exit_code == 0 and again.exit_code == 0, result.output
+    assert fetched == [tmp_path / "cache"]
+    fingerprint = datasets.make_dataset("mnist", arrays, "x").fingerprint
+    assert f"data set: mnist   fingerprint: {fingerprint}" in result.output and "image: 28x28x1" in result.output
+    assert "train: 50 images" in again.output
