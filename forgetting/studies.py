@@ -274,6 +274,8 @@ def resolved_scale(study: Study) -> str:
     parts.append(_count(len(study.grid["seeds"]), "seed"))
     if t["precision"] != "auto":
         parts.append(t["precision"])
+    if t.get("optimizer", "sgd") != "sgd":
+        parts.append(t["optimizer"])
     return ", ".join(parts)
 
 
