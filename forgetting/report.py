@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import clock, plots, plots_clock, report_text
+from forgetting import amendments, clock, plots, plots_clock, report_text
 from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
@@ -106,14 +106,18 @@ def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
     return rows
 
 
-def _clock_report(summary: dict, study: dict, probe, folders: list[Path], sweeps: list[dict], fig_dir: Path) -> list:
+def _partners(study: dict, folders: list[Path]) -> list:
+    """(study.json, probe table) of each probe study in ``folders`` that ``study`` can be read against."""
+    others = [_read_json(StudyFolder(f).study_json) for f in folders]
+    return [(o, _read(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)]
+
+
+def _clock_report(summary: dict, study: dict, probe, partners: list, sweeps: list[dict], fig_dir: Path) -> list:
     """Forgetting's clock against batch size (forgetting/clock.py), when one of the probe studies in
-    ``folders`` is trained like this one at a smaller batch size: adds its verdicts to ``summary`` and
+    ``partners`` is trained like this one at a smaller batch size: adds its verdicts to ``summary`` and
     returns its figures. Nothing for any other study, whose summary.json stays as it was."""
     if study["kind"] != "probe" or probe is None or not len(probe):
         return []
-    others = [_read_json(StudyFolder(f).study_json) for f in folders]
-    partners = [(o, _read(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)]
     found = clock.readings(study, probe, summary["verdicts"].get("tau_law"), partners, sweeps or [])
     if not found:
         return []
@@ -189,7 +193,11 @@ def study_report(
         figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
         figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
-    figures += _clock_report(summary, study, probe, probes or [], sweeps or [], fig_dir)
+    partners = _partners(study, probes or []) if study["kind"] == "probe" else []
+    figures += _clock_report(summary, study, probe, partners, sweeps or [], fig_dir)
+    amended = amendments.amended_verdicts(summary["verdicts"], study, probe, partners, sweeps or [])
+    if amended:
+        summary["verdicts"]["amended"] = amended
     if recency is not None and len(recency):
         figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
     curves = _read(stored.lr_find_csv)
