@@ -1,6 +1,6 @@
 """The amendments of 2026-12-05 to the pre-registered readings, reported beside them. No plotting.
 
-Three rules were found too weak after the runs they read (issue 27; results/README.md, "Amendments
+Three rules were found too weak after the runs they read (results/README.md, "Amendments
 of 2026-12-05"): a forgetting timescale below one SGD step passed the fit check; a power law at the
 bound of its exponent counted as a rival in the form comparison; the two predictions of claim (a) had
 no "neither". The registered readings stay in summary.json as they were; the amended ones go under
