@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import amendments, clock, plots, plots_clock, report_text
-from forgetting.analysis import tables, verdicts
+from forgetting import amendments, clock, plots, plots_clock, plots_regime, predictions, report_text
+from forgetting.analysis import regime, tables, verdicts
+from forgetting.analysis.probe_fits import AMENDED
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
 from forgetting.store import StudyFolder, atomic_write_bytes, atomic_write_json, read_json, study_folders
@@ -130,6 +131,44 @@ def _clock_report(summary: dict, study: dict, probe, partners: list, sweeps: lis
     )
 
 
+def _run_histories(folder: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The history.csv rows of ``runs`` (finished runs of the study in ``folder``), with their run id."""
+    stored = StudyFolder(folder)
+    frames = [
+        pd.read_csv(path).assign(run=run)
+        for run in runs["run"].astype(str)
+        if (path := stored.run(run).history).exists()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "epoch", "clean_train_loss"])
+
+
+def _regime_report(summary: dict, study: dict, folder: Path, finished, probes: list[Path], fig_dir: Path) -> list:
+    """Claim (a) in Page's regime (analysis/regime.py) for a complete sweep that evaluated its clean
+    training loss (eval_train): the fit check and the turn-up ratio against the two accounts, read on
+    the tau law of a probe study trained like it (same net, width and batch size)."""
+    if study["kind"] != "lr-sweep" or not study["train"].get("eval_train") or summary.get("incomplete"):
+        return []
+    if finished is None or not len(finished):
+        return []
+    fit = regime.fit_check(finished, _run_histories(folder, finished))
+    summary["verdicts"]["fit_check"] = fit
+    same = ("net", "width", "batch_size")
+    probe_studies = [(_read_json(StudyFolder(f).study_json), f) for f in probes]
+    like = [(s, f) for s, f in probe_studies if all(s["train"].get(k) == study["train"].get(k) for k in same)]
+    law, accounts = {}, {}
+    if like:
+        probe_study, probe_folder = like[0]
+        law = verdicts.tau_lr_law(_read(StudyFolder(probe_folder).probe))
+        accounts["law_from"] = probe_study["name"]
+        laws = {study["train"]["batch_size"]: law}
+        accounts["rows"] = predictions.a_predictions(laws, [summary], probe_study, AMENDED)
+    for reading in verdicts.LOSS_READINGS:
+        a = summary["verdicts"].get(f"a_{reading}") or {}
+        accounts[reading] = regime.ratio_reading(a, law.get("alpha"), law.get("alpha_hi"))
+    summary["verdicts"]["a_accounts"] = tables.clean(accounts)
+    return plots_regime.plot_fit_check(fit, fig_dir / "fit_check", study["scale"]) if fit["curves"] else []
+
+
 def _undecided_while_incomplete(summary: dict, results: pd.DataFrame | None) -> None:
     """A sweep with runs still missing (a study in pieces, part-way) is not read: its (a) verdicts say so."""
     if results is None or "status" not in results.columns:
@@ -193,6 +232,7 @@ def study_report(
         figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
         figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
+    figures += _regime_report(summary, study, folder, finished, probes or [], fig_dir)
     partners = _partners(study, probes or []) if study["kind"] == "probe" else []
     figures += _clock_report(summary, study, probe, partners, sweeps or [], fig_dir)
     amended = amendments.amended_verdicts(summary["verdicts"], study, probe, partners, sweeps or [])

@@ -84,7 +84,34 @@ def verdict_lines(verdicts: dict) -> list[str]:
         lines.append(_b_line(verdicts["b"]))
     if verdicts.get("tau_law") is not None:
         lines += _law_lines(verdicts["tau_law"])
+    lines += _regime_lines(verdicts)
     return lines + clock_lines(verdicts) + prediction_lines(verdicts.get("a_predictions") or {}) + _amended_lines(verdicts)
+
+
+def _regime_lines(verdicts: dict) -> list[str]:
+    """The fit check and the turn-up ratio against the two accounts (analysis/regime.py), if read."""
+    lines = []
+    fit = verdicts.get("fit_check")
+    if fit:
+        lines.append(f"fit check: {'the study decides (a)' if fit['decides'] else fit['reason'] or 'undecided'}")
+        for r in fit["readings"]:
+            if r.get("multiplier") is None:
+                continue
+            lines.append(
+                f"    {r['subset']:,} images at x{fmt(r['multiplier'])} (its last-5 minimum): clean training loss "
+                f"{fmt(r['clean_train_loss_final'])} vs test {fmt(r['test_loss_last5'])} (last 5), "
+                f"{fmt(r['test_loss_final'])} (final): {'fits' if r['fits'] else 'does not fit'}, "
+                f"{'settled' if r['settled'] else 'not settled'}"
+            )
+    accounts = verdicts.get("a_accounts") or {}
+    for reading in LOSS_READINGS:
+        r = accounts.get(reading) or {}
+        if r.get("reading"):
+            lines.append(
+                f"(a) turn-up ratio ({reading}) {_ci(r, 'turn_up_ratio')} against noise x{fmt(r['noise'])} and "
+                f"forgetting x{fmt(r['forgetting'])} (alpha {fmt(r['alpha'])}): its interval holds {r['reading']}"
+            )
+    return lines + prediction_lines(dict(rows=accounts.get("rows") or []))
 
 
 def _amended_lines(verdicts: dict) -> list[str]:

@@ -189,6 +189,8 @@ def sweep_verdict(
             t.append(turn_up(grid, losses[rng.integers(0, len(losses), len(losses))]))
         ratios[k] = t[0] / t[1]
     share = float((ratios >= TURN_UP_RATIO).mean()) if n_boot else math.nan
+    n_units = int(min(len(m[1]) for m in mats.values()))
+    ratio_lo, ratio_hi = intervals.percentile_interval(ratios, n_units) if n_boot else (math.nan, math.nan)
     div_ratio = float(max(small["divergence"], large["divergence"]) / min(small["divergence"], large["divergence"]))
     holds = bool(ratio >= TURN_UP_RATIO and share >= BOOT_SHARE and div_ratio <= DIVERGENCE_FACTOR)
     return dict(
@@ -200,6 +202,8 @@ def sweep_verdict(
         turn_up_largest=float(large["turn_up"]),
         turn_up_ratio=ratio,
         boot_share_ratio_ge_2=share,
+        turn_up_ratio_lo=ratio_lo,  # the resamples' interval (read by forgetting/analysis/regime.py)
+        turn_up_ratio_hi=ratio_hi,
         divergence_smallest=float(small["divergence"]),
         divergence_largest=float(large["divergence"]),
         divergence_ratio=div_ratio,
