@@ -82,6 +82,8 @@ def verdict_lines(verdicts: dict) -> list[str]:
             lines += _a_lines(verdicts[f"a_{name}"], name)
     if verdicts.get("b") is not None:
         lines.append(_b_line(verdicts["b"]))
+    if verdicts.get("b_steps") is not None:
+        lines.append(_b_line(verdicts["b_steps"]).replace("(b) ", "(b) on step ages, ", 1))
     if verdicts.get("tau_law") is not None:
         lines += _law_lines(verdicts["tau_law"])
     lines += _regime_lines(verdicts)

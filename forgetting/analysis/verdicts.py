@@ -287,14 +287,16 @@ def probe_verdict(
     n_boot: int = N_BOOT,
     rng_seed: int = RNG_SEED,
     rules: str = probe_fits.AS_REGISTERED,
+    age: str = "epoch",
 ) -> dict:
-    """Pre-registered verdict on claim (b) in ``condition`` (see results/README.md).
+    """Pre-registered verdict on claim (b) in ``condition`` (see results/README.md), on epoch ages as
+    registered (``age`` "step": the same rule with tau fitted on SGD-step ages, reported beside it).
 
     (b) holds when every LR's gap interval (over seeds) lies above 0 and the bootstrap interval of
     tau(highest LR) / tau(lowest LR) lies below 1. None (undecided) when a point fit of tau fails, when
     there are fewer than two LRs, or fewer than two seeds (no interval over seeds).
     """
-    t = seed_timescale(probe, condition, "epoch", n_boot, rng_seed, keep_draws=True, rules=rules)
+    t = seed_timescale(probe, condition, age, n_boot, rng_seed, keep_draws=True, rules=rules)
     if len(t) < 2:
         return dict(holds=None, reason=f"needs two or more LRs in {condition}")
     lo, hi = t.iloc[0], t.iloc[-1]
