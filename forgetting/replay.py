@@ -1,4 +1,4 @@
-"""The forgetting probe: replay a finished run's batch plans through its frozen final weights.
+"""The forgetting probe of one run: replay a finished run's batch plans through its frozen final weights.
 
 For every probed epoch the plan is drawn again from the run's config and each batch's digest is
 checked against the one recorded in training, so the loss is measured on exactly the images and
@@ -8,7 +8,7 @@ ICLR 2019) from the correctness recorded at every presentation during training.
 
 from __future__ import annotations
 
-import time
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +20,16 @@ from forgetting import augment, data as data_mod
 from forgetting.analysis import probe_fits
 from forgetting.config import BN_MODES, TrainConfig
 from forgetting.errors import UserError
-from forgetting.executors import ExecutorSettings
-from forgetting.store import RunFolder, StudyFolder, read_json
-from forgetting.device import resolve_device
+from forgetting.store import RunFolder, check_zip, read_back, read_json_object, read_table_text
 from forgetting.evaluation import per_example, per_step_mean
-from forgetting.train import Prepared, build_model, prepare
+from forgetting.train import STEP_COLUMNS, Prepared, build_model, prepare
 
 
 class ProbeError(UserError):
     """A replayed batch does not match what training recorded, or a run is incomplete."""
 
 
-def _check_bn(bn: str) -> None:
+def check_bn(bn: str) -> None:
     if bn not in BN_MODES:
         raise UserError(f"--bn must be {' or '.join(BN_MODES)}, not {bn!r}")
 
@@ -78,17 +76,35 @@ class RunProbe:
     run: dict  # reference: test loss/acc of the same weights, run facts
 
 
-def _load_run(run_dir: Path):
+def _read_steps(path: Path) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(read_table_text(path, tuple(STEP_COLUMNS))), dtype={"digest": str})
+
+
+def _read_weights(path: Path) -> dict:
+    state = torch.load(check_zip(path), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError("not a model's weights")
+    return state
+
+
+def _read_examples(path: Path) -> dict:
+    with np.load(check_zip(path)) as f:
+        examples = {k: f[k] for k in f.files}
+    if not {"order", "correct"} <= set(examples):
+        raise ValueError("no order and correctness arrays")
+    return examples
+
+
+def load_run(run_dir: Path):
+    """A finished run's config, steps, weights, examples and result, each read back whole: a damaged one is
+    refused (`store.read_back`), as a probe cannot make a run's own weights and records again."""
     run = RunFolder(run_dir)
     for path in (run.result, run.config, run.steps, run.model, run.examples):
         if not path.exists():
             raise ProbeError(f"run {run.dir.name}: {path.name} missing; the run has not finished")
-    cfg = TrainConfig.from_dict(read_json(run.config))
-    steps = pd.read_csv(run.steps, dtype={"digest": str})
-    state = torch.load(run.model, map_location="cpu", weights_only=True)
-    with np.load(run.examples) as f:
-        examples = {k: f[k] for k in f.files}
-    return cfg, steps, state, examples, read_json(run.result)
+    cfg = read_back(run.config, lambda path: TrainConfig.from_dict(read_json_object(path)))
+    steps, state = read_back(run.steps, _read_steps), read_back(run.model, _read_weights)
+    return cfg, steps, state, read_back(run.examples, _read_examples), read_back(run.result, read_json_object)
 
 
 def _batch_stat_mode(model: torch.nn.Module) -> dict:
@@ -127,7 +143,7 @@ class _Frozen:
 
 def _freeze(run_dir: Path, cifar: data_mod.Cifar10, device: torch.device, cache: dict | None) -> _Frozen:
     run_dir = Path(run_dir)
-    cfg, steps, state, examples, result = _load_run(run_dir)
+    cfg, steps, state, examples, result = load_run(run_dir)
     if result.get("diverged"):
         raise ProbeError(f"run {run_dir.name} diverged: there is nothing to probe")
     prep = prepare(cfg, cifar, device, cache)
@@ -244,7 +260,7 @@ def probe_run(
     callbacks=None,
 ) -> RunProbe:
     """Loss of the frozen final weights on every probed epoch's exact training batches."""
-    _check_bn(bn)
+    check_bn(bn)
     if last_epochs < 0:
         raise UserError(f"--last-epochs must not be negative, not {last_epochs}")
     run = _freeze(run_dir, cifar, device, cache)
@@ -268,104 +284,3 @@ def probe_run(
         _restore_bn(run.model, saved)
     recency = _recency(pres_index, pres_step, pres_loss, total_steps)
     return RunProbe(pd.DataFrame(rows), _forgetting(run, cifar, device), recency, _reference(run))
-
-
-PROBE_COLUMNS = [
-    "run",
-    "condition",
-    "multiplier",
-    "lr",
-    "seed",
-    "step",
-    "epoch",
-    "epoch_age",
-    "step_lr",
-    "loss_now",
-    "acc_now",
-    "loss_when_seen",
-    "n",
-]
-KEYS = ["run", "condition", "multiplier", "lr", "seed"]
-
-
-@dataclass
-class ProbeOutcome:
-    sweep: object  # the SweepOutcome that trained (or found) the runs
-    probe: pd.DataFrame  # probe.csv
-    runs: pd.DataFrame  # probe_runs.csv
-    recency: pd.DataFrame  # probe_recency.csv
-    examples: pd.DataFrame  # probe_examples.csv
-    epochs: pd.DataFrame  # probe_epochs.csv
-    seconds: dict  # run id -> (train seconds, probe seconds)
-
-
-def probe_study(
-    study,
-    store_root: Path,
-    cifar,
-    executor: ExecutorSettings = ExecutorSettings(),
-    last_epochs=None,
-    bn=None,
-    shard=None,
-    sweep_events=None,
-    probe_events=None,
-) -> ProbeOutcome:
-    """Train the probe study's runs through the sweep engine (finished ones reused), then probe them
-    on ``executor.device``; ``shard`` trains and probes one piece of the study."""
-    from forgetting import sweep
-
-    last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
-    bn = study.probe["bn"] if bn is None else bn
-    _check_bn(bn)
-    outcome = sweep.run_sweep(study, store_root, cifar, executor, events=sweep_events, shard=shard)
-    # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
-    # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.
-    with outcome.store.lock():
-        return _probe_finished_runs(outcome, cifar, executor.device, last_epochs, bn, probe_events)
-
-
-def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) -> ProbeOutcome:
-    dev = resolve_device(device)
-    cache: dict = {}
-    tables = {"probe": [], "runs": [], "recency": [], "examples": []}
-    seconds = {}
-    for done, spec in enumerate(outcome.mine):  # a shard probes its own runs; `forgetting merge` joins the tables
-        keys = dict(
-            run=spec.id,
-            condition=spec.meta["condition"],
-            multiplier=spec.meta["multiplier"],
-            lr=spec.meta["lr"],
-            seed=spec.config.seed,
-        )
-        run = RunFolder(outcome.store.run_dir(spec))
-        result = read_json(run.result) if run.result.exists() else None
-        if result is None or result.get("diverged"):
-            continue  # failed or diverged runs are in results.csv; there is nothing to probe
-        if probe_events is not None:
-            epochs = spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
-            probe_events.start_run(spec, epochs, done=done, total=len(outcome.mine))
-        prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
-        t0 = time.perf_counter()
-        rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
-        seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)
-        for name, df in (("probe", rp.steps), ("recency", rp.recency), ("examples", rp.examples)):
-            tables[name].append(df.assign(**keys))
-        tables["runs"].append(dict(keys, **rp.run, probe_seconds=round(seconds[spec.id][1], 3), bn=bn))
-    if not tables["runs"]:
-        raise ProbeError(f"{outcome.study.name}: no finished, non-diverged run to probe")
-    probe = pd.concat(tables["probe"], ignore_index=True)[PROBE_COLUMNS]
-    runs = pd.DataFrame(tables["runs"])
-    recency = pd.concat(tables["recency"], ignore_index=True)
-    recency = recency[KEYS + [c for c in recency.columns if c not in KEYS]]
-    examples = pd.concat(tables["examples"], ignore_index=True)
-    examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
-    epochs = probe_fits.epoch_aggregates(probe)
-    frames = {
-        StudyFolder.probe.name: probe,
-        StudyFolder.probe_runs.name: runs,
-        StudyFolder.probe_recency.name: recency,
-        StudyFolder.probe_examples.name: examples,
-        StudyFolder.probe_epochs.name: epochs,
-    }
-    outcome.store.write({name: df.to_csv(index=False).encode() for name, df in frames.items()})
-    return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)

@@ -1,0 +1,224 @@
+"""The forgetting probe of a study: its runs trained by the sweep, then probed one by one (`replay`).
+
+Each run's probe tables are written into its folder as its probe ends, each atomically and probe.json
+last (the probe's settings and each table's digest), so an interrupted probe resumes: the same command
+again probes only the runs without whole tables of the same settings. The study's tables join the runs'
+own, in the order of the study's runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from forgetting.analysis import probe_fits
+from forgetting.device import resolve_device
+from forgetting.executors import ExecutorSettings
+from forgetting.replay import ProbeError, RunProbe, check_bn, load_run, count_forgetting, probe_run
+from forgetting.store import (
+    DamagedFile,
+    RunFolder,
+    StudyFolder,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_back,
+    read_json_object,
+    warn,
+)
+from forgetting.train import prepare
+
+__all__ = ["ProbeError", "ProbeOutcome", "RunProbe", "count_forgetting", "probe_run", "probe_study"]
+
+PROBE_COLUMNS = [
+    "run",
+    "condition",
+    "multiplier",
+    "lr",
+    "seed",
+    "step",
+    "epoch",
+    "epoch_age",
+    "step_lr",
+    "loss_now",
+    "acc_now",
+    "loss_when_seen",
+    "n",
+]
+KEYS = ["run", "condition", "multiplier", "lr", "seed"]
+
+
+@dataclass
+class ProbeOutcome:
+    sweep: object  # the SweepOutcome that trained (or found) the runs
+    probe: pd.DataFrame  # probe.csv
+    runs: pd.DataFrame  # probe_runs.csv
+    recency: pd.DataFrame  # probe_recency.csv
+    examples: pd.DataFrame  # probe_examples.csv
+    epochs: pd.DataFrame  # probe_epochs.csv
+    seconds: dict  # run id -> (train seconds, probe seconds)
+
+
+def probe_study(
+    study,
+    store_root: Path,
+    cifar,
+    executor: ExecutorSettings = ExecutorSettings(),
+    last_epochs=None,
+    bn=None,
+    shard=None,
+    sweep_events=None,
+    probe_events=None,
+) -> ProbeOutcome:
+    """Train the probe study's runs through the sweep engine (finished ones reused), then probe on
+    ``executor.device`` those not yet probed so; ``shard`` trains and probes one piece of the study."""
+    from forgetting import sweep
+
+    last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
+    bn = study.probe["bn"] if bn is None else bn
+    check_bn(bn)
+    store = sweep.StudyStore(store_root, study.name)
+    _check_finished_runs(sweep.plan_sweep(study, store_root, shard), store, dict(bn=bn, last_epochs=last_epochs))
+    outcome = sweep.run_sweep(study, store_root, cifar, executor, events=sweep_events, shard=shard)
+    notice = sweep_events.notice if sweep_events is not None else warn
+    # Probing writes tables that belong together: hold the store, as the sweep did, so that two probes
+    # (say --bn eval and --bn batch) at once cannot leave a mix of both.
+    with outcome.store.lock():
+        return _probe_finished_runs(outcome, cifar, executor.device, last_epochs, bn, probe_events, notice)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's own probe tables: written as its probe ends, probe.json last; read back whole or not at all.
+
+
+def _write_run_tables(run: RunFolder, tables: dict[str, bytes], settings: dict) -> None:
+    run.probe_record.unlink(missing_ok=True)
+    for name, blob in tables.items():
+        atomic_write_bytes(run.dir / name, blob)
+    digests = {name: hashlib.sha256(blob).hexdigest() for name, blob in tables.items()}
+    atomic_write_json(run.probe_record, dict(settings, tables=digests))
+
+
+def _read_record(path: Path) -> dict:
+    record = read_json_object(path)
+    if sorted(record.get("tables") or ()) != sorted(RunFolder.PROBE_TABLES):
+        raise ValueError("it does not list the run's probe tables")
+    return record
+
+
+def _digested(path: Path, digest: str) -> bytes:
+    blob = Path(path).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise ValueError("its bytes are not the ones its probe wrote (probe.json's digest)")
+    return blob
+
+
+def _read_run_tables(run: RunFolder, settings: dict, notice=None) -> dict[str, bytes] | None:
+    """The run's probe tables from an earlier probe with these ``settings``, each the bytes its digest
+    names; None when the run is to be probed (again). A damaged file meets `store.read_back` with ``notice``."""
+    if not run.probe_record.exists():
+        return None
+    record = read_back(run.probe_record, _read_record, notice)
+    if record is None or any(record.get(key) != value for key, value in settings.items()):
+        return None
+    tables = {}
+    for name, digest in record["tables"].items():
+        if not (run.dir / name).exists():
+            return None
+        tables[name] = read_back(run.dir / name, lambda path, digest=digest: _digested(path, digest), notice)
+        if tables[name] is None:
+            return None
+    return tables
+
+
+def _to_probe(run: RunFolder) -> bool:
+    """A finished run that did not diverge: failed or diverged runs are in results.csv, with nothing to probe."""
+    result = run.read_result()
+    return result is not None and not result.get("diverged")
+
+
+def _check_finished_runs(plan, store, settings: dict) -> None:
+    """Before anything is trained or written: read back what the probe needs of each finished run it will
+    probe, so that a damaged file no command can make again is refused with the store as it was."""
+    for spec in plan.mine:
+        run = store.run(spec.id)
+        if spec.id not in plan.finished or not _to_probe(run):
+            continue
+        try:
+            [read_back(path, read) for path, read in run.record().items() if path.exists()]
+            if _read_run_tables(run, settings) is not None:
+                continue  # probed already
+        except DamagedFile:
+            continue  # the sweep trains the run again, or the probe probes it again
+        load_run(run.dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# The study's probe: the runs not yet probed, then the study's tables from every run's own.
+
+
+def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events, notice=warn) -> ProbeOutcome:
+    settings = dict(bn=bn, last_epochs=last_epochs)
+    runs = [(spec, RunFolder(outcome.store.run_dir(spec))) for spec in outcome.mine]  # a shard probes its own
+    runs = [(spec, run) for spec, run in runs if _to_probe(run)]
+    if not runs:
+        raise ProbeError(f"{outcome.study.name}: no finished, non-diverged run to probe")
+    tables = {spec.id: _read_run_tables(run, settings, notice) for spec, run in runs}
+    todo = [(spec, run) for spec, run in runs if tables[spec.id] is None]
+    if probe_events is not None:
+        probe_events.start(len(runs), len(runs) - len(todo))
+    dev, cache = resolve_device(device), {}
+    for done, (spec, run) in enumerate(todo, start=len(runs) - len(todo)):
+        if probe_events is not None:
+            epochs = spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
+            probe_events.start_run(spec, epochs, done=done, total=len(runs))
+        prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
+        t0 = time.perf_counter()
+        rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
+        tables[spec.id] = _run_tables(spec, rp, dict(probe_seconds=round(time.perf_counter() - t0, 3), bn=bn))
+        _write_run_tables(run, tables[spec.id], settings)
+    return _join(outcome, [tables[spec.id] for spec, _ in runs])
+
+
+def _run_tables(spec, rp: RunProbe, facts: dict) -> dict[str, bytes]:
+    """One run's block of each of the study's probe tables, as CSV bytes."""
+    keys = dict(
+        run=spec.id,
+        condition=spec.meta["condition"],
+        multiplier=spec.meta["multiplier"],
+        lr=spec.meta["lr"],
+        seed=spec.config.seed,
+    )
+
+    def keys_first(df: pd.DataFrame) -> pd.DataFrame:
+        return df.assign(**keys)[KEYS + [c for c in df.columns if c not in KEYS]]
+
+    frames = {
+        RunFolder.probe_steps.name: rp.steps.assign(**keys)[PROBE_COLUMNS],
+        RunFolder.probe_runs.name: pd.DataFrame([dict(keys, **rp.run, **facts)]),
+        RunFolder.probe_recency.name: keys_first(rp.recency),
+        RunFolder.probe_examples.name: keys_first(rp.examples),
+    }
+    return {name: df.to_csv(index=False).encode() for name, df in frames.items()}
+
+
+def _join(outcome, per_run: list[dict[str, bytes]]) -> ProbeOutcome:
+    """The study's probe tables: the runs' own, joined in the order given, and probe_epochs from them."""
+
+    def frame(blob: bytes) -> pd.DataFrame:  # the numbers as written, digit for digit
+        return pd.read_csv(io.BytesIO(blob), dtype={"run": str}, float_precision="round_trip")
+
+    frames = {
+        name: pd.concat([frame(t[name]) for t in per_run], ignore_index=True).fillna({"condition": ""})
+        for name in StudyFolder.PROBE_PER_RUN
+    }
+    probe, runs = frames[StudyFolder.probe.name], frames[StudyFolder.probe_runs.name]
+    frames[StudyFolder.probe_epochs.name] = epochs = probe_fits.epoch_aggregates(probe)
+    outcome.store.write({name: df.to_csv(index=False).encode() for name, df in frames.items()})
+    seconds = {r.run: (r.train_seconds, r.probe_seconds) for r in runs.itertuples()}
+    recency, examples = frames[StudyFolder.probe_recency.name], frames[StudyFolder.probe_examples.name]
+    return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)
