@@ -8,6 +8,7 @@ regenerate everything from tables alone.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,16 @@ from forgetting.analysis import regime, tables, verdicts
 from forgetting.analysis.probe_fits import AMENDED
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
-from forgetting.store import StudyFolder, atomic_write_bytes, atomic_write_json, read_json, study_folders
+from forgetting.lr_curve import read_curves, read_suggestion
+from forgetting.store import (
+    StudyFolder,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_back,
+    read_json_object,
+    read_table_text,
+    study_folders,
+)
 
 
 @dataclass
@@ -35,23 +45,72 @@ class StudyReport:
         return f"{table}\n{self.warning}" if self.warning else table
 
 
-def _read(path: Path) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    try:
-        return pd.read_csv(path, dtype={"run": str})
-    except (ValueError, OSError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
-        raise UserError(f"{path}: not a readable table ({type(e).__name__})") from None
+def _table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(read_table_text(path)), dtype={"run": str})
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        obj = read_json(path)
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not readable JSON ({type(e).__name__})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return obj
+def _study(path: Path) -> dict:
+    study = read_json_object(path)
+    missing = [k for k in ("name", "kind", "scale") if k not in study]
+    if missing:
+        raise ValueError(f"lacks {', '.join(missing)}")
+    return study
+
+
+def _read(path: Path, read=_table):
+    """A table (or a record) the report reads, None where there is none. The report only reads what
+    sweep-lr and probe-epochs made: a damaged one is refused, naming the command that makes it again."""
+    return read_back(path, read) if path.exists() else None
+
+
+def _run_histories(folder: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The history.csv rows of ``runs`` (finished runs of the study in ``folder``), with their run id."""
+    stored = StudyFolder(folder)
+    frames = [
+        _read(path, lambda p: pd.read_csv(io.StringIO(read_table_text(p, ("epoch",))))).assign(run=run)
+        for run in runs["run"].astype(str)
+        if (path := stored.run(run).history).exists()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "epoch", "clean_train_loss"])
+
+
+@dataclass
+class StudyTables:
+    """What the report reads of a study folder: all of it read back before anything is written."""
+
+    folder: Path
+    study: dict  # study.json
+    results: pd.DataFrame | None
+    probe: pd.DataFrame | None
+    probe_runs: pd.DataFrame | None
+    recency: pd.DataFrame | None
+    lr_find_curves: pd.DataFrame | None
+    lr_find: dict | None  # lr_find.json, read where its curves are
+    histories: pd.DataFrame | None  # the finished runs' history.csv, for a sweep that evaluated eval_train
+
+    @classmethod
+    def read(cls, folder: Path) -> "StudyTables":
+        folder = Path(folder)
+        stored = StudyFolder(folder)
+        if not stored.study_json.exists():
+            raise UserError(f"{folder}: no study.json; not a study folder written by sweep-lr or probe-epochs")
+        study, results = _read(stored.study_json, _study), _read(stored.results)
+        curves = _read(stored.lr_find_csv, read_curves)
+        histories = None
+        if study["kind"] == "lr-sweep" and (study.get("train") or {}).get("eval_train") and results is not None:
+            if "status" in results.columns:
+                histories = _run_histories(folder, results[results["status"] == "finished"])
+        return cls(
+            folder,
+            study,
+            results,
+            _read(stored.probe),
+            _read(stored.probe_runs),
+            _read(stored.probe_recency),
+            curves,
+            _read(stored.lr_find_json, read_suggestion) if curves is not None else None,
+            histories,
+        )
 
 
 # Settings outside the run id (config.TrainConfig.identity) that still change a run's digits: one study
@@ -107,10 +166,9 @@ def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
     return rows
 
 
-def _partners(study: dict, folders: list[Path]) -> list:
-    """(study.json, probe table) of each probe study in ``folders`` that ``study`` can be read against."""
-    others = [_read_json(StudyFolder(f).study_json) for f in folders]
-    return [(o, _read(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)]
+def _partners(study: dict, probes: list[StudyTables]) -> list:
+    """(study.json, probe table) of each probe study in ``probes`` that ``study`` can be read against."""
+    return [(o.study, o.probe) for o in probes if clock.comparable(study, o.study)]
 
 
 def _clock_report(summary: dict, study: dict, probe, partners: list, sweeps: list[dict], fig_dir: Path) -> list:
@@ -131,34 +189,23 @@ def _clock_report(summary: dict, study: dict, probe, partners: list, sweeps: lis
     )
 
 
-def _run_histories(folder: Path, runs: pd.DataFrame) -> pd.DataFrame:
-    """The history.csv rows of ``runs`` (finished runs of the study in ``folder``), with their run id."""
-    stored = StudyFolder(folder)
-    frames = [
-        pd.read_csv(path).assign(run=run)
-        for run in runs["run"].astype(str)
-        if (path := stored.run(run).history).exists()
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "epoch", "clean_train_loss"])
-
-
-def _regime_report(summary: dict, study: dict, folder: Path, finished, probes: list[Path], fig_dir: Path) -> list:
+def _regime_report(summary: dict, t: StudyTables, finished, probes: list[StudyTables], fig_dir: Path) -> list:
     """Claim (a) in Page's regime (analysis/regime.py) for a complete sweep that evaluated its clean
     training loss (eval_train): the fit check and the turn-up ratio against the two accounts, read on
     the tau law of a probe study trained like it (same net, width and batch size)."""
+    study = t.study
     if study["kind"] != "lr-sweep" or not study["train"].get("eval_train") or summary.get("incomplete"):
         return []
     if finished is None or not len(finished):
         return []
-    fit = regime.fit_check(finished, _run_histories(folder, finished))
+    fit = regime.fit_check(finished, t.histories)
     summary["verdicts"]["fit_check"] = fit
     same = ("net", "width", "batch_size")
-    probe_studies = [(_read_json(StudyFolder(f).study_json), f) for f in probes]
-    like = [(s, f) for s, f in probe_studies if all(s["train"].get(k) == study["train"].get(k) for k in same)]
+    like = [p for p in probes if all(p.study["train"].get(k) == study["train"].get(k) for k in same)]
     law, accounts = {}, {}
     if like:
-        probe_study, probe_folder = like[0]
-        law = verdicts.tau_lr_law(_read(StudyFolder(probe_folder).probe))
+        probe_study = like[0].study
+        law = verdicts.tau_lr_law(like[0].probe)
         accounts["law_from"] = probe_study["name"]
         laws = {study["train"]["batch_size"]: law}
         accounts["rows"] = predictions.a_predictions(laws, [summary], probe_study, AMENDED)
@@ -184,37 +231,33 @@ def _undecided_while_incomplete(summary: dict, results: pd.DataFrame | None) -> 
 
 
 def study_report(
-    folder: Path, out: Path | None = None, sweeps: list[dict] | None = None, probes: list[Path] | None = None
+    folder: Path, out: Path | None = None, sweeps: list[dict] | None = None, probes: list | None = None
 ) -> StudyReport:
     """Write summary.json and the figures of the study in ``folder`` into ``out`` (default: folder).
 
     ``sweeps``: summaries of LR-sweep studies to set a probe study's tau law against (see
-    _comparable_sweeps); ``probes``: folders of probe studies to read forgetting's clock against (see
-    _clock_report); ``regenerate`` passes every sweep and probe study it found."""
-    folder = Path(folder)
+    _comparable_sweeps); ``probes``: probe studies (folders, or their `StudyTables`) to read forgetting's
+    clock against (see _clock_report); ``regenerate`` passes every sweep and probe study it found."""
+    others = [p if isinstance(p, StudyTables) else StudyTables.read(p) for p in probes or []]
+    return _report(StudyTables.read(folder), out, sweeps, others)
+
+
+def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes: list[StudyTables]) -> StudyReport:
+    folder, study, results, probe = t.folder, t.study, t.results, t.probe
     out = Path(out) if out is not None else folder
-    stored = StudyFolder(folder)
-    if not stored.study_json.exists():
-        raise UserError(f"{folder}: no study.json; not a study folder written by sweep-lr or probe-epochs")
-    study = _read_json(stored.study_json)
-    missing = [k for k in ("name", "kind", "scale") if k not in study]
-    if missing:
-        raise UserError(f"{stored.study_json}: lacks {', '.join(missing)}; not written by sweep-lr or probe-epochs")
     if out.resolve() != folder.resolve():
         out.mkdir(parents=True, exist_ok=True)
         for name in StudyFolder.TABLES:
             if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
                 atomic_write_bytes(out / name, (folder / name).read_bytes())
     scale = study["scale"]
-    results = _read(stored.results)
-    probe, probe_runs, recency = _read(stored.probe), _read(stored.probe_runs), _read(stored.probe_recency)
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
         summary = summarise(
             results=finished if study["kind"] == "lr-sweep" else None,
             probe=probe,
-            probe_runs=probe_runs,
-            recency=recency,
+            probe_runs=t.probe_runs,
+            recency=t.recency,
         )
     except KeyError as e:
         raise UserError(f"{folder}: a table lacks the column {e}; not written by this version of the toolkit") from None
@@ -229,37 +272,35 @@ def study_report(
         optimum = pd.DataFrame(summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
         figures += plots.plot_lr_sweep(finished, fig_dir / "lr_sweep", scale, optimum if len(optimum) else None)
     if probe is not None and len(probe):
-        figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
+        figures += plots.plot_forgetting(probe, t.probe_runs, fig_dir / "forgetting", scale)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
         figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
-    figures += _regime_report(summary, study, folder, finished, probes or [], fig_dir)
-    partners = _partners(study, probes or []) if study["kind"] == "probe" else []
+    figures += _regime_report(summary, t, finished, probes, fig_dir)
+    partners = _partners(study, probes) if study["kind"] == "probe" else []
     figures += _clock_report(summary, study, probe, partners, sweeps or [], fig_dir)
     amended = amendments.amended_verdicts(summary["verdicts"], study, probe, partners, sweeps or [])
     if amended:
         summary["verdicts"]["amended"] = amended
-    if recency is not None and len(recency):
-        figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
-    curves = _read(stored.lr_find_csv)
-    if curves is not None and stored.lr_find_json.exists():
-        found = _read_json(stored.lr_find_json)
-        title = f"LR range test: {study['name']} ({scale})"
+    if t.recency is not None and len(t.recency):
+        figures += plots.plot_recency(t.recency, fig_dir / "recency", scale, t.probe_runs)
+    if t.lr_find is not None:
+        title, found, curves = f"LR range test: {study['name']} ({scale})", t.lr_find, t.lr_find_curves
         figures += plots.plot_lr_find(curves, found["suggestion"], found["method"], fig_dir / "lr_find", title)
     atomic_write_json(StudyFolder(out).summary, summary)
     return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results))
 
 
 def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
-    """Every study folder under ``store`` (or ``store`` itself if it is one)."""
+    """Every study folder under ``store`` (or ``store`` itself if it is one), each read back whole before
+    anything is written: a damaged table is refused with every folder as it was."""
     store = Path(store)
-    folders = study_folders(store)
+    read = {folder: StudyTables.read(folder) for folder in study_folders(store)}
     # sweeps first: a probe study's tau law is set against the sweeps trained like it
-    kinds = {folder: _read_json(StudyFolder(folder).study_json).get("kind") for folder in folders}
-    folders.sort(key=lambda f: (kinds[f] != "lr-sweep", f.name))
-    probes = [f for f in folders if kinds[f] == "probe"]  # forgetting's clock compares probe studies
+    folders = sorted(read, key=lambda f: (read[f].study["kind"] != "lr-sweep", f.name))
+    probes = [read[f] for f in folders if read[f].study["kind"] == "probe"]  # the clock compares probe studies
     reports = []
     for folder in folders:
         target = None if out is None else (Path(out) if folder == store else Path(out) / folder.name)
         sweeps = [r.summary for r in reports if r.summary["study"]["kind"] == "lr-sweep"]
-        reports.append(study_report(folder, target, sweeps, probes))
+        reports.append(_report(read[folder], target, sweeps, probes))
     return reports
