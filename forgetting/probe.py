@@ -209,8 +209,8 @@ def _run_tables(spec, rp: RunProbe, facts: dict) -> dict[str, bytes]:
 def _join(outcome, per_run: list[dict[str, bytes]]) -> ProbeOutcome:
     """The study's probe tables: the runs' own, joined in the order given, and probe_epochs from them."""
 
-    def frame(blob: bytes) -> pd.DataFrame:  # the numbers as written, digit for digit
-        return pd.read_csv(io.BytesIO(blob), dtype={"run": str}, float_precision="round_trip")
+    def frame(blob: bytes) -> pd.DataFrame:
+        return pd.read_csv(io.BytesIO(blob), dtype={"run": str})
 
     frames = {
         name: pd.concat([frame(t[name]) for t in per_run], ignore_index=True).fillna({"condition": ""})
