@@ -248,8 +248,9 @@ def merge_stores(sources: list[Path], dst_root: Path, light: bool = False) -> li
             if folder.resolve() != (dst_root / folder.name).resolve():  # DST itself adds nothing
                 by_name.setdefault(_read_record(folder)["name"], []).append(folder)
     merges = [plan(name, folders, dst_root) for name, folders in sorted(by_name.items())]
-    for merge in merges if not light else ():
-        _check_heavy(merge)
+    if not light:  # a whole-run merge copies weights and records besides
+        for merge in merges:
+            _check_heavy(merge)
     dst_root.mkdir(parents=True, exist_ok=True)
     for merge in merges:
         if unchanged(merge):

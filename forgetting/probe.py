@@ -149,11 +149,16 @@ def _check_finished_runs(plan, store, settings: dict) -> None:
         if spec.id not in plan.finished or not _to_probe(run):
             continue
         try:
-            [read_back(path, read) for path, read in run.record().items() if path.exists()]
+            for path, read in run.record().items():
+                if path.exists():
+                    read_back(path, read)
+        except DamagedFile:
+            continue  # the sweep trains the run again
+        try:
             if _read_run_tables(run, settings) is not None:
                 continue  # probed already
         except DamagedFile:
-            continue  # the sweep trains the run again, or the probe probes it again
+            pass  # its probe is redone, from its weights
         load_run(run.dir)
 
 

@@ -1,7 +1,7 @@
 """The sweep's driver: a study's runs (`grid`) -> an executor (`executors`) -> the store -> results.csv.
 
-Re-running a study skips every run whose result.json exists. result.json is written last and
-atomically; a run without it is restarted, from its epoch checkpoint when there is one. Only the
+Re-running a study skips every finished run: result.json (written last, atomically) and the rest of
+its record. Any other run is restarted, from its epoch checkpoint when there is one. Only the
 driver writes the store (Ray tasks send their files back), under a lock. The folder layout is the
 store's (`store.StudyFolder`, `store.RunFolder`).
 """

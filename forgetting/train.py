@@ -23,7 +23,8 @@ from forgetting import augment, data as data_mod, models
 from forgetting.config import TrainConfig, is_test_epoch
 from forgetting.device import amp_dtype, data_dtype, execution, machine_load, resolve_device, use_compile
 from forgetting.evaluation import channels_last, epoch_mean, evaluate, per_step_mean
-from forgetting.store import RunFolder, atomic_write_bytes, csv_bytes, ensure_folder, json_bytes, read_back, warn
+from forgetting.store import RunFolder, atomic_write_bytes, check_zip, csv_bytes, ensure_folder, json_bytes
+from forgetting.store import read_back, warn
 
 HISTORY_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "clean_train_loss", "clean_train_acc", "seconds"
@@ -172,7 +173,7 @@ def _resume(loop: Loop, checkpoint: Path | None) -> Records:
         return Records()
 
     def load(path: Path) -> dict:
-        state = torch.load(path, map_location=loop.device, weights_only=False)
+        state = torch.load(check_zip(path), map_location=loop.device, weights_only=False)  # a cut-off zip: named
         records = {f.name for f in dataclasses.fields(Records)} - {"compile_secs"}  # older checkpoints lack it
         if not isinstance(state, dict) or not {"config", "model", "optimizer", "scaler", *records} <= set(state):
             raise ValueError("not a checkpoint of a run")
