@@ -8,7 +8,6 @@ ICLR 2019) from the correctness recorded at every presentation during training.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +16,9 @@ import pandas as pd
 import torch
 
 from forgetting import augment, data as data_mod
-from forgetting.analysis import probe_fits
 from forgetting.config import BN_MODES, TrainConfig
 from forgetting.errors import UserError
-from forgetting.executors import ExecutorSettings
-from forgetting.store import RunFolder, StudyFolder, read_json
-from forgetting.device import resolve_device
+from forgetting.store import RunFolder, read_json
 from forgetting.evaluation import per_example, per_step_mean
 from forgetting.train import Prepared, build_model, prepare
 
@@ -297,75 +293,3 @@ class ProbeOutcome:
     examples: pd.DataFrame  # probe_examples.csv
     epochs: pd.DataFrame  # probe_epochs.csv
     seconds: dict  # run id -> (train seconds, probe seconds)
-
-
-def probe_study(
-    study,
-    store_root: Path,
-    cifar,
-    executor: ExecutorSettings = ExecutorSettings(),
-    last_epochs=None,
-    bn=None,
-    shard=None,
-    sweep_events=None,
-    probe_events=None,
-) -> ProbeOutcome:
-    """Train the probe study's runs through the sweep engine (finished ones reused), then probe them
-    on ``executor.device``; ``shard`` trains and probes one piece of the study."""
-    from forgetting import sweep
-
-    last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
-    bn = study.probe["bn"] if bn is None else bn
-    _check_bn(bn)
-    outcome = sweep.run_sweep(study, store_root, cifar, executor, events=sweep_events, shard=shard)
-    # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
-    # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.
-    with outcome.store.lock():
-        return _probe_finished_runs(outcome, cifar, executor.device, last_epochs, bn, probe_events)
-
-
-def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events) -> ProbeOutcome:
-    dev = resolve_device(device)
-    cache: dict = {}
-    tables = {"probe": [], "runs": [], "recency": [], "examples": []}
-    seconds = {}
-    for done, spec in enumerate(outcome.mine):  # a shard probes its own runs; `forgetting merge` joins the tables
-        keys = dict(
-            run=spec.id,
-            condition=spec.meta["condition"],
-            multiplier=spec.meta["multiplier"],
-            lr=spec.meta["lr"],
-            seed=spec.config.seed,
-        )
-        run = RunFolder(outcome.store.run_dir(spec))
-        result = read_json(run.result) if run.result.exists() else None
-        if result is None or result.get("diverged"):
-            continue  # failed or diverged runs are in results.csv; there is nothing to probe
-        if probe_events is not None:
-            epochs = spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
-            probe_events.start_run(spec, epochs, done=done, total=len(outcome.mine))
-        prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
-        t0 = time.perf_counter()
-        rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
-        seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)
-        for name, df in (("probe", rp.steps), ("recency", rp.recency), ("examples", rp.examples)):
-            tables[name].append(df.assign(**keys))
-        tables["runs"].append(dict(keys, **rp.run, probe_seconds=round(seconds[spec.id][1], 3), bn=bn))
-    if not tables["runs"]:
-        raise ProbeError(f"{outcome.study.name}: no finished, non-diverged run to probe")
-    probe = pd.concat(tables["probe"], ignore_index=True)[PROBE_COLUMNS]
-    runs = pd.DataFrame(tables["runs"])
-    recency = pd.concat(tables["recency"], ignore_index=True)
-    recency = recency[KEYS + [c for c in recency.columns if c not in KEYS]]
-    examples = pd.concat(tables["examples"], ignore_index=True)
-    examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
-    epochs = probe_fits.epoch_aggregates(probe)
-    frames = {
-        StudyFolder.probe.name: probe,
-        StudyFolder.probe_runs.name: runs,
-        StudyFolder.probe_recency.name: recency,
-        StudyFolder.probe_examples.name: examples,
-        StudyFolder.probe_epochs.name: epochs,
-    }
-    outcome.store.write({name: df.to_csv(index=False).encode() for name, df in frames.items()})
-    return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)

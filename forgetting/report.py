@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import clock, plots, plots_clock, report_text
+from forgetting import plots, report_text
 from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
+from forgetting.experiments.base import ReportContext
+from forgetting.experiments.registry import kind_named
 from forgetting.store import StudyFolder, atomic_write_bytes, atomic_write_json, read_json, study_folders
 
 
@@ -106,26 +108,6 @@ def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
     return rows
 
 
-def _clock_report(summary: dict, study: dict, probe, folders: list[Path], sweeps: list[dict], fig_dir: Path) -> list:
-    """Forgetting's clock against batch size (forgetting/clock.py), when one of the probe studies in
-    ``folders`` is trained like this one at a smaller batch size: adds its verdicts to ``summary`` and
-    returns its figures. Nothing for any other study, whose summary.json stays as it was."""
-    if study["kind"] != "probe" or probe is None or not len(probe):
-        return []
-    others = [_read_json(StudyFolder(f).study_json) for f in folders]
-    partners = [(o, _read(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)]
-    found = clock.readings(study, probe, summary["verdicts"].get("tau_law"), partners, sweeps or [])
-    if not found:
-        return []
-    summary["verdicts"].update(found)
-    c = found["clock"]
-    ref_probe = next(p for o, p in partners if o["name"] == c["reference"])
-    curves = pd.concat([clock.age_curves(ref_probe, c["reference_batch"]), clock.age_curves(probe, c["batch"])])
-    return plots_clock.plot_clock_taus(c, fig_dir / "clock_tau", study["scale"]) + plots_clock.plot_clock_curves(
-        curves, c, fig_dir / "clock_curves", study["scale"]
-    )
-
-
 def _undecided_while_incomplete(summary: dict, results: pd.DataFrame | None) -> None:
     """A sweep with runs still missing (a study in pieces, part-way) is not read: its (a) verdicts say so."""
     if results is None or "status" not in results.columns:
@@ -147,7 +129,7 @@ def study_report(
 
     ``sweeps``: summaries of LR-sweep studies to set a probe study's tau law against (see
     _comparable_sweeps); ``probes``: folders of probe studies to read forgetting's clock against (see
-    _clock_report); ``regenerate`` passes every sweep and probe study it found."""
+    the probe kind's figures); ``regenerate`` passes every sweep and probe study it found."""
     folder = Path(folder)
     out = Path(out) if out is not None else folder
     stored = StudyFolder(folder)
@@ -162,13 +144,13 @@ def study_report(
         for name in StudyFolder.TABLES:
             if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
                 atomic_write_bytes(out / name, (folder / name).read_bytes())
-    scale = study["scale"]
+    scale, kind = study["scale"], kind_named(study["kind"])
     results = _read(stored.results)
     probe, probe_runs, recency = _read(stored.probe), _read(stored.probe_runs), _read(stored.probe_recency)
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
         summary = summarise(
-            results=finished if study["kind"] == "lr-sweep" else None,
+            results=finished if kind.fits_results else None,
             probe=probe,
             probe_runs=probe_runs,
             recency=recency,
@@ -182,14 +164,13 @@ def study_report(
         law["versus_sweep"] = tables.clean(_versus_sweeps(law, study, sweeps))
     figures: list[Path] = []
     fig_dir = StudyFolder(out).figures
-    if study["kind"] == "lr-sweep" and finished is not None and len(finished):
-        optimum = pd.DataFrame(summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
-        figures += plots.plot_lr_sweep(finished, fig_dir / "lr_sweep", scale, optimum if len(optimum) else None)
     if probe is not None and len(probe):
         figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
         figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
-    figures += _clock_report(summary, study, probe, probes or [], sweeps or [], fig_dir)
+    tables_read = dict(results=results, finished=finished, probe=probe, probe_runs=probe_runs, recency=recency)
+    shared = dict(sweeps=sweeps or [], probes=probes or [])
+    figures += kind.figures(ReportContext(study, summary, tables_read, fig_dir, shared, _read, _read_json))
     if recency is not None and len(recency):
         figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
     curves = _read(stored.lr_find_csv)
@@ -205,13 +186,15 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
     """Every study folder under ``store`` (or ``store`` itself if it is one)."""
     store = Path(store)
     folders = study_folders(store)
-    # sweeps first: a probe study's tau law is set against the sweeps trained like it
-    kinds = {folder: _read_json(StudyFolder(folder).study_json).get("kind") for folder in folders}
-    folders.sort(key=lambda f: (kinds[f] != "lr-sweep", f.name))
-    probes = [f for f in folders if kinds[f] == "probe"]  # forgetting's clock compares probe studies
+    kinds = {folder: kind_named(_read_json(StudyFolder(folder).study_json).get("kind")) for folder in folders}
+    # in the kinds' order: an LR sweep's summary feeds the probe studies' reports that follow
+    folders.sort(key=lambda f: (kinds[f].report_rank, f.name))
+    shared: dict = {"sweeps": [], "probes": []}
+    for folder in folders:
+        kinds[folder].before_reports(folder, shared)
     reports = []
     for folder in folders:
         target = None if out is None else (Path(out) if folder == store else Path(out) / folder.name)
-        sweeps = [r.summary for r in reports if r.summary["study"]["kind"] == "lr-sweep"]
-        reports.append(study_report(folder, target, sweeps, probes))
+        reports.append(study_report(folder, target, list(shared["sweeps"]), shared["probes"]))
+        kinds[folder].after_report(reports[-1].summary, shared)
     return reports

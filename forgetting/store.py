@@ -242,6 +242,7 @@ class StudyFolder:
     figures = _File("figures")  # the report's figures
     lock_file = _File("sweep.lock")  # held while a sweep, a probe or a merge writes the folder
     runs = _File("runs")  # a RunFolder per run id
+    jobs = _File("jobs")  # an executor's own files: submitit's job files and logs (the SLURM executor)
     LR_FIND = (lr_find_json.name, lr_find_csv.name)
     PROBE_PER_RUN = tuple(f.name for f in (probe, probe_runs, probe_recency, probe_examples))  # a block of rows per run
     PROBE_TABLES = (*PROBE_PER_RUN, probe_epochs.name)
