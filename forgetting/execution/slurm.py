@@ -129,6 +129,7 @@ class SlurmExecutor(Executor):
         specs = {job.spec.id: job.spec for job in jobs}
         with executor.batch():  # one array job, at most array_parallelism tasks at once
             submitted = [executor.submit(tasks[job.spec.id]) for job in jobs]
+        submitted = [self._quick(job) for job in submitted]
         pending = {job: (spec_id, 0) for job, spec_id in zip(submitted, specs)}
         for spec in specs.values():
             sink.started(spec)
@@ -138,6 +139,12 @@ class SlurmExecutor(Executor):
             for job in pending:  # a SIGTERM or Ctrl-C meant for the sweep: its tasks stop too
                 job.cancel(check=False)
             raise
+
+    def _quick(self, job):
+        """submitit waits 15 s for a result file a shared disk may show late; the local cluster has no such disk."""
+        if self.settings.slurm_cluster == "local":
+            job._results_timeout_s = 1
+        return job
 
     def _task(self, job: Job, sink: Sink) -> ArrayTask:
         keep = sink.keeper(job.spec)
@@ -157,7 +164,7 @@ class SlurmExecutor(Executor):
                 spec_id, tries = pending.pop(job)
                 error = job.exception()
                 if isinstance(error, UncompletedJobError) and not _raised(error) and tries < RETRIES:
-                    pending[executor.submit(tasks[spec_id])] = (spec_id, tries + 1)  # resumes from its checkpoint
+                    pending[self._quick(executor.submit(tasks[spec_id]))] = (spec_id, tries + 1)  # from its checkpoint
                     continue
                 self.deliver(specs[spec_id], lambda job=job: _result(job), sink)
 
