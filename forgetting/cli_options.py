@@ -161,7 +161,8 @@ def study_options(command):
         for f in fields(StudyOptions)
     ]
     backends = _backend_parameters()
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in ("opts", "backend")]
+    params = inspect.signature(command, eval_str=True).parameters.values()
+    own = [p for p in params if p.name not in ("opts", "backend")]
 
     @functools.wraps(command)
     def with_options(**values):

@@ -30,7 +30,8 @@ def test_a_two_run_probe_study_writes_each_run_s_curves_and_probe(tmp_path, synt
     assert curves.run_label(specs[0]) == f"{specs[0].id}-half-noaug-n100-x1-seed0"
     for spec in specs:
         found = scalars(board / curves.run_label(spec))
-        assert set(found) == {"train/loss", "train/accuracy", "lr", "test/loss", "test/accuracy", "probe/loss", "probe/accuracy"}
+        tags = {"train/loss", "train/accuracy", "lr", "test/loss", "test/accuracy", "probe/loss", "probe/accuracy"}
+        assert set(found) == tags
         assert [step for step, _ in found["train/loss"]] == [1, 2, 3]  # one point per epoch
         assert [step for step, _ in found["test/loss"]] == [3]  # evaluated on the last epoch only
         assert [step for step, _ in found["probe/loss"]] == [0, 1, 2]  # by epoch age

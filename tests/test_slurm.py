@@ -15,13 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forgetting import data as data_mod, studies
+from forgetting import curves, data as data_mod, studies, sweep
 from forgetting.execution.settings import ExecutorSettings
 from forgetting.experiments.run import run_study
 from forgetting.store import StudyFolder
 from forgetting.sweep import MACHINE_FIELDS
 
 pytest.importorskip("submitit")
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the array tasks through /proc"),
@@ -90,7 +91,10 @@ def test_slurm_array_survives_preemption_and_kills_and_matches_the_local_executo
     folder = store / study.name
     slurm = ExecutorSettings("slurm", device="cpu", slurm_cluster="local", cpus_per_task=1, slurm_time="30m")
     outcome: dict = {}
-    driver = threading.Thread(target=lambda: outcome.update(probed=run_study(study, store, data, slurm)))
+    board = store / "tb"
+    driver = threading.Thread(
+        target=lambda: outcome.update(probed=run_study(study, store, data, slurm, tensorboard=board))
+    )
     driver.start()
     try:
         # Preempted after a first epoch checkpoint: submitit requeues each task, which resumes from it.
@@ -116,11 +120,22 @@ def test_slurm_array_survives_preemption_and_kills_and_matches_the_local_executo
     for name in ("results.csv", *StudyFolder.PROBE_TABLES):  # the same numbers as in this process
         pd.testing.assert_frame_equal(read(folder, name), read(local.sweep.store.dir, name), check_exact=True)
 
-    # The same call again: every run is in the store, so no task trains; the probe is redone, identically.
+    # Each run's curves, from the processes that trained it (a SIGKILL just after a checkpoint may lose that
+    # epoch's point; a resumed task does not write an epoch twice).
+    for spec in outcome["probed"].sweep.specs:
+        acc = event_accumulator.EventAccumulator(str(board / curves.run_label(spec)))
+        acc.Reload()
+        steps = [e.step for e in acc.Scalars("train/loss")]
+        assert len(set(steps)) == len(steps) and 4 in steps and set(steps) <= {1, 2, 3, 4}, steps
+        assert [e.step for e in acc.Scalars("probe/loss")] == [0, 1, 2, 3]
+
+    # The same call again: every run is in the store, so no task is submitted and nothing is trained.
     finished = {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")}
-    again = run_study(study, store, data, slurm)
+    jobs = set((folder / "jobs").iterdir())
+    again = sweep.run_sweep(study, store, data, slurm)
     assert {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/result.json")} == finished
-    pd.testing.assert_frame_equal(without_machine(again.probe), without_machine(outcome["probed"].probe))
+    assert set((folder / "jobs").iterdir()) == jobs
+    pd.testing.assert_frame_equal(again.table, outcome["probed"].sweep.table)
 
 
 def _resumed(folder: Path, run: str) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 from helpers import start_cli
 from forgetting import grid, studies, sweep
-from forgetting.execution import jobs, ray_backend
+from forgetting.execution import jobs, ray_backend, slurm
 from forgetting.errors import UserError
 from forgetting.execution.base import RunFailure
 from forgetting.execution.settings import ExecutorSettings
@@ -170,12 +170,19 @@ def test_a_failure_is_recorded_in_one_shape_whichever_executor_ran_it():
             return "\x1b[36mray::execute_run()\x1b[39m (pid=1)\n  File task.py, line 1\nValueError: bad"
 
     task = ray_backend.RayExecutor.failure(None, RayTaskError(ValueError("bad")))  # the Ray backend's own translation
+    trace = 'Traceback (most recent call last):\n  File "task.py", line 1\nValueError: bad\n'
+    array_task = slurm.SlurmExecutor.failure(  # what submitit's job.result() raises: the task's traceback as text
+        None, RuntimeError(f"Job (task=0) failed during processing with trace:\n{'-' * 22}\n{trace}\n{'-' * 22}\nlogs")
+    )
+    assert (array_task.type, array_task.message, array_task.line) == ("ValueError", "bad", "ValueError: bad")
+    assert array_task.traceback == trace.strip()
     for failure in (here, worker):
         assert (failure.type, failure.line) == ("ValueError", "ValueError: invalid literal for int() with base 10: 'x'")
     assert "_process_worker" in worker.traceback  # the worker's own frames, not only the driver's
     assert (task.type, task.message, task.line) == ("ValueError", "bad", "ValueError: bad")
     assert task.traceback.startswith("ray::execute_run() (pid=1)") and "\x1b" not in task.traceback
     assert set(here.to_dict()) == set(worker.to_dict()) == set(task.to_dict()) == {"type", "message", "traceback"}
+    assert set(array_task.to_dict()) == set(here.to_dict())
 
 
 @pytest.mark.parametrize("name", ["cpu-lr-sweep", "cpu-probe"])

@@ -93,8 +93,10 @@ def probe_job(worker: Worker, run_dir: str, last_epochs: int, bn: str, files: di
             RunFolder(Path(run_dir)).write(files)
         dev = resolve_device(worker.device)
         cache = worker.cache if worker.cache is not None else {}
-        cfg = TrainConfig.from_dict(read_json(RunFolder(Path(run_dir)).config))
-        prepare(cfg, worker.data, dev, cache)  # data preparation is shared by all runs: not the probe's cost
+        config = RunFolder(Path(run_dir)).config
+        if config.exists():  # (a run without one is probe_run's to refuse, with its one line)
+            # data preparation is shared by all runs: not the probe's cost
+            prepare(TrainConfig.from_dict(read_json(config)), worker.data, dev, cache)
         t0 = time.perf_counter()
         probed = probe_run(Path(run_dir), worker.data, dev, last_epochs, bn, cache, callbacks=worker.callbacks)
         return probed, time.perf_counter() - t0

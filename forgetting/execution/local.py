@@ -66,7 +66,8 @@ class LocalExecutor(Executor):
     def run(self, jobs: list[Job], sink: Sink, budget: TimeBudget | None = None) -> None:
         threads = max(1, (os.cpu_count() or 1) // self.workers)  # share the cores, do not oversubscribe them
         init = (self.data.source, self.device, threads)
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=init) as pool:
+        spawn = get_context("spawn")
+        with ProcessPoolExecutor(self.workers, mp_context=spawn, initializer=_init_worker, initargs=init) as pool:
             try:
                 self._feed(pool, jobs, sink, budget)
             except BaseException:

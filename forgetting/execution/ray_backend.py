@@ -74,7 +74,8 @@ class RayExecutor(Executor):
     def failure(self, error: BaseException) -> RunFailure:
         cause = getattr(error, "cause", None)  # a Ray task's error wraps the task's own exception ...
         if isinstance(cause, BaseException) and cause is not error:
-            return RunFailure(type(cause).__name__, str(cause), _ANSI.sub("", str(error)))  # ... and prints its traceback
+            # ... and prints its traceback
+            return RunFailure(type(cause).__name__, str(cause), _ANSI.sub("", str(error)))
         return RunFailure.of(error)
 
 

@@ -14,7 +14,7 @@ class TrainSink:
 
     def __init__(self, store, events):
         self.store, self.events = store, events
-        self.heartbeat_seconds = events.heartbeat_seconds
+        self.heartbeat_seconds = getattr(events, "heartbeat_seconds", None)
         self.scratch = store.jobs
 
     def started(self, spec) -> None:

@@ -64,17 +64,19 @@ class ProbeStudy(StudyKind):
             return []
         folders = ctx.shared.get("probes") or []
         others = [ctx.read_json(StudyFolder(f).study_json) for f in folders]
-        partners = [(o, ctx.read_table(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)]
-        found = clock.readings(study, probe, ctx.summary["verdicts"].get("tau_law"), partners, ctx.shared.get("sweeps") or [])
+        partners = [
+            (o, ctx.read_table(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)
+        ]
+        law, sweeps = ctx.summary["verdicts"].get("tau_law"), ctx.shared.get("sweeps") or []
+        found = clock.readings(study, probe, law, partners, sweeps)
         if not found:
             return []
         ctx.summary["verdicts"].update(found)
         c = found["clock"]
         ref_probe = next(p for o, p in partners if o["name"] == c["reference"])
         curves = pd.concat([clock.age_curves(ref_probe, c["reference_batch"]), clock.age_curves(probe, c["batch"])])
-        return plots_clock.plot_clock_taus(c, ctx.fig_dir / "clock_tau", study["scale"]) + plots_clock.plot_clock_curves(
-            curves, c, ctx.fig_dir / "clock_curves", study["scale"]
-        )
+        taus = plots_clock.plot_clock_taus(c, ctx.fig_dir / "clock_tau", study["scale"])
+        return taus + plots_clock.plot_clock_curves(curves, c, ctx.fig_dir / "clock_curves", study["scale"])
 
     def before_reports(self, folder: Path, shared: dict) -> None:
         shared.setdefault("probes", []).append(folder)  # forgetting's clock compares probe studies
