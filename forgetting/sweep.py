@@ -23,7 +23,7 @@ from forgetting.execution.settings import ExecutorSettings
 from forgetting.execution.training import TrainSink, training_jobs
 from forgetting.grid import RunSpec, expand, study_config
 from forgetting.shards import Shard, select
-from forgetting.store import RunFolder, StudyFolder, atomic_write_bytes, atomic_write_json, read_json
+from forgetting.store import DamagedFile, RunFolder, StudyFolder, atomic_write_bytes, atomic_write_json, warn
 from forgetting.studies import STUDIES_DIR, Condition, Study, kind_sections
 from forgetting.timelimit import TimeBudget
 from forgetting.config import TrainConfig
@@ -108,7 +108,7 @@ class StudyStore(StudyFolder):
         return self.run(spec.id).dir
 
     def finished(self, spec: RunSpec) -> bool:
-        return self.run(spec.id).read_result() is not None
+        return self.run(spec.id).finished()
 
     def checkpoint(self, spec: RunSpec) -> Path:
         return self.run(spec.id).checkpoint
@@ -144,14 +144,14 @@ def _lr_find_setup(study: Study) -> tuple[TrainConfig, dict]:
     return cfg, key
 
 
-def stored_base_lr(study: Study, store: StudyStore) -> float | None:
-    """The study's base LR if it is known without training: a number, or the finder's stored result."""
+def stored_base_lr(study: Study, store: StudyStore, notice=None) -> float | None:
+    """The study's base LR if it is known without training: a number, or the finder's stored result (a
+    damaged one set aside with ``notice``, else refused: `lr_finder.read_files`)."""
     if study.grid["base_lr"] != "find":
         return float(study.grid["base_lr"])
-    if store.lr_find_json.exists():
-        saved = read_json(store.lr_find_json)
-        if saved.get("key") == _lr_find_setup(study)[1]:
-            return float(saved["suggestion"])
+    saved = lr_finder.read_files(store.dir, notice)
+    if saved is not None and saved.get("key") == _lr_find_setup(study)[1]:
+        return float(saved["suggestion"])
     return None
 
 
@@ -169,7 +169,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None,
 
     Only a whole study or its first shard runs the finder: pieces trained at two base LRs would be two
     studies under one name."""
-    known = stored_base_lr(study, store)
+    known = stored_base_lr(study, store, events.notice if events else warn)
     if known is not None:
         return known
     _require_finder_result(study, store, shard)
@@ -211,7 +211,7 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             seed=c.seed,
         )
         run = RunFolder(store.run_dir(spec))  # all it asks of store: `forgetting merge` passes a view with nothing else
-        r = run.read_result()
+        r = run.read_result() if run.finished() else None
         if r is not None:
             row.update({k: r.get(k) for k in RESULT_FIELDS})
             row["status"] = "finished"
@@ -287,7 +287,10 @@ class SweepPlan:
 
 def plan_sweep(study: Study, store_root: Path, shard: Shard | None = None) -> SweepPlan:
     store = StudyStore(store_root, study.name)
-    base_lr = stored_base_lr(study, store)
+    try:
+        base_lr = stored_base_lr(study, store)
+    except DamagedFile:  # a sweep sets it aside and runs the finder again; a plan changes nothing
+        base_lr = None
     # Work and shards do not depend on the base LR, so a placeholder still gives the true pieces.
     specs = expand(study, base_lr if base_lr is not None else 1.0)
     mine = select(specs, [s.work for s in specs], shard)
@@ -343,9 +346,8 @@ def run_sweep(
         atomic_write_json(store.study_json, study_record(study, base_lr))
         specs = expand(study, base_lr)
         mine = select(specs, [s.work for s in specs], shard)
-        for run in (store.run(s.id) for s in mine):
-            if run.set_aside_damaged():
-                events.notice(f"{run.result} is damaged (not JSON): set aside, the run is redone")
+        for s in mine:  # a run whose record is damaged is trained again (`store.read_back`)
+            store.run(s.id).set_aside_damaged(events.notice)
         todo = [s for s in mine if not store.finished(s)]
         events.start(len(mine), len(mine) - len(todo), todo)
         runner.run(training_jobs(todo, store, board), TrainSink(store, events), budget)

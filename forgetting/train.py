@@ -23,7 +23,7 @@ from forgetting import augment, data as data_mod, models
 from forgetting.config import TrainConfig, is_test_epoch
 from forgetting.device import amp_dtype, data_dtype, execution, machine_load, resolve_device, use_compile
 from forgetting.evaluation import channels_last, epoch_mean, evaluate, per_step_mean
-from forgetting.store import RunFolder, atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
+from forgetting.store import RunFolder, atomic_write_bytes, csv_bytes, ensure_folder, json_bytes, read_back, warn
 
 HISTORY_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "clean_train_loss", "clean_train_acc", "seconds"
@@ -166,11 +166,20 @@ def _start(cfg: TrainConfig, cifar: data_mod.Cifar10, device: torch.device, cach
 
 
 def _resume(loop: Loop, checkpoint: Path | None) -> Records:
-    """The checkpoint's records, its weights and optimizer loaded; fresh records without one of this run."""
+    """The checkpoint's records, its weights and optimizer loaded; fresh records without one of this run,
+    or when it is damaged (set aside, with one warning line: `store.read_back`)."""
     if checkpoint is None or not Path(checkpoint).exists():
         return Records()
-    state = torch.load(checkpoint, map_location=loop.device, weights_only=False)
-    if TrainConfig.from_dict(state["config"]).identity() != loop.cfg.identity():  # compiled or not: the same run
+
+    def load(path: Path) -> dict:
+        state = torch.load(path, map_location=loop.device, weights_only=False)
+        records = {f.name for f in dataclasses.fields(Records)} - {"compile_secs"}  # older checkpoints lack it
+        if not isinstance(state, dict) or not {"config", "model", "optimizer", "scaler", *records} <= set(state):
+            raise ValueError("not a checkpoint of a run")
+        return state
+
+    state = read_back(Path(checkpoint), load, warn)
+    if state is None or TrainConfig.from_dict(state["config"]).identity() != loop.cfg.identity():  # compiled or not
         return Records()
     loop.model.load_state_dict(state["model"])
     loop.opt.load_state_dict(state["optimizer"])

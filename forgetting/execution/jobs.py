@@ -83,7 +83,7 @@ def train_job(worker: Worker, cfg: dict, meta: dict, checkpoint: str | None = No
 def probe_job(worker: Worker, run_dir: str, last_epochs: int, bn: str, files: dict | None = None):
     """A finished run's probe (`probe.probe_run`): its tables and its seconds. ``files``: the run's files,
     shipped to a worker that does not share the store's disk."""
-    from forgetting.probe import probe_run
+    from forgetting.replay import probe_run
     from forgetting.train import prepare
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from forgetting.errors import UserError
 
@@ -22,15 +22,15 @@ class StudyError(UserError):
 @dataclass
 class ReportContext:
     """What a kind's part of the report works with: one study folder's tables and summary, and what the
-    other studies of the store share (``shared``: e.g. "sweeps", the summaries of LR sweeps)."""
+    store's other studies share (``shared``: "sweeps", the LR sweeps' summaries; "probes", the probe
+    studies' tables as `report.StudyTables`)."""
 
     study: dict  # study.json
     summary: dict  # summary.json as it is being written: a kind may add verdicts
-    tables: dict  # name -> DataFrame or None: results, finished, probe, probe_runs, recency
+    tables: dict  # name -> DataFrame or None: results, finished, probe, probe_runs, histories
     fig_dir: Path
     shared: dict = field(default_factory=dict)
-    read_table: Any = None  # path -> DataFrame or None, a bad table one line
-    read_json: Any = None  # path -> dict, bad JSON one line
+    partners: list = field(default_factory=list)  # (study.json, probe table) of studies its clock is read against
 
 
 class StudyKind(ABC):
@@ -59,18 +59,28 @@ class StudyKind(ABC):
 
     # ------------------------------------------------------------------ after training
 
-    def after_training(self, outcome, data, executor, events=None, board=None, **options):
-        """The stage after the runs are trained (``outcome``: the sweep's); returns the study's outcome."""
+    def before_training(self, study, plan, store, **options) -> None:
+        """Checks before anything is trained or written (``plan()``: the sweep's `SweepPlan`, ``store``: its
+        `StudyStore`); ``options`` are the stage's own."""
+
+    def after_training(self, outcome, data, executor, events=None, board=None, notice=None, **options):
+        """The stage after the runs are trained (``outcome``: the sweep's), on ``executor`` (`ExecutorSettings`);
+        ``events``: its progress, ``board``: TensorBoard's curves, ``notice``: a warning line's writer.
+        Returns the study's outcome."""
         return outcome
 
     # ------------------------------------------------------------------ the report
+
+    def reads_histories(self, study: dict) -> bool:
+        """Its report reads the finished runs' history.csv (``ctx.tables["histories"]``)."""
+        return False
 
     def figures(self, ctx: ReportContext) -> list[Path]:
         """Its own figures (and verdicts added to ``ctx.summary``)."""
         return []
 
-    def before_reports(self, folder: Path, shared: dict) -> None:
-        """Before a store's studies are reported: what this study offers the others' reports."""
+    def before_reports(self, tables, shared: dict) -> None:
+        """Before a store's studies are reported: what this study (its `report.StudyTables`) offers the others."""
 
     def after_report(self, summary: dict, shared: dict) -> None:
         """After this study's report: what its summary offers the reports that follow."""

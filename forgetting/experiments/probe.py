@@ -40,16 +40,24 @@ class ProbeStudy(StudyKind):
     def scale_words(self, study) -> str:
         return f"{study.grid['subset']:,} images"
 
-    def after_training(self, outcome, data, executor, events=None, board=None, last_epochs=None, bn=None):
-        """Probe every finished run of ``outcome`` (a shard's own runs: `forgetting merge` joins the tables)."""
-        from forgetting.experiments.probe_stage import probe_finished_runs
+    def before_training(self, study, plan, store, last_epochs=None, bn=None) -> None:
+        """The probe's settings, and what it needs of the runs already finished, checked before any training."""
+        from forgetting import probe
 
-        last_epochs = outcome.study.probe["last_epochs"] if last_epochs is None else last_epochs
-        bn = outcome.study.probe["bn"] if bn is None else bn
-        # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
-        # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.
+        probe.check_before_training(plan(), store, *_settings(study, last_epochs, bn))
+
+    def after_training(self, outcome, data, executor, events=None, board=None, notice=None, last_epochs=None, bn=None):
+        """Probe the finished runs of ``outcome`` not yet probed so (a shard's own: `forgetting merge` joins
+        the tables), each a job on ``executor``, as the training was."""
+        from forgetting import probe
+
+        last_epochs, bn = _settings(outcome.study, last_epochs, bn)
+        # Probing writes tables that belong together: hold the store, as the sweep did, so that two probes
+        # (say --bn eval and --bn batch) at once cannot leave a mix of both.
         with outcome.store.lock():
-            return probe_finished_runs(outcome, data, executor, last_epochs, bn, events, board)
+            return probe.probe_finished_runs(
+                outcome, data, executor, last_epochs, bn, events, board, notice or probe.warn
+            )
 
     def figures(self, ctx: ReportContext) -> list[Path]:
         """Forgetting's clock against batch size (forgetting/clock.py), when one of the store's probe studies
@@ -57,16 +65,12 @@ class ProbeStudy(StudyKind):
         import pandas as pd
 
         from forgetting import clock, plots_clock
-        from forgetting.store import StudyFolder
 
         study, probe = ctx.study, ctx.tables.get("probe")
+        ctx.partners = [(o.study, o.probe) for o in ctx.shared.get("probes") or [] if clock.comparable(study, o.study)]
         if probe is None or not len(probe):
             return []
-        folders = ctx.shared.get("probes") or []
-        others = [ctx.read_json(StudyFolder(f).study_json) for f in folders]
-        partners = [
-            (o, ctx.read_table(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)
-        ]
+        partners = ctx.partners
         law, sweeps = ctx.summary["verdicts"].get("tau_law"), ctx.shared.get("sweeps") or []
         found = clock.readings(study, probe, law, partners, sweeps)
         if not found:
@@ -78,5 +82,11 @@ class ProbeStudy(StudyKind):
         taus = plots_clock.plot_clock_taus(c, ctx.fig_dir / "clock_tau", study["scale"])
         return taus + plots_clock.plot_clock_curves(curves, c, ctx.fig_dir / "clock_curves", study["scale"])
 
-    def before_reports(self, folder: Path, shared: dict) -> None:
-        shared.setdefault("probes", []).append(folder)  # forgetting's clock compares probe studies
+    def before_reports(self, tables, shared: dict) -> None:
+        shared.setdefault("probes", []).append(tables)  # forgetting's clock compares probe studies
+
+
+def _settings(study, last_epochs, bn) -> tuple[int, str]:
+    """The probe's settings: the given ones, else the study's [probe] section."""
+    last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
+    return last_epochs, study.probe["bn"] if bn is None else bn

@@ -4,6 +4,7 @@ curves when asked for."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from forgetting import curves, sweep
@@ -28,5 +29,9 @@ def run_study(
     executor = executor if executor is not None else ExecutorSettings()
     folder = tensorboard if tensorboard is not None else study.tensorboard
     board = curves.Board(Path(folder)) if folder else None
+    store = sweep.StudyStore(Path(store_root), study.name)
+    plan = functools.partial(sweep.plan_sweep, study, Path(store_root), shard)  # read only by a kind that needs it
+    study.experiment.before_training(study, plan, store, **stage_options)
     outcome = sweep.run_sweep(study, Path(store_root), data, executor, events=events, shard=shard, board=board)
-    return study.experiment.after_training(outcome, data, executor, stage_events, board, **stage_options)
+    notice = events.notice if events is not None else None
+    return study.experiment.after_training(outcome, data, executor, stage_events, board, notice, **stage_options)
