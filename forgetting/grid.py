@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from forgetting import data as data_mod
 from forgetting.schedules import warmup_constant
-from forgetting.studies import Study
 from forgetting.config import TrainConfig, is_test_epoch, run_id
 
 
@@ -51,23 +50,19 @@ class RunSpec:
 SHARED_TRAIN_KEYS = ("net", "width", "shortcut", "bn_init", "epochs", "batch_size", "precision", "drop_last", "compile")
 
 
-def study_config(study: Study, **run) -> TrainConfig:
+def study_config(study, **run) -> TrainConfig:
     """A TrainConfig with the network and recipe of the study's [train] section, plus ``run``'s own
     settings (subset, seed, LR schedule, ...): the one place a new [train] key reaches every run."""
     shared = {key: study.train[key] for key in SHARED_TRAIN_KEYS} | {"width": float(study.train["width"])}
     return TrainConfig(**shared, **run)
 
 
-def expand(study: Study, base_lr: float) -> list[RunSpec]:
-    """Every run of the study, smallest subsets first (so results arrive early)."""
+def expand(study, base_lr: float) -> list[RunSpec]:
+    """Every run of the study (a `studies.Study`), smallest subsets first (so results arrive early): the
+    cells its kind gives (subset, augmentation, condition), each at every LR multiplier and seed."""
     t = study.train
-    cells = []  # (subset, augment, condition)
-    if study.kind == "lr-sweep":
-        cells = [(size, t["augment"], "") for size in study.grid["sizes"]]
-    else:
-        cells = [(max(1, round(c.fraction * study.grid["subset"])), c.augment, c.name) for c in study.conditions]
     specs = []
-    for subset, augment, condition in sorted(cells):
+    for subset, augment, condition in sorted(study.experiment.cells(study)):
         for m in study.grid["multipliers"]:
             for seed in study.grid["seeds"]:
                 lr = m * base_lr

@@ -1,4 +1,4 @@
-"""The forgetting probe of a study: its runs trained by the sweep, then probed one by one (`replay`).
+"""The forgetting probe of a study: its finished runs probed (`replay`), each a job on the study's executor.
 
 Each run's probe tables are written into its folder as its probe ends, each atomically and probe.json
 last (the probe's settings and each table's digest), so an interrupted probe resumes: the same command
@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from forgetting.analysis import probe_fits
-from forgetting.device import resolve_device
-from forgetting.executors import ExecutorSettings
+from forgetting.execution.base import Job, RunFailure
+from forgetting.execution.jobs import probe_job
 from forgetting.replay import ProbeError, RunProbe, check_bn, load_run, count_forgetting, probe_run
 from forgetting.store import (
     DamagedFile,
@@ -30,9 +29,8 @@ from forgetting.store import (
     read_json_object,
     warn,
 )
-from forgetting.train import prepare
 
-__all__ = ["ProbeError", "ProbeOutcome", "RunProbe", "count_forgetting", "probe_run", "probe_study"]
+__all__ = ["ProbeError", "ProbeOutcome", "RunProbe", "count_forgetting", "probe_run", "probe_finished_runs"]
 
 PROBE_COLUMNS = [
     "run",
@@ -63,32 +61,11 @@ class ProbeOutcome:
     seconds: dict  # run id -> (train seconds, probe seconds)
 
 
-def probe_study(
-    study,
-    store_root: Path,
-    cifar,
-    executor: ExecutorSettings = ExecutorSettings(),
-    last_epochs=None,
-    bn=None,
-    shard=None,
-    sweep_events=None,
-    probe_events=None,
-) -> ProbeOutcome:
-    """Train the probe study's runs through the sweep engine (finished ones reused), then probe on
-    ``executor.device`` those not yet probed so; ``shard`` trains and probes one piece of the study."""
-    from forgetting import sweep
-
-    last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
-    bn = study.probe["bn"] if bn is None else bn
+def check_before_training(plan, store, last_epochs: int, bn: str) -> None:
+    """Before anything is trained or written (``plan``: the sweep's `SweepPlan`): the probe's settings, and
+    what it needs of each finished run it will probe, so that a damaged file is refused with the store as it was."""
     check_bn(bn)
-    store = sweep.StudyStore(store_root, study.name)
-    _check_finished_runs(sweep.plan_sweep(study, store_root, shard), store, dict(bn=bn, last_epochs=last_epochs))
-    outcome = sweep.run_sweep(study, store_root, cifar, executor, events=sweep_events, shard=shard)
-    notice = sweep_events.notice if sweep_events is not None else warn
-    # Probing writes tables that belong together: hold the store, as the sweep did, so that two probes
-    # (say --bn eval and --bn batch) at once cannot leave a mix of both.
-    with outcome.store.lock():
-        return _probe_finished_runs(outcome, cifar, executor.device, last_epochs, bn, probe_events, notice)
+    _check_finished_runs(plan, store, dict(bn=bn, last_epochs=last_epochs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +143,54 @@ def _check_finished_runs(plan, store, settings: dict) -> None:
 # The study's probe: the runs not yet probed, then the study's tables from every run's own.
 
 
-def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events, notice=warn) -> ProbeOutcome:
+class _ProbeSink:
+    """Where probe jobs end (`execution.base.Sink`): each run's tables written into its folder as its probe
+    ends (so an interrupted probe resumes), the progress, and the curves."""
+
+    def __init__(self, outcome, settings: dict, events, board, done: int, total: int):
+        self.store, self.settings, self.events, self.board = outcome.store, settings, events, board
+        self.heartbeat_seconds = getattr(events, "heartbeat_seconds", None)
+        self.scratch = outcome.store.jobs
+        self.done, self.total = done, total
+        self.tables: dict[str, dict[str, bytes]] = {}
+        self.failures: list[tuple] = []
+
+    def started(self, spec) -> None:
+        if self.events is not None:
+            last = self.settings["last_epochs"]
+            epochs = spec.config.epochs if last == 0 else min(last, spec.config.epochs)
+            self.events.start_run(spec, epochs, done=self.done, total=self.total)
+        self.done += 1
+
+    def callbacks(self, spec):
+        return self.events
+
+    def heartbeat(self) -> None:
+        pass
+
+    def keeper(self, spec):
+        return None  # the tables come back to the driver, which writes them
+
+    def finished(self, spec, outcome) -> None:
+        rp, seconds = outcome
+        facts = dict(probe_seconds=round(seconds, 3), bn=self.settings["bn"])
+        self.tables[spec.id] = _run_tables(spec, rp, facts)
+        _write_run_tables(self.store.run(spec.id), self.tables[spec.id], self.settings)
+        if self.board is not None:
+            self.board.probe(spec, rp.steps)
+
+    def failed(self, spec, failure: RunFailure) -> None:
+        self.failures.append((spec, failure))
+
+
+SHIPPED = (*RunFolder.LIGHT, *RunFolder.HEAVY)  # a run's files, for a worker that does not share the store's disk
+
+
+def probe_finished_runs(
+    outcome, data, executor, last_epochs: int, bn: str, events=None, board=None, notice=warn
+) -> ProbeOutcome:
+    """Probe the finished runs of ``outcome`` (the sweep's; a shard's own) not yet probed so, each a job on
+    ``executor`` (`ExecutorSettings`); then the study's tables from every run's own."""
     settings = dict(bn=bn, last_epochs=last_epochs)
     runs = [(spec, RunFolder(outcome.store.run_dir(spec))) for spec in outcome.mine]  # a shard probes its own
     runs = [(spec, run) for spec, run in runs if _to_probe(run)]
@@ -174,18 +198,21 @@ def _probe_finished_runs(outcome, cifar, device, last_epochs, bn, probe_events, 
         raise ProbeError(f"{outcome.study.name}: no finished, non-diverged run to probe")
     tables = {spec.id: _read_run_tables(run, settings, notice) for spec, run in runs}
     todo = [(spec, run) for spec, run in runs if tables[spec.id] is None]
-    if probe_events is not None:
-        probe_events.start(len(runs), len(runs) - len(todo))
-    dev, cache = resolve_device(device), {}
-    for done, (spec, run) in enumerate(todo, start=len(runs) - len(todo)):
-        if probe_events is not None:
-            epochs = spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
-            probe_events.start_run(spec, epochs, done=done, total=len(runs))
-        prepare(spec.config, cifar, dev, cache)  # data preparation is shared by all runs: not the probe's cost
-        t0 = time.perf_counter()
-        rp = probe_run(run.dir, cifar, dev, last_epochs, bn, cache, callbacks=probe_events)
-        tables[spec.id] = _run_tables(spec, rp, dict(probe_seconds=round(time.perf_counter() - t0, 3), bn=bn))
-        _write_run_tables(run, tables[spec.id], settings)
+    if events is not None:
+        events.start(len(runs), len(runs) - len(todo))
+    runner = executor.make(data)
+    jobs = []
+    for spec, run in todo:
+        kwargs = dict(run_dir=str(run.dir), last_epochs=last_epochs, bn=bn)
+        if not runner.shares_disk:  # the run's files travel with its job
+            kwargs["files"] = {name: (run.dir / name).read_bytes() for name in SHIPPED}
+        jobs.append(Job(spec, probe_job, kwargs))
+    sink = _ProbeSink(outcome, settings, events, board, len(runs) - len(todo), len(runs))
+    runner.run(jobs, sink)
+    if sink.failures:
+        spec, failure = sink.failures[0]
+        raise ProbeError(f"run {spec.id}: its probe failed ({failure.line}); run the same command again to retry")
+    tables.update(sink.tables)
     return _join(outcome, [tables[spec.id] for spec, _ in runs])
 
 

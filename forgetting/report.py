@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import amendments, clock, plots, plots_clock, plots_regime, predictions, report_text
-from forgetting.analysis import regime, tables, verdicts
-from forgetting.analysis.probe_fits import AMENDED
+from forgetting import amendments, plots, report_text
+from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
+from forgetting.experiments.base import ReportContext
+from forgetting.experiments.registry import kind_named
 from forgetting.lr_curve import read_curves, read_suggestion
 from forgetting.store import (
     StudyFolder,
@@ -97,9 +98,8 @@ class StudyTables:
         study, results = _read(stored.study_json, _study), _read(stored.results)
         curves = _read(stored.lr_find_csv, read_curves)
         histories = None
-        if study["kind"] == "lr-sweep" and (study.get("train") or {}).get("eval_train") and results is not None:
-            if "status" in results.columns:
-                histories = _run_histories(folder, results[results["status"] == "finished"])
+        if kind_named(study["kind"]).reads_histories(study) and results is not None and "status" in results.columns:
+            histories = _run_histories(folder, results[results["status"] == "finished"])
         return cls(
             folder,
             study,
@@ -166,56 +166,6 @@ def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
     return rows
 
 
-def _partners(study: dict, probes: list[StudyTables]) -> list:
-    """(study.json, probe table) of each probe study in ``probes`` that ``study`` can be read against."""
-    return [(o.study, o.probe) for o in probes if clock.comparable(study, o.study)]
-
-
-def _clock_report(summary: dict, study: dict, probe, partners: list, sweeps: list[dict], fig_dir: Path) -> list:
-    """Forgetting's clock against batch size (forgetting/clock.py), when one of the probe studies in
-    ``partners`` is trained like this one at a smaller batch size: adds its verdicts to ``summary`` and
-    returns its figures. Nothing for any other study, whose summary.json stays as it was."""
-    if study["kind"] != "probe" or probe is None or not len(probe):
-        return []
-    found = clock.readings(study, probe, summary["verdicts"].get("tau_law"), partners, sweeps or [])
-    if not found:
-        return []
-    summary["verdicts"].update(found)
-    c = found["clock"]
-    ref_probe = next(p for o, p in partners if o["name"] == c["reference"])
-    curves = pd.concat([clock.age_curves(ref_probe, c["reference_batch"]), clock.age_curves(probe, c["batch"])])
-    return plots_clock.plot_clock_taus(c, fig_dir / "clock_tau", study["scale"]) + plots_clock.plot_clock_curves(
-        curves, c, fig_dir / "clock_curves", study["scale"]
-    )
-
-
-def _regime_report(summary: dict, t: StudyTables, finished, probes: list[StudyTables], fig_dir: Path) -> list:
-    """Claim (a) in Page's regime (analysis/regime.py) for a complete sweep that evaluated its clean
-    training loss (eval_train): the fit check and the turn-up ratio against the two accounts, read on
-    the tau law of a probe study trained like it (same net, width and batch size)."""
-    study = t.study
-    if study["kind"] != "lr-sweep" or not study["train"].get("eval_train") or summary.get("incomplete"):
-        return []
-    if finished is None or not len(finished):
-        return []
-    fit = regime.fit_check(finished, t.histories)
-    summary["verdicts"]["fit_check"] = fit
-    same = ("net", "width", "batch_size")
-    like = [p for p in probes if all(p.study["train"].get(k) == study["train"].get(k) for k in same)]
-    law, accounts = {}, {}
-    if like:
-        probe_study = like[0].study
-        law = verdicts.tau_lr_law(like[0].probe)
-        accounts["law_from"] = probe_study["name"]
-        laws = {study["train"]["batch_size"]: law}
-        accounts["rows"] = predictions.a_predictions(laws, [summary], probe_study, AMENDED)
-    for reading in verdicts.LOSS_READINGS:
-        a = summary["verdicts"].get(f"a_{reading}") or {}
-        accounts[reading] = regime.ratio_reading(a, law.get("alpha"), law.get("alpha_hi"))
-    summary["verdicts"]["a_accounts"] = tables.clean(accounts)
-    return plots_regime.plot_fit_check(fit, fig_dir / "fit_check", study["scale"]) if fit["curves"] else []
-
-
 def _undecided_while_incomplete(summary: dict, results: pd.DataFrame | None) -> None:
     """A sweep with runs still missing (a study in pieces, part-way) is not read: its (a) verdicts say so."""
     if results is None or "status" not in results.columns:
@@ -237,7 +187,7 @@ def study_report(
 
     ``sweeps``: summaries of LR-sweep studies to set a probe study's tau law against (see
     _comparable_sweeps); ``probes``: probe studies (folders, or their `StudyTables`) to read forgetting's
-    clock against (see _clock_report); ``regenerate`` passes every sweep and probe study it found."""
+    clock against (the kinds' figures); ``regenerate`` passes every sweep and probe study it found."""
     others = [p if isinstance(p, StudyTables) else StudyTables.read(p) for p in probes or []]
     return _report(StudyTables.read(folder), out, sweeps, others)
 
@@ -250,11 +200,11 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
         for name in StudyFolder.TABLES:
             if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
                 atomic_write_bytes(out / name, (folder / name).read_bytes())
-    scale = study["scale"]
+    scale, kind = study["scale"], kind_named(study["kind"])
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
         summary = summarise(
-            results=finished if study["kind"] == "lr-sweep" else None,
+            results=finished if kind.fits_results else None,
             probe=probe,
             probe_runs=t.probe_runs,
             recency=t.recency,
@@ -268,17 +218,14 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
         law["versus_sweep"] = tables.clean(_versus_sweeps(law, study, sweeps))
     figures: list[Path] = []
     fig_dir = StudyFolder(out).figures
-    if study["kind"] == "lr-sweep" and finished is not None and len(finished):
-        optimum = pd.DataFrame(summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
-        figures += plots.plot_lr_sweep(finished, fig_dir / "lr_sweep", scale, optimum if len(optimum) else None)
     if probe is not None and len(probe):
         figures += plots.plot_forgetting(probe, t.probe_runs, fig_dir / "forgetting", scale)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
         figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
-    figures += _regime_report(summary, t, finished, probes, fig_dir)
-    partners = _partners(study, probes) if study["kind"] == "probe" else []
-    figures += _clock_report(summary, study, probe, partners, sweeps or [], fig_dir)
-    amended = amendments.amended_verdicts(summary["verdicts"], study, probe, partners, sweeps or [])
+    read = dict(results=results, finished=finished, probe=probe, probe_runs=t.probe_runs, histories=t.histories)
+    ctx = ReportContext(study, summary, read, fig_dir, dict(sweeps=sweeps or [], probes=probes))
+    figures += kind.figures(ctx)  # its own figures and verdicts (the LR sweep's, the clock's)
+    amended = amendments.amended_verdicts(summary["verdicts"], study, probe, ctx.partners, sweeps or [])
     if amended:
         summary["verdicts"]["amended"] = amended
     if t.recency is not None and len(t.recency):
@@ -295,12 +242,15 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
     anything is written: a damaged table is refused with every folder as it was."""
     store = Path(store)
     read = {folder: StudyTables.read(folder) for folder in study_folders(store)}
-    # sweeps first: a probe study's tau law is set against the sweeps trained like it
-    folders = sorted(read, key=lambda f: (read[f].study["kind"] != "lr-sweep", f.name))
-    probes = [read[f] for f in folders if read[f].study["kind"] == "probe"]  # the clock compares probe studies
+    kinds = {folder: kind_named(t.study["kind"]) for folder, t in read.items()}
+    # in the kinds' order: an LR sweep's summary feeds the probe studies' reports that follow
+    folders = sorted(read, key=lambda f: (kinds[f].report_rank, f.name))
+    shared: dict = {"sweeps": [], "probes": []}
+    for folder in folders:
+        kinds[folder].before_reports(read[folder], shared)
     reports = []
     for folder in folders:
         target = None if out is None else (Path(out) if folder == store else Path(out) / folder.name)
-        sweeps = [r.summary for r in reports if r.summary["study"]["kind"] == "lr-sweep"]
-        reports.append(_report(read[folder], target, sweeps, probes))
+        reports.append(_report(read[folder], target, list(shared["sweeps"]), shared["probes"]))
+        kinds[folder].after_report(reports[-1].summary, shared)
     return reports

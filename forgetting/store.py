@@ -332,6 +332,7 @@ class StudyFolder:
     figures = _File("figures")  # the report's figures
     lock_file = _File("sweep.lock")  # held while a sweep, a probe or a merge writes the folder
     runs = _File("runs")  # a RunFolder per run id
+    jobs = _File("jobs")  # an executor's own files: submitit's job files and logs (the SLURM executor)
     LR_FIND = (lr_find_json.name, lr_find_csv.name)
     PROBE_PER_RUN = RunFolder.PROBE_TABLES  # a block of rows per run: the runs' own tables of the same name, joined
     PROBE_TABLES = (*PROBE_PER_RUN, probe_epochs.name)

@@ -1,4 +1,4 @@
-"""The sweep's driver: a study's runs (`grid`) -> an executor (`executors`) -> the store -> results.csv.
+"""The sweep's driver: a study's runs (`grid`) -> an executor (`execution`) -> the store -> results.csv.
 
 Re-running a study skips every finished run: result.json (written last, atomically) and the rest of
 its record. Any other run is restarted, from its epoch checkpoint when there is one. Only the
@@ -18,11 +18,13 @@ import pandas as pd
 
 from forgetting import data as data_mod, lr_finder
 from forgetting.errors import Stopped, UserError
-from forgetting.executors import ExecutorSettings, RunFailure, make_executor
+from forgetting.execution.base import RunFailure
+from forgetting.execution.settings import ExecutorSettings
+from forgetting.execution.training import TrainSink, training_jobs
 from forgetting.grid import RunSpec, expand, study_config
 from forgetting.shards import Shard, select
 from forgetting.store import DamagedFile, RunFolder, StudyFolder, atomic_write_bytes, atomic_write_json, warn
-from forgetting.studies import STUDIES_DIR, Condition, Study
+from forgetting.studies import STUDIES_DIR, Condition, Study, kind_sections
 from forgetting.timelimit import TimeBudget
 from forgetting.config import TrainConfig
 from forgetting.device import resolve_device
@@ -77,6 +79,7 @@ class SweepEvents:
     def run_finished(self, spec: RunSpec, result: dict) -> None: ...
     def run_failed(self, spec: RunSpec, failure: RunFailure) -> None: ...
     def train_callbacks(self, spec: RunSpec) -> Callbacks | None:
+        """Progress hooks for a run trained in this process."""
         return None
 
     def lr_find_callbacks(self):
@@ -107,7 +110,6 @@ class StudyStore(StudyFolder):
     def finished(self, spec: RunSpec) -> bool:
         return self.run(spec.id).finished()
 
-    # What an executor asks of the store (`executors.RunStore`).
     def checkpoint(self, spec: RunSpec) -> Path:
         return self.run(spec.id).checkpoint
 
@@ -176,7 +178,7 @@ def resolve_base_lr(study: Study, store: StudyStore, cifar, device, events=None,
     found = lr_finder.find_lr(
         cfg,
         cifar,
-        device,
+        resolve_device(device) if isinstance(device, str) else device,
         method=f["method"],
         seeds=tuple(f["seeds"]),
         num_steps=f["steps"],
@@ -240,7 +242,7 @@ def study_record(study: Study, base_lr: float) -> dict:
         base_lr=base_lr,
         train=study.train,
         grid=study.grid,
-        probe=study.probe,
+        **study.sections,  # the kinds' own sections ([probe])
         conditions=[vars(c) for c in study.conditions],
         source=_portable_source(study.source),
     )
@@ -256,7 +258,7 @@ def study_from_record(record: dict) -> Study:
         train=record["train"],
         grid=record["grid"],
         lr_find={},
-        probe=record.get("probe") or {},
+        sections={name: record.get(name) or {} for name in kind_sections()},
         conditions=tuple(Condition(**c) for c in record.get("conditions") or ()),
         source=record.get("source", ""),
     )
@@ -323,15 +325,16 @@ def run_sweep(
     executor: ExecutorSettings = ExecutorSettings(),
     events: SweepEvents | None = None,
     shard: Shard | None = None,
+    board=None,
 ) -> SweepOutcome:
     """Run every unfinished run of ``study`` (or of its ``shard``) into ``store_root`` and write its results.csv.
 
     With ``executor.time_limit`` (seconds from now): start no run that would not end in time at the pace
-    measured so far; if runs are left, write results.csv and raise `Stopped` (the same call again continues)."""
-    executor.check()
+    measured so far; if runs are left, write results.csv and raise `Stopped` (the same call again continues).
+    ``board`` (`tensorboard.Board`): each run's curves, as it trains, in TensorBoard's event files."""
+    runner = executor.make(cifar)  # checked, and the device resolved where the jobs run here
     budget = TimeBudget(executor.time_limit) if executor.time_limit is not None else None
     events = events or SweepEvents()
-    dev = resolve_device(executor.device)
     store = StudyStore(store_root, study.name)
     t0 = time.perf_counter()
     _require_finder_result(study, store, shard)  # before the lock, which would create the store
@@ -339,7 +342,7 @@ def run_sweep(
         every = expand(study, 1.0)  # the base LR changes run ids, not their number, work or shard
         planned = select(every, [s.work for s in every], shard)
         events.planned(len(planned), sum(s.work for s in planned), study.train["batch_size"])
-        base_lr = resolve_base_lr(study, store, cifar, dev, events, shard)
+        base_lr = resolve_base_lr(study, store, cifar, executor.device, events, shard)
         atomic_write_json(store.study_json, study_record(study, base_lr))
         specs = expand(study, base_lr)
         mine = select(specs, [s.work for s in specs], shard)
@@ -347,7 +350,7 @@ def run_sweep(
             store.run(s.id).set_aside_damaged(events.notice)
         todo = [s for s in mine if not store.finished(s)]
         events.start(len(mine), len(mine) - len(todo), todo)
-        make_executor(executor, cifar, dev).run(todo, store, events, budget)
+        runner.run(training_jobs(todo, store, board), TrainSink(store, events), budget)
         table = results_table(study, store, specs)
         atomic_write_bytes(store.results, results_csv_bytes(table))
     if budget is not None and budget.stopped:

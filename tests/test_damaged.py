@@ -23,8 +23,9 @@ import pandas as pd
 import pytest
 
 from helpers import start_cli
-from forgetting import cli, data as data_mod, grid, probe, studies, sweep, train
-from forgetting.executors import ExecutorSettings
+from forgetting import cli, data as data_mod, grid, studies, sweep, train
+from forgetting.execution.settings import ExecutorSettings
+from forgetting.experiments.run import run_study
 from forgetting.store import RunFolder, StudyFolder
 
 pytestmark = pytest.mark.integration
@@ -207,7 +208,7 @@ def test_a_probe_killed_between_runs_resumes_without_probing_them_again(probed, 
     # the study's tables are those of a probe that was never interrupted
     whole = tmp_path / "whole" / "tiny-probe"
     shutil.copytree(folder, whole, ignore=shutil.ignore_patterns(*PER_RUN, *StudyFolder.PROBE_TABLES, "*.tmp"))
-    probe.probe_study(studies.load_study(str(tomls["probe"])), whole.parent, slice_env, CPU)
+    run_study(studies.load_study(str(tomls["probe"])), whole.parent, slice_env, CPU)
     assert "warning" not in capsys.readouterr().err
     assert_same_tables(folder, whole)
 
@@ -221,7 +222,7 @@ def test_a_damaged_run_probe_is_set_aside_and_that_run_probed_again(probed, tmp_
     untouched = tree(runs[5])
     progress = ProbeLines()
     capsys.readouterr()
-    probe.probe_study(studies.load_study(str(tomls["probe"])), folder.parent, slice_env, CPU, probe_events=progress)
+    run_study(studies.load_study(str(tomls["probe"])), folder.parent, slice_env, CPU, stage_events=progress)
     out, err = capsys.readouterr()
     lines = warnings_of(err)
     assert len(lines) == len(damaged), lines

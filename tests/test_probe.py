@@ -238,9 +238,11 @@ def test_a_study_with_no_run_to_probe_is_a_probe_error_not_a_name_error(tmp_path
     from types import SimpleNamespace
 
     from forgetting import grid, studies, sweep
+    from forgetting.execution.settings import ExecutorSettings
+    from forgetting.probe import probe_finished_runs
 
     study = studies.load_study("cpu-probe").with_overrides(subset=200, batch_size=50, base_lr=0.4, seeds=[0])
     specs = grid.expand(study, 0.4)  # none of them trained
     outcome = SimpleNamespace(study=study, specs=specs, mine=specs, store=sweep.StudyStore(tmp_path, study.name))
     with pytest.raises(ProbeError, match="cpu-probe: no finished, non-diverged run to probe"):
-        probe._probe_finished_runs(outcome, synthetic_cifar, "cpu", 0, "eval", None)
+        probe_finished_runs(outcome, synthetic_cifar, ExecutorSettings(device="cpu"), 0, "eval")
