@@ -97,6 +97,10 @@ def newest_fits_best() -> list[str]:
     return [str(best), str(cells), str(cells - best)]
 
 
+def word(b: dict) -> str:
+    return {True: "holds", False: "not resolved", None: "undecided"}[b["holds"]]
+
+
 def amended(name: str) -> dict:
     return clock("amended")[name]
 
@@ -214,6 +218,19 @@ CLAIMS = [
         fmt("{:.2f}", [reference("cpu-tau-lr", "full-aug", 8), reference("cpu-tau-lr", "full-aug", 1)]),
     ),
     ("README.md", "{} cells, {} runs,", full_aug_cells()),
+    *[
+        (
+            "results/README.md",
+            f"| `{study}` | {lrs} | {{}}: {{}} [{{}}, {{}}] | {{}}",
+            [word(verdict(study, "b"))] + interval(verdict(study, "b"), "tau_ratio") + [word(verdict(study, "b_steps"))],
+        )
+        for study, lrs in (("cpu-probe-5seeds", "x4 vs x1, 5 seeds"), ("cpu-tau-lr", "x8 vs x0.5, 3 seeds"))
+    ],
+    *[
+        ("results/README.md", f"{{}}: {{}} [{{}}, {{}}] |\n", [word(verdict(s_, "b_steps"))] + interval(verdict(s_, "b_steps"), "tau_ratio"))
+        for s_ in ("cpu-probe-5seeds", "cpu-tau-lr")
+    ],
+    ("results/README.md", "holds on a fit below one step: {} [{}, {}] |", interval(verdict("cpu-tau-batch", "b_steps"), "tau_ratio")),
     ("README.md", "The newest batches fit best in {} of the {}; in {} (`cpu-tau-batch`", newest_fits_best()),
     ("README.md", "without it, {} [{}, {}], still undecided", interval(amended("noise"), "ratio")),
     ("results/README.md", "Without it (the amended fit check below): {} [{}, {}] over 3 pairs", interval(amended("noise"), "ratio")),
