@@ -43,11 +43,12 @@ import torch
 import torch._dynamo
 from timing import StepClock, matmul_flops, sync, train_until_stopped
 
-from forgetting import config, data as data_mod, models, probe, report, studies, sweep, train as train_mod
+from forgetting import config, data as data_mod, models, report, studies, sweep, train as train_mod
 from forgetting.console import console, progress_bar
 from forgetting.device import resolve_device
 from forgetting.errors import Stopped, UserError
-from forgetting.executors import ExecutorSettings
+from forgetting.execution.settings import ExecutorSettings
+from forgetting.experiments.run import run_study as run_whole_study
 from forgetting.store import StudyFolder, atomic_write_json
 from forgetting.timelimit import parse_duration
 
@@ -293,10 +294,7 @@ def run_study(name: str, overrides: dict, job: Job) -> dict:
     t0 = time.perf_counter()
     folder, stopped = store / s.name, None
     try:
-        if kind == "probe":
-            probe.probe_study(s, store, cifar, ExecutorSettings(device=str(device), time_limit=time_limit))
-        else:
-            sweep.run_sweep(s, store, cifar, ExecutorSettings(device=str(device), time_limit=time_limit))
+        run_whole_study(s, store, cifar, ExecutorSettings(device=str(device), time_limit=time_limit))
     except Stopped as e:  # the time limit: results.csv holds the runs that finished
         stopped = str(e)
     rep = report.study_report(folder)

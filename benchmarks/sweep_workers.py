@@ -28,7 +28,7 @@ import torch
 from timing import loadavg
 
 from forgetting import data as data_mod, studies, sweep
-from forgetting.executors import ExecutorSettings
+from forgetting.execution.settings import ExecutorSettings
 
 
 def one_sweep(study, cifar, workers: int, device: str) -> dict:

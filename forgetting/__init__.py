@@ -19,7 +19,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "ExecutorSettings":
-        from forgetting.executors import ExecutorSettings
+        from forgetting.execution.settings import ExecutorSettings
 
         return ExecutorSettings
     if name in __all__:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the heavy modules load on first use, not on `import forgetting`
     from forgetting.datasets import Dataset
-    from forgetting.executors import ExecutorSettings
+    from forgetting.execution.settings import ExecutorSettings
     from forgetting.probe import ProbeOutcome
     from forgetting.report import StudyReport
     from forgetting.studies import Study
@@ -89,30 +89,32 @@ def run_study(
     device: str | None = None,
     events: SweepEvents | None = None,
     shard: str | None = None,
+    tensorboard: str | Path | None = None,
+    **stage_options: Any,
 ) -> SweepOutcome | ProbeOutcome:
     """Run ``study`` into ``store/<study name>/``: train every unfinished run (finished ones are skipped, so
     an interrupted study resumes); an LR sweep then writes results.csv, a probe study re-evaluates each
     run's frozen final weights on the exact batches of its earlier epochs (probe.csv and companions).
 
-    ``executor`` (`ExecutorSettings`) says how the runs are executed: in this process (the default), in
-    ``workers`` local processes or on Ray, on which device, within which time limit; ``device`` alone
-    overrides its device. ``events`` receives the training progress. ``shard`` "K/N" runs only the K-th
-    of N pieces of equal work (join the stores with `merge_stores`). ``data`` defaults to the study's own
-    data set (its [data] section; `load_study(..., dataset=..., data=...)` overrides it).
+    ``executor`` (`ExecutorSettings`) says how the jobs (training, probing) are executed: in this process
+    (the default), in ``workers`` local processes, on Ray or as a SLURM array job, on which device, within
+    which time limit; ``device`` alone overrides its device. ``events`` receives the training progress.
+    ``shard`` "K/N" runs only the K-th of N pieces of equal work (join the stores with `merge_stores`).
+    ``tensorboard``: a folder for each run's curves (default: the study's ``tensorboard`` key).
+    ``stage_options`` go to the stage after training (a probe's ``last_epochs``, ``bn``). ``data`` defaults
+    to the study's own data set (its [data] section; `load_study(..., dataset=..., data=...)` overrides it).
     """
     from dataclasses import replace
 
-    from forgetting import probe, sweep
-    from forgetting.executors import ExecutorSettings
+    from forgetting.execution.settings import ExecutorSettings
+    from forgetting.experiments.run import run_study as run
     from forgetting.shards import Shard
 
     data = data if data is not None else study.load_data()
     settings = executor if executor is not None else ExecutorSettings()
     settings = settings if device is None else replace(settings, device=device)
     piece = Shard.parse(shard) if shard is not None else None
-    if study.kind == "probe":
-        return probe.probe_study(study, Path(store), data, settings, shard=piece, sweep_events=events)
-    return sweep.run_sweep(study, Path(store), data, settings, events=events, shard=piece)
+    return run(study, Path(store), data, settings, events, piece, tensorboard=tensorboard, **stage_options)
 
 
 def run_sweep(study: Study, store: str | Path = "store", **options: Any) -> SweepOutcome:

@@ -211,25 +211,23 @@ PROBE_OVERRIDES = (
 def sweep_lr(
     study: str = typer.Argument("cpu-lr-sweep", help="study name in studies/ or a .toml path"),
     sizes: Optional[str] = typer.Option(None, help="subset sizes, comma-separated"),
-    gpus_per_run: float = typer.Option(0.0, help="ray executor: GPU fraction per run (0 = CPU)"),
-    cpus_per_run: float = typer.Option(1.0, help="ray executor: CPUs per run"),
-    address: Optional[str] = typer.Option(None, help="ray executor: cluster address (default: start a local Ray)"),
     *,
     opts: StudyOptions,
+    backend: dict,
 ):
     """Train the study's network across LR multipliers x subset sizes; resumable; writes results.csv and the figure."""
-    from forgetting import sweep
     from forgetting.console import SweepProgress, lr_sweep_table, progress_bar
+    from forgetting.experiments.run import run_study
 
     s = opts.load(study, "lr-sweep", SWEEP_OVERRIDES, sizes=sizes)
     piece = opts.piece()
     if opts.dry_run:
         return _print_plan(s, opts.store, piece)
-    executor = opts.executor_settings(address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+    executor = opts.executor_settings(backend)
     data = s.load_data()
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor.in_process)
-        outcome = sweep.run_sweep(s, opts.store, data, executor, events, shard=piece)
+        outcome = run_study(s, opts.store, data, executor, events, shard=piece, tensorboard=opts.tensorboard)
     piece_text = f" (shard {piece}: {len(outcome.mine)} of them)" if piece else ""
     table = lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})")
     done = f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs{piece_text} in {outcome.seconds:.0f} s"
@@ -247,22 +245,22 @@ def probe_epochs(
     subset: Optional[int] = typer.Option(None, help="size of the full condition (half-noaug gets half)"),
     *,
     opts: StudyOptions,
+    backend: dict,
 ):
     """Train the probe study's runs if missing, then re-evaluate the frozen final weights on every earlier epoch's batches."""
-    from forgetting import probe
     from forgetting.console import ProbeProgress, SweepProgress, probe_table, progress_bar
+    from forgetting.experiments.run import run_study
 
     s = opts.load(study, "probe", PROBE_OVERRIDES, subset=subset, last_epochs=last_epochs, bn=bn)
     piece = opts.piece()
     if opts.dry_run:
         return _print_plan(s, opts.store, piece)
-    executor = opts.executor_settings()
+    executor = opts.executor_settings(backend)
     data = s.load_data()
     with progress_bar() as bar:
         events = SweepProgress(bar, inner_bars=executor.in_process)
-        outcome = probe.probe_study(
-            s, opts.store, data, executor, shard=piece, sweep_events=events, probe_events=ProbeProgress(bar)
-        )
+        probing = ProbeProgress(bar)
+        outcome = run_study(s, opts.store, data, executor, events, piece, probing, tensorboard=opts.tensorboard)
     table = probe_table(outcome.epochs, outcome.runs, f"{s.name}: frozen-model loss by epoch age ({s.scale})")
     times = [
         f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)"

@@ -101,8 +101,12 @@ class StudyOptions:
     compile: Optional[bool] = _option(CompileOpt)
     drop_last: Optional[bool] = _option(DropLastOpt)
     store: Path = _option(StoreOpt)
-    executor: str = _option(typer.Option("local", help="local or ray"))
-    workers: int = _option(typer.Option(1, help="local executor: runs at once (cores are split between them)"))
+    executor: str = _option(
+        typer.Option("local", help="local (this process, or --workers processes), inprocess, ray or slurm")
+    )
+    tensorboard: Optional[Path] = _option(
+        typer.Option(None, help="write each run's curves into this folder for TensorBoard (study key: tensorboard)")
+    )
     shard: Optional[str] = _option(ShardOpt)
     dry_run: bool = _option(DryRunOpt)
     time_limit: Optional[str] = _option(TimeLimitOpt)
@@ -124,14 +128,23 @@ class StudyOptions:
 
         return None if self.shard is None else Shard.parse(self.shard)
 
-    def executor_settings(self, **ray):
-        from forgetting.executors import ExecutorSettings
+    def executor_settings(self, backend: dict):
+        """The settings of the chosen executor; ``backend``: every backend's options as given. An option of
+        another backend that was set is refused (it would be ignored)."""
+        from forgetting.execution.settings import ExecutorSettings, backend_options
         from forgetting.timelimit import parse_duration
 
         limit = None if self.time_limit is None else parse_duration(self.time_limit)
-        return ExecutorSettings(
-            executor=self.executor, workers=self.workers, device=self.device, time_limit=limit, **ray
-        )
+        own, options = {}, backend_options()
+        for name, value in backend.items():
+            owner, option = options[name]
+            if owner == self.executor:
+                own[name] = value
+            elif value != option.default:
+                raise UserError(f"--{name.replace('_', '-')} is an option of the {owner} executor, not {self.executor}")
+        settings = ExecutorSettings(executor=self.executor, device=self.device, time_limit=limit, **own)
+        settings.check()
+        return settings
 
 
 def _parsed(key: str, value):
@@ -143,8 +156,19 @@ def _parsed(key: str, value):
     return parse_base_lr(value) if key == "base_lr" else value
 
 
+def _backend_parameters() -> list[inspect.Parameter]:
+    """Every registered executor's own options (`execution.base.Executor.Settings`), as keyword parameters."""
+    from forgetting.execution.base import BACKENDS
+    from forgetting.execution.settings import backend_options
+
+    hints = {name: hint for b in BACKENDS.values() for name, hint in get_type_hints(b.Settings).items()}
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [inspect.Parameter(n, kw, default=opt, annotation=hints[n]) for n, (_, opt) in backend_options().items()]
+
+
 def study_options(command):
-    """``command`` with StudyOptions' options after its own, handed to it as one ``opts``."""
+    """``command`` with StudyOptions' options and every executor's own after its own, handed to it as one
+    ``opts`` and, for the executors' options, the command's ``opts.executor_settings(backend)``."""
     hints = get_type_hints(StudyOptions)
     shared = [
         inspect.Parameter(
@@ -152,13 +176,17 @@ def study_options(command):
         )
         for f in fields(StudyOptions)
     ]
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "opts"]
+    backends = _backend_parameters()
+    params = inspect.signature(command, eval_str=True).parameters.values()
+    own = [p for p in params if p.name not in ("opts", "backend")]
 
     @functools.wraps(command)
     def with_options(**values):
         opts = StudyOptions(**{f.name: values.pop(f.name) for f in fields(StudyOptions)})
-        return command(**values, opts=opts)
+        backend = {p.name: values.pop(p.name) for p in backends}
+        return command(**values, opts=opts, backend=backend)
 
+    shared += backends
     with_options.__signature__ = inspect.Signature(own + shared)
     with_options.__annotations__ = {p.name: p.annotation for p in own + shared}
     return with_options

@@ -18,6 +18,7 @@ from scipy.optimize import isotonic_regression
 
 from forgetting import forms, predictions
 from forgetting.analysis import intervals, probe_fits, tables, verdicts
+from forgetting.analysis.probe_fits import AS_REGISTERED
 from forgetting.analysis.verdicts import FULL_AUG, N_BOOT, RNG_SEED
 
 # ---------------------------------------------------------------- pre-registered constants (2026-12-01)
@@ -106,11 +107,13 @@ def _half_draws(per_seed: np.ndarray, window: int, n_boot: int, rng) -> tuple[fl
 # ---------------------------------------------------------------- one study's timescales
 
 
-def timescales(probe: pd.DataFrame, batch: int, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> pd.DataFrame:
+def timescales(
+    probe: pd.DataFrame, batch: int, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED, rules: str = AS_REGISTERED
+) -> pd.DataFrame:
     """Per LR in full-aug: tau of a - b exp(-steps ago / tau) (verdicts.seed_timescale, age in steps) and
     the half-rise age over the whole probed window, in SGD steps and in images (steps x batch), with
     seed-bootstrap intervals. ``attrs``: "tau" (lr_key -> tau draws), "curves" (lr_key -> seeds x ages)."""
-    t = verdicts.seed_timescale(probe, FULL_AUG, "step", n_boot, rng_seed, keep_draws=True)
+    t = verdicts.seed_timescale(probe, FULL_AUG, "step", n_boot, rng_seed, keep_draws=True, rules=rules)
     curves = _seed_curves(probe)
     rng = np.random.default_rng(rng_seed)
     rows, tau_draws = [], {}
@@ -303,10 +306,19 @@ def _law_record(law: dict, batch: int) -> dict:
     return dict(batch=int(batch), **{k: law.get(k) for k in ("alpha", "alpha_lo", "alpha_hi", "c")})
 
 
-def readings(study: dict, probe, law: dict | None, partners: list, sweeps: list[dict], n_boot: int = N_BOOT) -> dict:
+def readings(
+    study: dict,
+    probe,
+    law: dict | None,
+    partners: list,
+    sweeps: list[dict],
+    n_boot: int = N_BOOT,
+    rules: str = AS_REGISTERED,
+) -> dict:
     """The verdicts this module adds to ``study``'s summary: clock, noise, form and a_predictions, or
     {} unless a probe study in ``partners`` ((study.json, probe table) pairs) is ``comparable`` and
-    shares an LR with it; of several, the one sharing the most. ``law``: this study's tau_law."""
+    shares an LR with it; of several, the one sharing the most. ``law``: this study's tau_law, under
+    the same ``rules`` (as registered, or amended: probe_fits.FIT_CHECKS)."""
     lrs = _full_aug_lrs(probe) if probe is not None and len(probe) else set()
     best = None
     for other, other_probe in partners:
@@ -319,10 +331,10 @@ def readings(study: dict, probe, law: dict | None, partners: list, sweeps: list[
         return {}
     _, ref, ref_probe = best
     ref_b, new_b = int(ref["train"]["batch_size"]), int(study["train"]["batch_size"])
-    ref_t = timescales(ref_probe, ref_b, n_boot, REFERENCE_RNG_SEED)
-    new_t = timescales(probe, new_b, n_boot, RNG_SEED)
+    ref_t = timescales(ref_probe, ref_b, n_boot, REFERENCE_RNG_SEED, rules)
+    new_t = timescales(probe, new_b, n_boot, RNG_SEED, rules)
     clock, noise = clock_and_noise(ref_t, new_t, n_boot)
-    ref_law = verdicts.tau_lr_law(ref_probe, n_boot=n_boot, rng_seed=REFERENCE_RNG_SEED)
+    ref_law = verdicts.tau_lr_law(ref_probe, n_boot=n_boot, rng_seed=REFERENCE_RNG_SEED, rules=rules)
     laws = {ref_b: ref_law, new_b: law or {}}
     head = dict(reference=ref["name"], reference_batch=ref_b, batch=new_b)
     taus = tables.records(ref_t) + tables.records(new_t)  # not pd.concat: it compares the attrs' arrays
@@ -330,7 +342,9 @@ def readings(study: dict, probe, law: dict | None, partners: list, sweeps: list[
         dict(
             clock=dict(head, **clock, taus=taus, laws=[_law_record(v, b) for b, v in laws.items()]),
             noise=dict(head, **noise),
-            form=dict(head, readings=forms.form_readings([(ref_t, REFERENCE_RNG_SEED), (new_t, RNG_SEED)], n_boot)),
-            a_predictions=dict(head, rows=predictions.a_predictions(laws, sweeps, study)),
+            form=dict(
+                head, readings=forms.form_readings([(ref_t, REFERENCE_RNG_SEED), (new_t, RNG_SEED)], n_boot, rules)
+            ),
+            a_predictions=dict(head, rows=predictions.a_predictions(laws, sweeps, study, rules)),
         )
     )

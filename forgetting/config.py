@@ -118,6 +118,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["lr_knots"] = [list(k) for k in self.lr_knots]
+        d["betas"] = list(self.betas)  # as config.json holds it
         return d
 
     def identity(self) -> dict:

@@ -317,6 +317,13 @@ class ProbeProgress:
         self.plain = plain
         self.name, self.runs, self.eta = "", "", None
         self.began: float | None = None  # when the first run's probe began: the pace of the rest
+        self.skipped = 0  # runs probed by an earlier invocation: not part of this one's pace
+
+    def start(self, total: int, done: int) -> None:
+        """Before the first run: ``done`` of ``total`` runs were probed already (an earlier, interrupted probe)."""
+        self.skipped = done
+        if done:
+            self.progress.console.print(f"{done} of {total} runs already probed in the store: skipped")
 
     def start_run(self, spec, epochs: int, done: int = 0, total: int = 0) -> None:
         self.task = _restart_task(self.progress, self.task, f"probe {spec.describe()}", epochs)
@@ -324,7 +331,8 @@ class ProbeProgress:
         if self.plain is not None:
             now = self.plain.clock()
             self.began = now if self.began is None else self.began
-            self.eta = (now - self.began) / done * (total - done) if done else None
+            probed = done - self.skipped  # by this invocation, so far
+            self.eta = (now - self.began) / probed * (total - done) if probed > 0 else None
             self.plain.line(self.runs, self.eta, f"probing {self.name}", force=True)
 
     def step(self, epoch: int, n_epochs: int) -> None:

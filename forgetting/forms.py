@@ -39,11 +39,21 @@ def _exp_rss(ages: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return ((ys - (a[:, None] - b[:, None] * np.exp(-ages[None, :] / tau[:, None]))) ** 2).sum(axis=1)
 
 
-def form_readings(studies: list[tuple[pd.DataFrame, int]], n_boot: int = N_BOOT) -> list[dict]:
+def power_degenerate(p: float) -> bool:
+    """The power law's exponent sits at an end of its search range: the rival is a log rise (p -> 0)
+    or a step (p large), not a fitted power law (the amendment of 2026-12-05)."""
+    lo, hi = POWER_RANGE
+    return bool(p <= lo * 1.01 or p >= hi / 1.01)
+
+
+def form_readings(
+    studies: list[tuple[pd.DataFrame, int]], n_boot: int = N_BOOT, rules: str = probe_fits.AS_REGISTERED
+) -> list[dict]:
     """Per study and LR: does a - b exp(-age / tau) or a - b (1 + age)^-p (age in steps; three
     parameters each, so the residual sums of squares compare as they are) fit the seed-mean curve
     better? "exponential" or "power" when it has the smaller RSS in at least FORM_SHARE of seed
-    resamples, else "either"."""
+    resamples, else "either". Amended (``rules`` = probe_fits.AMENDED): "power degenerate" when the
+    power law's point fit sits at its bound, whatever the resamples say."""
     rows = []
     for t, seed in studies:
         rng = np.random.default_rng(seed)
@@ -55,6 +65,10 @@ def form_readings(studies: list[tuple[pd.DataFrame, int]], n_boot: int = N_BOOT)
             rss_exp, (rss_pow, p) = _exp_rss(ages, ys[ok]), _power_fit(ages, ys[ok])
             share = float((rss_exp[1:] < rss_pow[1:]).mean()) if ok.sum() > 1 else math.nan
             form = "exponential" if share >= FORM_SHARE else "power" if share <= 1 - FORM_SHARE else "either"
+            amended = {}
+            if rules == probe_fits.AMENDED:  # added fields only: the registered reading keeps its bytes
+                amended = dict(power_at_bound=power_degenerate(p[0]))
+                form = "power degenerate" if amended["power_at_bound"] else form
             rows.append(
                 dict(
                     batch=int(t["batch"].iloc[0]),
@@ -64,6 +78,7 @@ def form_readings(studies: list[tuple[pd.DataFrame, int]], n_boot: int = N_BOOT)
                     power=float(p[0]),
                     share_exponential_better=share,
                     better=form,
+                    **amended,
                 )
             )
     return rows

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from forgetting import datasets
 from forgetting.datasets import DataIdentity
 from forgetting.schedules import warmup_constant
-from forgetting.studies import Study
 from forgetting.config import TrainConfig, bind_data, is_test_epoch, run_id
 
 
@@ -55,7 +54,7 @@ SHARED_TRAIN_KEYS = (
 )
 
 
-def study_config(study: Study, data: DataIdentity | None = None, **run) -> TrainConfig:
+def study_config(study, data: DataIdentity | None = None, **run) -> TrainConfig:
     """A TrainConfig with the network and recipe of the study's [train] section, plus ``run``'s own
     settings (subset, seed, LR schedule, ...), bound to ``data`` (default: the study's own data set, as
     `Study.data_identity` knows it): the one place a new [train] key reaches every run."""
@@ -67,18 +66,14 @@ def study_config(study: Study, data: DataIdentity | None = None, **run) -> Train
     return bind_data(TrainConfig(**shared, **run), data)
 
 
-def expand(study: Study, base_lr: float, data: DataIdentity | None = None) -> list[RunSpec]:
-    """Every run of the study on ``data`` (default: `Study.data_identity`), smallest subsets first (so
-    results arrive early)."""
+def expand(study, base_lr: float, data: DataIdentity | None = None) -> list[RunSpec]:
+    """Every run of the study (a `studies.Study`) on ``data`` (default: `Study.data_identity`), smallest
+    subsets first (so results arrive early): the cells its kind gives (subset, augmentation, condition),
+    each at every LR multiplier and seed."""
     data = data if data is not None else study.data_identity()
     t = study.train
-    cells = []  # (subset, augment, condition)
-    if study.kind == "lr-sweep":
-        cells = [(size, t["augment"], "") for size in study.grid["sizes"]]
-    else:
-        cells = [(max(1, round(c.fraction * study.grid["subset"])), c.augment, c.name) for c in study.conditions]
     specs = []
-    for subset, augment, condition in sorted(cells):
+    for subset, augment, condition in sorted(study.experiment.cells(study)):
         for m in study.grid["multipliers"]:
             for seed in study.grid["seeds"]:
                 lr = m * base_lr

@@ -6,13 +6,16 @@ suggestions mean, is in docs/lr_finder.md.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from forgetting.errors import UserError
 from forgetting.lr_settings import DEFAULT_METHOD, METHODS
+from forgetting.store import read_json_object, read_table_text
 
 SKIP_END = 5  # points dropped from the end before suggesting (fastai)
 STOP_REASONS = ("completed", "diverged", "nonfinite", "exhausted")
@@ -141,7 +144,7 @@ class LRFindResult:
         return out
 
     def curves_frame(self) -> pd.DataFrame:
-        """All curves in long form: seed, step, lr, loss, smoothed_loss."""
+        """All curves in long form: CURVE_COLUMNS."""
         frames = []
         for s in self.seeds:
             f = self.curves[s].to_frame()
@@ -177,3 +180,21 @@ class LRFindResult:
             device=self.device,
             seconds=self.seconds,
         )
+
+
+# What a range test leaves in a folder (`lr_finder.write_files`), read back: a reader raises on a file
+# that is not what it wrote, for the store's policy on damaged files (`store.read_back`).
+CURVE_COLUMNS = ("seed", "step", "lr", "loss", "smoothed_loss")  # lr_find.csv
+
+
+def read_suggestion(path: Path) -> dict:
+    """lr_find.json: what the finder suggested (a number) by which rule."""
+    saved = read_json_object(path)
+    if not isinstance(saved.get("suggestion"), (int, float)) or not isinstance(saved.get("method"), str):
+        raise ValueError("no suggestion and rule")
+    return saved
+
+
+def read_curves(path: Path) -> pd.DataFrame:
+    """lr_find.csv: the curves, in long form."""
+    return pd.read_csv(io.StringIO(read_table_text(path, CURVE_COLUMNS)))

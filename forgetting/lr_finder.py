@@ -24,9 +24,9 @@ from forgetting.config import TrainConfig, bind_data
 from forgetting.datasets import Dataset
 from forgetting.device import amp_dtype, resolve_device, use_compile
 from forgetting.errors import UserError
-from forgetting.lr_curve import LRFindCurve, LRFindResult, median_log
+from forgetting.lr_curve import LRFindCurve, LRFindResult, median_log, read_curves, read_suggestion
 from forgetting.lr_settings import BETA, DEFAULT_METHOD, DIVERGE_FACTOR, END_LR, METHODS, NUM_STEPS, START_LR
-from forgetting.store import StudyFolder, ensure_folder, json_bytes
+from forgetting.store import StudyFolder, ensure_folder, json_bytes, read_back
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -325,6 +325,18 @@ def write_files(found: LRFindResult, folder: Path, key: dict | None = None, figu
         from forgetting import plots  # the figures' module (matplotlib) loads only when a plot is asked for
 
         plots.plot_lr_find(frame, found.suggestion, found.method, out.lr_find_figure, _title(found))
+
+
+def read_files(folder: Path, notice: Callable[[str], None] | None = None) -> dict | None:
+    """``folder``'s lr_find.json, read back with lr_find.csv beside it under the store's policy on damaged
+    files: None when there is none, or when (with ``notice``) one of the two was damaged and set aside, so
+    that the finder runs again; without ``notice``, a damaged one is refused (`store.DamagedFile`)."""
+    out = StudyFolder(folder)
+    if not out.lr_find_json.exists():
+        return None
+    saved = read_back(out.lr_find_json, read_suggestion, notice)
+    curves = read_back(out.lr_find_csv, read_curves, notice) if out.lr_find_csv.exists() else True
+    return saved if saved is not None and curves is not None else None
 
 
 def find_lr_into(folder: Path, cfg: TrainConfig, data: Dataset, device, **find_args) -> LRFindResult:

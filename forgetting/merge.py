@@ -21,7 +21,20 @@ import pandas as pd
 from forgetting.analysis import probe_fits
 from forgetting.errors import UserError
 from forgetting.grid import expand
-from forgetting.store import TEMPORARY, RunFolder, StudyFolder, atomic_write_bytes, json_bytes, read_json, study_folders
+from forgetting.lr_curve import read_curves, read_suggestion
+from forgetting.store import (
+    DAMAGED,
+    TEMPORARY,
+    RunFolder,
+    StudyFolder,
+    atomic_write_bytes,
+    check_zip,
+    json_bytes,
+    read_back,
+    read_json_object,
+    read_table_text,
+    study_folders,
+)
 from forgetting.sweep import results_csv_bytes, results_table, study_from_record
 
 
@@ -38,15 +51,37 @@ class StudyMerge:
     changed: bool = False  # set once DST/<study> has been replaced
 
 
-def _read_record(folder: Path) -> dict:
-    path = StudyFolder(folder).study_json
-    try:
-        record = read_json(path)
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not readable JSON ({type(e).__name__})") from None
-    if not isinstance(record, dict) or not {"name", "kind", "train", "grid"} <= set(record):
-        raise UserError(f"{path}: not a study record written by sweep-lr or probe-epochs")
+def _study_record(path: Path) -> dict:
+    record = read_json_object(path)
+    if not {"name", "kind", "train", "grid"} <= set(record):
+        raise ValueError("not a study record written by sweep-lr or probe-epochs")
     return record
+
+
+def _read_record(folder: Path) -> dict:
+    """A folder's study.json, the one description of its grid here: damaged, it is refused (`store.read_back`)."""
+    return read_back(StudyFolder(folder).study_json, _study_record)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A probe table, text in, text out: its bytes kept."""
+    return pd.read_csv(io.StringIO(read_table_text(path, ("run",))), dtype=str, keep_default_na=False)
+
+
+# What merge copies of a run besides its record (not with --light): read back, so that no damage travels.
+_HEAVY_READERS = {
+    RunFolder.steps.name: read_table_text,
+    RunFolder.examples.name: check_zip,
+    RunFolder.model.name: check_zip,
+}
+
+
+def _check_heavy(merge: StudyMerge) -> None:
+    """The weights and records of the runs a whole-run merge copies, read back: damaged, they are refused."""
+    for run in merge.new_runs:
+        for name, read in _HEAVY_READERS.items():
+            if (merge.runs[run].dir / name).exists():
+                read_back(merge.runs[run].dir / name, read)
 
 
 def _same_study(a: dict, b: dict, where: str) -> None:
@@ -63,6 +98,8 @@ def _claim_runs(merge: StudyMerge, folder: Path) -> None:
             raise UserError(
                 f"{found.dir}: a finished run without {', '.join(missing)}; remove the folder or redo the run"
             )
+        for path, read in found.record().items():  # damaged: refused before anything is written
+            read_back(path, read)
         held = merge.runs.get(run)
         if held is None:
             merge.runs[run] = found
@@ -81,7 +118,7 @@ def _probe_tables(merge: StudyMerge, specs) -> dict[str, bytes]:
             path = folder / name
             if not path.exists():
                 continue
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)  # text in, text out: bytes kept
+            df = read_back(path, _read_table)
             for run, rows in df.groupby("run", sort=False):
                 frames.setdefault(run, rows)
         if frames:
@@ -125,9 +162,11 @@ def plan(name: str, folders: list[Path], dst_root: Path) -> StudyMerge:
         for run, failed in StudyFolder(folder).failed_runs().items():
             if run not in merge.runs and not StudyFolder(dst).run(run).failed.exists():
                 merge.failed.setdefault(run, failed)
+    readers = {StudyFolder.lr_find_json.name: read_suggestion, StudyFolder.lr_find_csv.name: read_curves}
     for fname in StudyFolder.LR_FIND:  # from the first folder that has them
         source = next((f / fname for f in [dst, *folders] if (f / fname).exists()), None)
         if source is not None:
+            read_back(source, readers[fname])
             merge.files[fname] = source.read_bytes()
     study = study_from_record(merge.record)
     specs = expand(study, float(merge.record["base_lr"]))
@@ -182,7 +221,7 @@ def apply(merge: StudyMerge, light: bool) -> None:
         ignore = (
             (lambda d, names: [n for n in names if n not in keep])
             if light
-            else shutil.ignore_patterns(*RunFolder.UNFINISHED, TEMPORARY)
+            else shutil.ignore_patterns(*RunFolder.UNFINISHED, TEMPORARY, f"*{DAMAGED}")
         )
         shutil.copytree(merge.runs[run].dir, staged.run(run).dir, ignore=ignore)
     for run, source in merge.failed.items():
@@ -209,6 +248,9 @@ def merge_stores(sources: list[Path], dst_root: Path, light: bool = False) -> li
             if folder.resolve() != (dst_root / folder.name).resolve():  # DST itself adds nothing
                 by_name.setdefault(_read_record(folder)["name"], []).append(folder)
     merges = [plan(name, folders, dst_root) for name, folders in sorted(by_name.items())]
+    if not light:  # a whole-run merge copies weights and records besides
+        for merge in merges:
+            _check_heavy(merge)
     dst_root.mkdir(parents=True, exist_ok=True)
     for merge in merges:
         if unchanged(merge):

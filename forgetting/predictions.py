@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from forgetting.analysis import verdicts
+from forgetting.analysis import probe_fits, verdicts
 
 TELL_FACTOR = 2.0  # nearer only by more than one grid step: the sweeps' turn-ups sit on a 2x grid
 SAME_NET = ("net", "width")  # train keys a sweep must share with the probe study whose taus it meets
@@ -29,6 +29,20 @@ def _nearer(turn_up: float, m_forget: float | None, m_noise: float, censored: st
     return ("forgetting", "") if d < 0 else ("noise", "")
 
 
+def _agrees(turn_up: float, m_forget: float | None, m_noise: float, censored: str | None) -> tuple[str, str]:
+    """The amended rule (2026-12-05): a prediction agrees when within TELL_FACTOR of the turn-up;
+    "forgetting" or "noise" when only that one agrees, "neither" when none does, "cannot tell" when both
+    do, or the turn-up tests neither (censored), or there is no tau law."""
+    if censored:
+        return "cannot tell", censored
+    if m_forget is None or not m_forget > 0:
+        return "cannot tell", "no tau law at this batch size"
+    near = [abs(math.log(turn_up / m)) <= math.log(TELL_FACTOR) for m in (m_forget, m_noise)]
+    if all(near):
+        return "cannot tell", f"both within a factor {TELL_FACTOR:g} of the turn-up"
+    return ("forgetting" if near[0] else "noise" if near[1] else "neither"), ""
+
+
 def _censored(r: dict, anchor: dict) -> str | None:
     """Why a subset's turn-up tests neither prediction, if it does not."""
     if r is anchor:
@@ -38,11 +52,13 @@ def _censored(r: dict, anchor: dict) -> str | None:
     return None
 
 
-def a_predictions(laws: dict, sweeps: list[dict], study: dict) -> list[dict]:
+def a_predictions(laws: dict, sweeps: list[dict], study: dict, rules: str = probe_fits.AS_REGISTERED) -> list[dict]:
     """Per LR sweep trained like ``study`` (same net and width), reading and subset: the turn-up
     multiplier against forgetting's m* (tau = N / B, from the tau law at the sweep's batch size in
     ``laws``, via verdicts.tau_vs_turn_up) and against the noise-scale prediction (turn-up x 1 / N at a
-    fixed batch, anchored at the largest subset, which is therefore no test)."""
+    fixed batch, anchored at the largest subset, which is therefore no test). Read by the rule as
+    registered (the nearer of the two) or, with ``rules`` = probe_fits.AMENDED, by _agrees."""
+    read = _agrees if rules == probe_fits.AMENDED else _nearer
     rows = []
     for sweep in sweeps:
         st = sweep["study"]
@@ -60,7 +76,7 @@ def a_predictions(laws: dict, sweeps: list[dict], study: dict) -> list[dict]:
                 m_noise = anchor["turn_up"] * anchor["subset"] / r["subset"]
                 censored = _censored(r, anchor)
                 m_forget = forget.get(r["subset"])
-                nearer, why = _nearer(r["turn_up"], m_forget, m_noise, censored)
+                nearer, why = read(r["turn_up"], m_forget, m_noise, censored)
                 rows.append(
                     dict(
                         sweep=st["name"],

@@ -1,278 +1,36 @@
-"""The forgetting probe: replay a finished run's batch plans through its frozen final weights.
+"""The forgetting probe of a study: its finished runs probed (`replay`), each a job on the study's executor.
 
-For every probed epoch the plan is drawn again from the run's config and each batch's digest is
-checked against the one recorded in training, so the loss is measured on exactly the images and
-augmentation draws the network was trained on. Also: per-example forgetting events (Toneva et al.,
-ICLR 2019) from the correctness recorded at every presentation during training.
+Each run's probe tables are written into its folder as its probe ends, each atomically and probe.json
+last (the probe's settings and each table's digest), so an interrupted probe resumes: the same command
+again probes only the runs without whole tables of the same settings. The study's tables join the runs'
+own, in the order of the study's runs.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
-from forgetting import augment
 from forgetting.analysis import probe_fits
-from forgetting.config import BN_MODES, TrainConfig, bind_data
-from forgetting.datasets import Dataset
-from forgetting.errors import UserError
-from forgetting.executors import ExecutorSettings
-from forgetting.store import RunFolder, StudyFolder, read_json
-from forgetting.device import resolve_device
-from forgetting.evaluation import per_example, per_step_mean
-from forgetting.train import Prepared, build_model, prepare
+from forgetting.execution.base import Job, RunFailure
+from forgetting.execution.jobs import probe_job
+from forgetting.replay import ProbeError, RunProbe, check_bn, load_run, count_forgetting, probe_run
+from forgetting.store import (
+    DamagedFile,
+    RunFolder,
+    StudyFolder,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_back,
+    read_json_object,
+    warn,
+)
 
-
-class ProbeError(UserError):
-    """A replayed batch does not match what training recorded, or a run is incomplete."""
-
-
-def _check_bn(bn: str) -> None:
-    if bn not in BN_MODES:
-        raise UserError(f"--bn must be {' or '.join(BN_MODES)}, not {bn!r}")
-
-
-def count_forgetting(order: np.ndarray, correct: np.ndarray, n_index: int) -> pd.DataFrame:
-    """Toneva et al.'s statistics from per-presentation correctness.
-
-    ``order[e]`` lists the dataset indices presented in epoch ``e`` and ``correct[e]`` whether each
-    was classified correctly at that presentation. A forgetting event is a presentation that is
-    wrong right after one that was right. Returns one row per presented index.
-    """
-    epochs = order.shape[0]
-    seen = np.zeros((n_index, epochs), dtype=bool)
-    state = np.zeros((n_index, epochs), dtype=np.int8)
-    rows = np.arange(epochs)[:, None].repeat(order.shape[1], 1)
-    seen[order, rows] = True
-    state[order, rows] = correct
-    events = np.zeros(n_index, dtype=np.int64)
-    prev = np.full(n_index, -1, dtype=np.int8)  # -1: not yet presented
-    for e in range(epochs):  # a loop over epochs (<= tens), vectorised over examples
-        cur = np.where(seen[:, e], state[:, e], prev)
-        events += (seen[:, e] & (prev == 1) & (cur == 0)).astype(np.int64)
-        prev = cur
-    correct_seen = seen & (state == 1)
-    learned = correct_seen.any(1)
-    present = seen.any(1)
-    index = np.flatnonzero(present)
-    return pd.DataFrame(
-        dict(
-            index=index,
-            presentations=seen.sum(1)[index],
-            forgetting_events=events[index],
-            first_learned_epoch=np.where(learned, correct_seen.argmax(1), -1)[index],
-            never_learned=~learned[index],
-        )
-    )
-
-
-@dataclass
-class RunProbe:
-    steps: pd.DataFrame  # one row per training step probed
-    examples: pd.DataFrame  # one row per training example: forgetting statistics and loss now
-    recency: pd.DataFrame  # one row per example: steps since its most recent presentation, loss now
-    run: dict  # reference: test loss/acc of the same weights, run facts
-
-
-def _load_run(run_dir: Path):
-    run = RunFolder(run_dir)
-    for path in (run.result, run.config, run.steps, run.model, run.examples):
-        if not path.exists():
-            raise ProbeError(f"run {run.dir.name}: {path.name} missing; the run has not finished")
-    cfg = TrainConfig.from_dict(read_json(run.config))
-    steps = pd.read_csv(run.steps, dtype={"digest": str})
-    state = torch.load(run.model, map_location="cpu", weights_only=True)
-    with np.load(run.examples) as f:
-        examples = {k: f[k] for k in f.files}
-    return cfg, steps, state, examples, read_json(run.result)
-
-
-def _batch_stat_mode(model: torch.nn.Module) -> dict:
-    """BN uses each batch's own statistics, with momentum 0 so running statistics stay as they are."""
-    saved = {}
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            saved[name] = (m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-            m.momentum = 0.0
-    model.train()
-    return saved
-
-
-def _restore_bn(model: torch.nn.Module, saved: dict) -> None:
-    for name, m in model.named_modules():
-        if name in saved:
-            m.momentum, rm, rv, nb = saved[name]
-            m.running_mean.copy_(rm)
-            m.running_var.copy_(rv)
-            m.num_batches_tracked.copy_(nb)
-    model.eval()
-
-
-@dataclass
-class _Frozen:
-    """A finished run made ready to probe: its records, its data on the device, its final weights."""
-
-    name: str  # the run id
-    cfg: TrainConfig
-    recorded: dict  # (epoch, step) -> that step's row of steps.csv
-    examples: dict  # examples.npz: each presentation's order and correctness in training
-    result: dict
-    prep: Prepared
-    model: torch.nn.Module
-
-
-def _freeze(run_dir: Path, data: Dataset, device: torch.device, cache: dict | None) -> _Frozen:
-    run_dir = Path(run_dir)
-    cfg, steps, state, examples, result = _load_run(run_dir)
-    if result.get("diverged"):
-        raise ProbeError(f"run {run_dir.name} diverged: there is nothing to probe")
-    bind_data(cfg, data.identity, f"run {run_dir.name}")  # its weights are never probed on other images
-    prep = prepare(cfg, data, device, cache)
-    model = build_model(cfg, device, prep)
-    model.load_state_dict(state)
-    model.eval()
-    recorded = {(int(r.epoch), int(r.step)): r for r in steps.itertuples()}
-    return _Frozen(run_dir.name, cfg, recorded, examples, result, prep, model)
-
-
-def _check_replay(run: _Frozen, epoch: int, plan: augment.EpochPlan) -> None:
-    """Every batch of the epoch drawn again must be the one training recorded, digest for digest."""
-    for s, d in enumerate(plan.digests()):
-        rec = run.recorded.get((epoch, epoch * plan.steps + s))
-        if rec is None or rec.digest != d:
-            raise ProbeError(
-                f"run {run.name}: batch at epoch {epoch} step {epoch * plan.steps + s} does not match the one "
-                f"recorded in training (digest {d} vs {getattr(rec, 'digest', 'none')}); the replay is not exact"
-            )
-
-
-def _epoch_losses(run: _Frozen, plan: augment.EpochPlan, device: torch.device, bn: str):
-    """Each presentation's loss and correctness under the frozen weights, in the plan's order (host arrays)."""
-    cfg, prep, model = run.cfg, run.prep, run.model
-    dplan = augment.DevicePlan(plan, device)
-    if bn == "eval":  # per-example losses do not depend on batch composition: use big chunks
-        idx = dplan.indices
-        x = augment.apply_choices(
-            prep.train_padded[idx], dplan.crop, dplan.flip, dplan.cutout, prep.augment.cutout, prep.augment.image
-        )
-        loss, correct = per_example(model, x, prep.train_labels[idx], precision=cfg.precision)
-    else:  # batch statistics depend on the batch: replay the training batches as they were
-        parts = [
-            per_example(
-                model,
-                *dplan.batch(prep.train_padded, prep.train_labels, s),
-                batch=cfg.batch_size,
-                precision=cfg.precision,
-            )
-            for s in range(plan.steps)
-        ]
-        loss, correct = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    return loss.float().cpu().numpy(), correct.cpu().numpy()
-
-
-def _step_rows(run: _Frozen, epoch: int, plan: augment.EpochPlan, loss: np.ndarray, acc: np.ndarray) -> list[dict]:
-    """One row per step of the epoch: the loss now of its batch beside the loss when it was trained on."""
-    n_epochs, n_steps, sizes = run.cfg.epochs, plan.steps, plan.sizes()
-    by_step_loss = per_step_mean(loss, sizes)
-    by_step_acc = per_step_mean(acc, sizes)
-    rows = []
-    for s in range(n_steps):
-        rec = run.recorded[(epoch, epoch * n_steps + s)]
-        rows.append(
-            dict(
-                step=epoch * n_steps + s,
-                epoch=epoch,
-                epoch_age=n_epochs - 1 - epoch,
-                step_lr=rec.lr,
-                loss_now=float(by_step_loss[s]),
-                acc_now=float(by_step_acc[s]),
-                loss_when_seen=rec.loss,
-                n=int(sizes[s]),
-            )
-        )
-    return rows
-
-
-def _recency(index: list, step: list, loss: list, total_steps: int) -> pd.DataFrame:
-    """Loss now on each example's most recent presentation, and how many steps ago that was."""
-    idx_all, step_all, loss_all = map(np.concatenate, (index, step, loss))
-    order = np.lexsort((step_all, idx_all))  # by index, then step: the last of each index is its newest
-    last = np.r_[idx_all[order][1:] != idx_all[order][:-1], True]
-    return pd.DataFrame(
-        dict(
-            index=idx_all[order][last],
-            steps_since_seen=total_steps - 1 - step_all[order][last],
-            loss_now=loss_all[order][last],
-        )
-    )
-
-
-def _forgetting(run: _Frozen, data: Dataset, device: torch.device) -> pd.DataFrame:
-    """Toneva statistics from training records; loss now on the clean (unaugmented) image."""
-    prep = run.prep
-    forget = count_forgetting(run.examples["order"], run.examples["correct"], data.train_size)
-    clean_idx = torch.as_tensor(forget["index"].to_numpy().copy(), device=device)
-    clean_x = prep.clean(clean_idx)
-    clean_loss, _ = per_example(run.model, clean_x, prep.train_labels[clean_idx], precision=run.cfg.precision)
-    forget["label"] = data.train_y[forget["index"].to_numpy()]
-    forget["loss_now"] = clean_loss.float().cpu().numpy()
-    forget["first_learned_epoch"] = forget["first_learned_epoch"].where(~forget["never_learned"], -1)
-    return forget
-
-
-def _reference(run: _Frozen) -> dict:
-    """The reference line: the same weights on the test set, as training measured it in eval mode."""
-    result = run.result
-    return dict(
-        test_loss=result["test_loss"],
-        test_acc=result["test_acc"],
-        train_loss=result.get("train_loss"),
-        epochs=run.cfg.epochs,
-        subset=run.cfg.subset,
-        train_seconds=result.get("seconds"),
-    )
-
-
-def probe_run(
-    run_dir: Path,
-    data: Dataset,
-    device: torch.device,
-    last_epochs: int = 0,
-    bn: str = "eval",
-    cache: dict | None = None,
-    callbacks=None,
-) -> RunProbe:
-    """Loss of the frozen final weights on every probed epoch's exact training batches."""
-    _check_bn(bn)
-    if last_epochs < 0:
-        raise UserError(f"--last-epochs must not be negative, not {last_epochs}")
-    run = _freeze(run_dir, data, device, cache)
-    cfg, n_epochs = run.cfg, run.cfg.epochs
-    first = 0 if last_epochs == 0 else max(0, n_epochs - last_epochs)
-    rows, pres_index, pres_step, pres_loss = [], [], [], []
-    saved = _batch_stat_mode(run.model) if bn == "batch" else None
-    total_steps = None
-    for epoch in range(first, n_epochs):
-        plan = augment.plan_epoch(run.prep.subset, cfg.seed, epoch, run.prep.augment, cfg.batch_size, cfg.drop_last)
-        total_steps = n_epochs * plan.steps
-        _check_replay(run, epoch, plan)
-        loss, acc = _epoch_losses(run, plan, device, bn)
-        rows += _step_rows(run, epoch, plan, loss, acc)
-        pres_index.append(plan.indices)
-        pres_step.append(epoch * plan.steps + np.arange(len(plan.indices)) // cfg.batch_size)
-        pres_loss.append(loss)
-        if callbacks is not None:
-            callbacks.step(epoch, n_epochs)
-    if saved is not None:
-        _restore_bn(run.model, saved)
-    recency = _recency(pres_index, pres_step, pres_loss, total_steps)
-    return RunProbe(pd.DataFrame(rows), _forgetting(run, data, device), recency, _reference(run))
-
+__all__ = ["ProbeError", "ProbeOutcome", "RunProbe", "count_forgetting", "probe_run", "probe_finished_runs"]
 
 PROBE_COLUMNS = [
     "run",
@@ -303,73 +61,196 @@ class ProbeOutcome:
     seconds: dict  # run id -> (train seconds, probe seconds)
 
 
-def probe_study(
-    study,
-    store_root: Path,
-    data,
-    executor: ExecutorSettings = ExecutorSettings(),
-    last_epochs=None,
-    bn=None,
-    shard=None,
-    sweep_events=None,
-    probe_events=None,
+def check_before_training(plan, store, last_epochs: int, bn: str) -> None:
+    """Before anything is trained or written (``plan``: the sweep's `SweepPlan`): the probe's settings, and
+    what it needs of each finished run it will probe, so that a damaged file is refused with the store as it was."""
+    check_bn(bn)
+    _check_finished_runs(plan, store, dict(bn=bn, last_epochs=last_epochs))
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's own probe tables: written as its probe ends, probe.json last; read back whole or not at all.
+
+
+def _write_run_tables(run: RunFolder, tables: dict[str, bytes], settings: dict) -> None:
+    run.probe_record.unlink(missing_ok=True)
+    for name, blob in tables.items():
+        atomic_write_bytes(run.dir / name, blob)
+    digests = {name: hashlib.sha256(blob).hexdigest() for name, blob in tables.items()}
+    atomic_write_json(run.probe_record, dict(settings, tables=digests))
+
+
+def _read_record(path: Path) -> dict:
+    record = read_json_object(path)
+    if sorted(record.get("tables") or ()) != sorted(RunFolder.PROBE_TABLES):
+        raise ValueError("it does not list the run's probe tables")
+    return record
+
+
+def _digested(path: Path, digest: str) -> bytes:
+    blob = Path(path).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise ValueError("its bytes are not the ones its probe wrote (probe.json's digest)")
+    return blob
+
+
+def _read_run_tables(run: RunFolder, settings: dict, notice=None) -> dict[str, bytes] | None:
+    """The run's probe tables from an earlier probe with these ``settings``, each the bytes its digest
+    names; None when the run is to be probed (again). A damaged file meets `store.read_back` with ``notice``."""
+    if not run.probe_record.exists():
+        return None
+    record = read_back(run.probe_record, _read_record, notice)
+    if record is None or any(record.get(key) != value for key, value in settings.items()):
+        return None
+    tables = {}
+    for name, digest in record["tables"].items():
+        if not (run.dir / name).exists():
+            return None
+        tables[name] = read_back(run.dir / name, lambda path, digest=digest: _digested(path, digest), notice)
+        if tables[name] is None:
+            return None
+    return tables
+
+
+def _to_probe(run: RunFolder) -> bool:
+    """A finished run that did not diverge: failed or diverged runs are in results.csv, with nothing to probe."""
+    result = run.read_result()
+    return result is not None and not result.get("diverged")
+
+
+def _check_finished_runs(plan, store, settings: dict) -> None:
+    """Before anything is trained or written: read back what the probe needs of each finished run it will
+    probe, so that a damaged file no command can make again is refused with the store as it was."""
+    for spec in plan.mine:
+        run = store.run(spec.id)
+        if spec.id not in plan.finished or not _to_probe(run):
+            continue
+        try:
+            for path, read in run.record().items():
+                if path.exists():
+                    read_back(path, read)
+        except DamagedFile:
+            continue  # the sweep trains the run again
+        try:
+            if _read_run_tables(run, settings) is not None:
+                continue  # probed already
+        except DamagedFile:
+            pass  # its probe is redone, from its weights
+        load_run(run.dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# The study's probe: the runs not yet probed, then the study's tables from every run's own.
+
+
+class _ProbeSink:
+    """Where probe jobs end (`execution.base.Sink`): each run's tables written into its folder as its probe
+    ends (so an interrupted probe resumes), the progress, and the curves."""
+
+    def __init__(self, outcome, settings: dict, events, board, done: int, total: int):
+        self.store, self.settings, self.events, self.board = outcome.store, settings, events, board
+        self.heartbeat_seconds = getattr(events, "heartbeat_seconds", None)
+        self.scratch = outcome.store.jobs
+        self.done, self.total = done, total
+        self.tables: dict[str, dict[str, bytes]] = {}
+        self.failures: list[tuple] = []
+
+    def started(self, spec) -> None:
+        if self.events is not None:
+            last = self.settings["last_epochs"]
+            epochs = spec.config.epochs if last == 0 else min(last, spec.config.epochs)
+            self.events.start_run(spec, epochs, done=self.done, total=self.total)
+        self.done += 1
+
+    def callbacks(self, spec):
+        return self.events
+
+    def heartbeat(self) -> None:
+        pass
+
+    def keeper(self, spec):
+        return None  # the tables come back to the driver, which writes them
+
+    def finished(self, spec, outcome) -> None:
+        rp, seconds = outcome
+        facts = dict(probe_seconds=round(seconds, 3), bn=self.settings["bn"])
+        self.tables[spec.id] = _run_tables(spec, rp, facts)
+        _write_run_tables(self.store.run(spec.id), self.tables[spec.id], self.settings)
+        if self.board is not None:
+            self.board.probe(spec, rp.steps)
+
+    def failed(self, spec, failure: RunFailure) -> None:
+        self.failures.append((spec, failure))
+
+
+SHIPPED = (*RunFolder.LIGHT, *RunFolder.HEAVY)  # a run's files, for a worker that does not share the store's disk
+
+
+def probe_finished_runs(
+    outcome, data, executor, last_epochs: int, bn: str, events=None, board=None, notice=warn
 ) -> ProbeOutcome:
-    """Train the probe study's runs through the sweep engine (finished ones reused), then probe them
-    on ``executor.device``; ``shard`` trains and probes one piece of the study."""
-    from forgetting import sweep
-
-    last_epochs = study.probe["last_epochs"] if last_epochs is None else last_epochs
-    bn = study.probe["bn"] if bn is None else bn
-    _check_bn(bn)
-    outcome = sweep.run_sweep(study, store_root, data, executor, events=sweep_events, shard=shard)
-    # Probing writes five tables that belong together: hold the store, as the sweep did, so that two
-    # probes (say --bn eval and --bn batch) at once cannot leave a mix of both.
-    with outcome.store.lock():
-        return _probe_finished_runs(outcome, data, executor.device, last_epochs, bn, probe_events)
-
-
-def _probe_finished_runs(outcome, data, device, last_epochs, bn, probe_events) -> ProbeOutcome:
-    dev = resolve_device(device)
-    cache: dict = {}
-    tables = {"probe": [], "runs": [], "recency": [], "examples": []}
-    seconds = {}
-    for done, spec in enumerate(outcome.mine):  # a shard probes its own runs; `forgetting merge` joins the tables
-        keys = dict(
-            run=spec.id,
-            condition=spec.meta["condition"],
-            multiplier=spec.meta["multiplier"],
-            lr=spec.meta["lr"],
-            seed=spec.config.seed,
-        )
-        run = RunFolder(outcome.store.run_dir(spec))
-        result = read_json(run.result) if run.result.exists() else None
-        if result is None or result.get("diverged"):
-            continue  # failed or diverged runs are in results.csv; there is nothing to probe
-        if probe_events is not None:
-            epochs = spec.config.epochs if last_epochs == 0 else min(last_epochs, spec.config.epochs)
-            probe_events.start_run(spec, epochs, done=done, total=len(outcome.mine))
-        prepare(spec.config, data, dev, cache)  # data preparation is shared by all runs: not the probe's cost
-        t0 = time.perf_counter()
-        rp = probe_run(run.dir, data, dev, last_epochs, bn, cache, callbacks=probe_events)
-        seconds[spec.id] = (result["seconds"], time.perf_counter() - t0)
-        for name, df in (("probe", rp.steps), ("recency", rp.recency), ("examples", rp.examples)):
-            tables[name].append(df.assign(**keys))
-        tables["runs"].append(dict(keys, **rp.run, probe_seconds=round(seconds[spec.id][1], 3), bn=bn))
-    if not tables["runs"]:
+    """Probe the finished runs of ``outcome`` (the sweep's; a shard's own) not yet probed so, each a job on
+    ``executor`` (`ExecutorSettings`); then the study's tables from every run's own."""
+    settings = dict(bn=bn, last_epochs=last_epochs)
+    runs = [(spec, RunFolder(outcome.store.run_dir(spec))) for spec in outcome.mine]  # a shard probes its own
+    runs = [(spec, run) for spec, run in runs if _to_probe(run)]
+    if not runs:
         raise ProbeError(f"{outcome.study.name}: no finished, non-diverged run to probe")
-    probe = pd.concat(tables["probe"], ignore_index=True)[PROBE_COLUMNS]
-    runs = pd.DataFrame(tables["runs"])
-    recency = pd.concat(tables["recency"], ignore_index=True)
-    recency = recency[KEYS + [c for c in recency.columns if c not in KEYS]]
-    examples = pd.concat(tables["examples"], ignore_index=True)
-    examples = examples[KEYS + [c for c in examples.columns if c not in KEYS]]
-    epochs = probe_fits.epoch_aggregates(probe)
+    tables = {spec.id: _read_run_tables(run, settings, notice) for spec, run in runs}
+    todo = [(spec, run) for spec, run in runs if tables[spec.id] is None]
+    if events is not None:
+        events.start(len(runs), len(runs) - len(todo))
+    runner = executor.make(data)
+    jobs = []
+    for spec, run in todo:
+        kwargs = dict(run_dir=str(run.dir), last_epochs=last_epochs, bn=bn)
+        if not runner.shares_disk:  # the run's files travel with its job
+            kwargs["files"] = {name: (run.dir / name).read_bytes() for name in SHIPPED}
+        jobs.append(Job(spec, probe_job, kwargs))
+    sink = _ProbeSink(outcome, settings, events, board, len(runs) - len(todo), len(runs))
+    runner.run(jobs, sink)
+    if sink.failures:
+        spec, failure = sink.failures[0]
+        raise ProbeError(f"run {spec.id}: its probe failed ({failure.line}); run the same command again to retry")
+    tables.update(sink.tables)
+    return _join(outcome, [tables[spec.id] for spec, _ in runs])
+
+
+def _run_tables(spec, rp: RunProbe, facts: dict) -> dict[str, bytes]:
+    """One run's block of each of the study's probe tables, as CSV bytes."""
+    keys = dict(
+        run=spec.id,
+        condition=spec.meta["condition"],
+        multiplier=spec.meta["multiplier"],
+        lr=spec.meta["lr"],
+        seed=spec.config.seed,
+    )
+
+    def keys_first(df: pd.DataFrame) -> pd.DataFrame:
+        return df.assign(**keys)[KEYS + [c for c in df.columns if c not in KEYS]]
+
     frames = {
-        StudyFolder.probe.name: probe,
-        StudyFolder.probe_runs.name: runs,
-        StudyFolder.probe_recency.name: recency,
-        StudyFolder.probe_examples.name: examples,
-        StudyFolder.probe_epochs.name: epochs,
+        RunFolder.probe_steps.name: rp.steps.assign(**keys)[PROBE_COLUMNS],
+        RunFolder.probe_runs.name: pd.DataFrame([dict(keys, **rp.run, **facts)]),
+        RunFolder.probe_recency.name: keys_first(rp.recency),
+        RunFolder.probe_examples.name: keys_first(rp.examples),
     }
+    return {name: df.to_csv(index=False).encode() for name, df in frames.items()}
+
+
+def _join(outcome, per_run: list[dict[str, bytes]]) -> ProbeOutcome:
+    """The study's probe tables: the runs' own, joined in the order given, and probe_epochs from them."""
+
+    def frame(blob: bytes) -> pd.DataFrame:
+        return pd.read_csv(io.BytesIO(blob), dtype={"run": str})
+
+    frames = {
+        name: pd.concat([frame(t[name]) for t in per_run], ignore_index=True).fillna({"condition": ""})
+        for name in StudyFolder.PROBE_PER_RUN
+    }
+    probe, runs = frames[StudyFolder.probe.name], frames[StudyFolder.probe_runs.name]
+    frames[StudyFolder.probe_epochs.name] = epochs = probe_fits.epoch_aggregates(probe)
     outcome.store.write({name: df.to_csv(index=False).encode() for name, df in frames.items()})
+    seconds = {r.run: (r.train_seconds, r.probe_seconds) for r in runs.itertuples()}
+    recency, examples = frames[StudyFolder.probe_recency.name], frames[StudyFolder.probe_examples.name]
     return ProbeOutcome(outcome, probe, runs, recency, examples, epochs, seconds)

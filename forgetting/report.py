@@ -8,16 +8,28 @@ regenerate everything from tables alone.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from forgetting import clock, plots, plots_clock, report_text
+from forgetting import amendments, plots, report_text
 from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
-from forgetting.store import StudyFolder, atomic_write_bytes, atomic_write_json, read_json, study_folders
+from forgetting.experiments.base import ReportContext
+from forgetting.experiments.registry import kind_named
+from forgetting.lr_curve import read_curves, read_suggestion
+from forgetting.store import (
+    StudyFolder,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_back,
+    read_json_object,
+    read_table_text,
+    study_folders,
+)
 
 
 @dataclass
@@ -34,23 +46,71 @@ class StudyReport:
         return f"{table}\n{self.warning}" if self.warning else table
 
 
-def _read(path: Path) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    try:
-        return pd.read_csv(path, dtype={"run": str})
-    except (ValueError, OSError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
-        raise UserError(f"{path}: not a readable table ({type(e).__name__})") from None
+def _table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(read_table_text(path)), dtype={"run": str})
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        obj = read_json(path)
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not readable JSON ({type(e).__name__})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return obj
+def _study(path: Path) -> dict:
+    study = read_json_object(path)
+    missing = [k for k in ("name", "kind", "scale") if k not in study]
+    if missing:
+        raise ValueError(f"lacks {', '.join(missing)}")
+    return study
+
+
+def _read(path: Path, read=_table):
+    """A table (or a record) the report reads, None where there is none. The report only reads what
+    sweep-lr and probe-epochs made: a damaged one is refused, naming the command that makes it again."""
+    return read_back(path, read) if path.exists() else None
+
+
+def _run_histories(folder: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The history.csv rows of ``runs`` (finished runs of the study in ``folder``), with their run id."""
+    stored = StudyFolder(folder)
+    frames = [
+        _read(path, lambda p: pd.read_csv(io.StringIO(read_table_text(p, ("epoch",))))).assign(run=run)
+        for run in runs["run"].astype(str)
+        if (path := stored.run(run).history).exists()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "epoch", "clean_train_loss"])
+
+
+@dataclass
+class StudyTables:
+    """What the report reads of a study folder: all of it read back before anything is written."""
+
+    folder: Path
+    study: dict  # study.json
+    results: pd.DataFrame | None
+    probe: pd.DataFrame | None
+    probe_runs: pd.DataFrame | None
+    recency: pd.DataFrame | None
+    lr_find_curves: pd.DataFrame | None
+    lr_find: dict | None  # lr_find.json, read where its curves are
+    histories: pd.DataFrame | None  # the finished runs' history.csv, for a sweep that evaluated eval_train
+
+    @classmethod
+    def read(cls, folder: Path) -> "StudyTables":
+        folder = Path(folder)
+        stored = StudyFolder(folder)
+        if not stored.study_json.exists():
+            raise UserError(f"{folder}: no study.json; not a study folder written by sweep-lr or probe-epochs")
+        study, results = _read(stored.study_json, _study), _read(stored.results)
+        curves = _read(stored.lr_find_csv, read_curves)
+        histories = None
+        if kind_named(study["kind"]).reads_histories(study) and results is not None and "status" in results.columns:
+            histories = _run_histories(folder, results[results["status"] == "finished"])
+        return cls(
+            folder,
+            study,
+            results,
+            _read(stored.probe),
+            _read(stored.probe_runs),
+            _read(stored.probe_recency),
+            curves,
+            _read(stored.lr_find_json, read_suggestion) if curves is not None else None,
+            histories,
+        )
 
 
 # Settings outside the run id (config.TrainConfig.identity) that still change a run's digits: one study
@@ -106,26 +166,6 @@ def _versus_sweeps(law: dict, study: dict, sweeps: list[dict]) -> list[dict]:
     return rows
 
 
-def _clock_report(summary: dict, study: dict, probe, folders: list[Path], sweeps: list[dict], fig_dir: Path) -> list:
-    """Forgetting's clock against batch size (forgetting/clock.py), when one of the probe studies in
-    ``folders`` is trained like this one at a smaller batch size: adds its verdicts to ``summary`` and
-    returns its figures. Nothing for any other study, whose summary.json stays as it was."""
-    if study["kind"] != "probe" or probe is None or not len(probe):
-        return []
-    others = [_read_json(StudyFolder(f).study_json) for f in folders]
-    partners = [(o, _read(StudyFolder(f).probe)) for o, f in zip(others, folders) if clock.comparable(study, o)]
-    found = clock.readings(study, probe, summary["verdicts"].get("tau_law"), partners, sweeps or [])
-    if not found:
-        return []
-    summary["verdicts"].update(found)
-    c = found["clock"]
-    ref_probe = next(p for o, p in partners if o["name"] == c["reference"])
-    curves = pd.concat([clock.age_curves(ref_probe, c["reference_batch"]), clock.age_curves(probe, c["batch"])])
-    return plots_clock.plot_clock_taus(c, fig_dir / "clock_tau", study["scale"]) + plots_clock.plot_clock_curves(
-        curves, c, fig_dir / "clock_curves", study["scale"]
-    )
-
-
 def _undecided_while_incomplete(summary: dict, results: pd.DataFrame | None) -> None:
     """A sweep with runs still missing (a study in pieces, part-way) is not read: its (a) verdicts say so."""
     if results is None or "status" not in results.columns:
@@ -141,37 +181,33 @@ def _undecided_while_incomplete(summary: dict, results: pd.DataFrame | None) -> 
 
 
 def study_report(
-    folder: Path, out: Path | None = None, sweeps: list[dict] | None = None, probes: list[Path] | None = None
+    folder: Path, out: Path | None = None, sweeps: list[dict] | None = None, probes: list | None = None
 ) -> StudyReport:
     """Write summary.json and the figures of the study in ``folder`` into ``out`` (default: folder).
 
     ``sweeps``: summaries of LR-sweep studies to set a probe study's tau law against (see
-    _comparable_sweeps); ``probes``: folders of probe studies to read forgetting's clock against (see
-    _clock_report); ``regenerate`` passes every sweep and probe study it found."""
-    folder = Path(folder)
+    _comparable_sweeps); ``probes``: probe studies (folders, or their `StudyTables`) to read forgetting's
+    clock against (the kinds' figures); ``regenerate`` passes every sweep and probe study it found."""
+    others = [p if isinstance(p, StudyTables) else StudyTables.read(p) for p in probes or []]
+    return _report(StudyTables.read(folder), out, sweeps, others)
+
+
+def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes: list[StudyTables]) -> StudyReport:
+    folder, study, results, probe = t.folder, t.study, t.results, t.probe
     out = Path(out) if out is not None else folder
-    stored = StudyFolder(folder)
-    if not stored.study_json.exists():
-        raise UserError(f"{folder}: no study.json; not a study folder written by sweep-lr or probe-epochs")
-    study = _read_json(stored.study_json)
-    missing = [k for k in ("name", "kind", "scale") if k not in study]
-    if missing:
-        raise UserError(f"{stored.study_json}: lacks {', '.join(missing)}; not written by sweep-lr or probe-epochs")
     if out.resolve() != folder.resolve():
         out.mkdir(parents=True, exist_ok=True)
         for name in StudyFolder.TABLES:
             if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
                 atomic_write_bytes(out / name, (folder / name).read_bytes())
-    scale = study["scale"]
-    results = _read(stored.results)
-    probe, probe_runs, recency = _read(stored.probe), _read(stored.probe_runs), _read(stored.probe_recency)
+    scale, kind = study["scale"], kind_named(study["kind"])
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
         summary = summarise(
-            results=finished if study["kind"] == "lr-sweep" else None,
+            results=finished if kind.fits_results else None,
             probe=probe,
-            probe_runs=probe_runs,
-            recency=recency,
+            probe_runs=t.probe_runs,
+            recency=t.recency,
         )
     except KeyError as e:
         raise UserError(f"{folder}: a table lacks the column {e}; not written by this version of the toolkit") from None
@@ -182,36 +218,39 @@ def study_report(
         law["versus_sweep"] = tables.clean(_versus_sweeps(law, study, sweeps))
     figures: list[Path] = []
     fig_dir = StudyFolder(out).figures
-    if study["kind"] == "lr-sweep" and finished is not None and len(finished):
-        optimum = pd.DataFrame(summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
-        figures += plots.plot_lr_sweep(finished, fig_dir / "lr_sweep", scale, optimum if len(optimum) else None)
     if probe is not None and len(probe):
-        figures += plots.plot_forgetting(probe, probe_runs, fig_dir / "forgetting", scale)
+        figures += plots.plot_forgetting(probe, t.probe_runs, fig_dir / "forgetting", scale)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
         figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
-    figures += _clock_report(summary, study, probe, probes or [], sweeps or [], fig_dir)
-    if recency is not None and len(recency):
-        figures += plots.plot_recency(recency, fig_dir / "recency", scale, probe_runs)
-    curves = _read(stored.lr_find_csv)
-    if curves is not None and stored.lr_find_json.exists():
-        found = _read_json(stored.lr_find_json)
-        title = f"LR range test: {study['name']} ({scale})"
+    read = dict(results=results, finished=finished, probe=probe, probe_runs=t.probe_runs, histories=t.histories)
+    ctx = ReportContext(study, summary, read, fig_dir, dict(sweeps=sweeps or [], probes=probes))
+    figures += kind.figures(ctx)  # its own figures and verdicts (the LR sweep's, the clock's)
+    amended = amendments.amended_verdicts(summary["verdicts"], study, probe, ctx.partners, sweeps or [])
+    if amended:
+        summary["verdicts"]["amended"] = amended
+    if t.recency is not None and len(t.recency):
+        figures += plots.plot_recency(t.recency, fig_dir / "recency", scale, t.probe_runs)
+    if t.lr_find is not None:
+        title, found, curves = f"LR range test: {study['name']} ({scale})", t.lr_find, t.lr_find_curves
         figures += plots.plot_lr_find(curves, found["suggestion"], found["method"], fig_dir / "lr_find", title)
     atomic_write_json(StudyFolder(out).summary, summary)
     return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results))
 
 
 def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
-    """Every study folder under ``store`` (or ``store`` itself if it is one)."""
+    """Every study folder under ``store`` (or ``store`` itself if it is one), each read back whole before
+    anything is written: a damaged table is refused with every folder as it was."""
     store = Path(store)
-    folders = study_folders(store)
-    # sweeps first: a probe study's tau law is set against the sweeps trained like it
-    kinds = {folder: _read_json(StudyFolder(folder).study_json).get("kind") for folder in folders}
-    folders.sort(key=lambda f: (kinds[f] != "lr-sweep", f.name))
-    probes = [f for f in folders if kinds[f] == "probe"]  # forgetting's clock compares probe studies
+    read = {folder: StudyTables.read(folder) for folder in study_folders(store)}
+    kinds = {folder: kind_named(t.study["kind"]) for folder, t in read.items()}
+    # in the kinds' order: an LR sweep's summary feeds the probe studies' reports that follow
+    folders = sorted(read, key=lambda f: (kinds[f].report_rank, f.name))
+    shared: dict = {"sweeps": [], "probes": []}
+    for folder in folders:
+        kinds[folder].before_reports(read[folder], shared)
     reports = []
     for folder in folders:
         target = None if out is None else (Path(out) if folder == store else Path(out) / folder.name)
-        sweeps = [r.summary for r in reports if r.summary["study"]["kind"] == "lr-sweep"]
-        reports.append(study_report(folder, target, sweeps, probes))
+        reports.append(_report(read[folder], target, list(shared["sweeps"]), shared["probes"]))
+        kinds[folder].after_report(reports[-1].summary, shared)
     return reports

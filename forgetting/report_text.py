@@ -82,9 +82,49 @@ def verdict_lines(verdicts: dict) -> list[str]:
             lines += _a_lines(verdicts[f"a_{name}"], name)
     if verdicts.get("b") is not None:
         lines.append(_b_line(verdicts["b"]))
+    if verdicts.get("b_steps") is not None:
+        lines.append(_b_line(verdicts["b_steps"]).replace("(b) ", "(b) on step ages, ", 1))
     if verdicts.get("tau_law") is not None:
         lines += _law_lines(verdicts["tau_law"])
-    return lines + clock_lines(verdicts) + prediction_lines(verdicts.get("a_predictions") or {})
+    lines += _regime_lines(verdicts)
+    return lines + clock_lines(verdicts) + prediction_lines(verdicts.get("a_predictions") or {}) + _amended_lines(verdicts)
+
+
+def _regime_lines(verdicts: dict) -> list[str]:
+    """The fit check and the turn-up ratio against the two accounts (analysis/regime.py), if read."""
+    lines = []
+    fit = verdicts.get("fit_check")
+    if fit:
+        lines.append(f"fit check: {'the study decides (a)' if fit['decides'] else fit['reason'] or 'undecided'}")
+        for r in fit["readings"]:
+            if r.get("multiplier") is None:
+                continue
+            lines.append(
+                f"    {r['subset']:,} images at x{fmt(r['multiplier'])} (its last-5 minimum): clean training loss "
+                f"{fmt(r['clean_train_loss_final'])} vs test {fmt(r['test_loss_last5'])} (last 5), "
+                f"{fmt(r['test_loss_final'])} (final): {'fits' if r['fits'] else 'does not fit'}, "
+                f"{'settled' if r['settled'] else 'not settled'}"
+            )
+    accounts = verdicts.get("a_accounts") or {}
+    for reading in LOSS_READINGS:
+        r = accounts.get(reading) or {}
+        if r.get("reading"):
+            lines.append(
+                f"(a) turn-up ratio ({reading}) {_ci(r, 'turn_up_ratio')} against noise x{fmt(r['noise'])} and "
+                f"forgetting x{fmt(r['forgetting'])} (alpha {fmt(r['alpha'])}): its interval holds {r['reading']}"
+            )
+    return lines + prediction_lines(dict(rows=accounts.get("rows") or []))
+
+
+def _amended_lines(verdicts: dict) -> list[str]:
+    """The readings the amendments of 2026-12-05 change (forgetting/amendments.py), or that none do."""
+    amended = verdicts.get("amended")
+    if not amended:
+        return []
+    head = f"amended readings ({amended['date']}: tau >= 1 step, degenerate power law, 'neither'): "
+    if not amended["changed"]:
+        return [head + "no reading changes"]
+    return [head + f"{len(amended['changed'])} change"] + [f"    {c}" for c in amended["changed"]]
 
 
 def _a_lines(v: dict, name: str) -> list[str]:
@@ -95,12 +135,21 @@ def _a_lines(v: dict, name: str) -> list[str]:
         f"(a) on the {reading}: {holds_word(v['holds'])}  (turn-up x{fmt(v['turn_up_smallest'])} at "
         f"{v['subset_smallest']:,} images vs x{fmt(v['turn_up_largest'])} at {v['subset_largest']:,}: ratio "
         f"{fmt(v['turn_up_ratio'])}, >= 2 in {v['boot_share_ratio_ge_2']:.0%} of resamples; divergence "
-        f"x{fmt(v['divergence_smallest'])} vs x{fmt(v['divergence_largest'])})"
+        f"{_divergence(v, 'smallest')} vs {_divergence(v, 'largest')})"
     ]
     if v.get("truncated_subsets"):
         edge = ", ".join(f"{n:,}" for n in v["truncated_subsets"])
         lines.append(f"    truncated: the curve of {edge} images is lowest at the grid's smallest multiplier")
     return lines
+
+
+def _divergence(v: dict, which: str) -> str:
+    """The divergence multiplier, or "none up to xM" for a curve that never diverged on its grid (the
+    rule counts it one step past the grid's last multiplier M, which no run tried)."""
+    r = next((r for r in v.get("readings", []) if r["subset"] == v[f"subset_{which}"]), {})
+    if r.get("divergence_past_grid") and "grid_max" in r:
+        return f"none up to x{fmt(r['grid_max'])}"
+    return f"x{fmt(v[f'divergence_{which}'])}"
 
 
 def _b_line(b: dict) -> str:
@@ -169,7 +218,8 @@ def clock_lines(verdicts: dict) -> list[str]:
         counts = pd.Series([r["better"] for r in form]).value_counts()
         lines.append(
             f"form (3 parameters each, smaller RSS in >= {forms.FORM_SHARE:.0%} of resamples): "
-            + ", ".join(f"{k} on {counts.get(k, 0)}" for k in ("exponential", "power", "either"))
+            + ", ".join(f"{k} on {counts.get(k, 0)}" for k in ("exponential", "power", "either", "power degenerate")
+                        if k in counts or k != "power degenerate")
             + f" of {len(form)} seed-mean curves"
         )
     return lines

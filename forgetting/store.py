@@ -1,8 +1,10 @@
-"""Files on disk: the store's folder layout, atomic writes and the store lock.
+"""Files on disk: the store's folder layout, atomic writes, the store lock and damaged files.
 
 The store alone names the files of a study folder (`StudyFolder`) and of a run folder (`RunFolder`).
 Every file that marks something as finished is written to a temporary name in the same folder, fsynced
 and renamed into place, so a killed process leaves either the old file or the new one, never half of one.
+A file that comes back damaged all the same (a truncated copy, a disk that filled, a node lost elsewhere)
+meets one policy, `read_back`: redone where the command reading it can redo it, else refused in one line.
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import math
 import os
 import shutil
 import socket
+import sys
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from forgetting.errors import UserError
 
@@ -158,6 +164,73 @@ def exclusive_lock(path: Path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Damaged files: one policy for every file the toolkit reads back (REMEDIES names them). A command that
+# can redo the work a damaged file held sets it aside (PATH.damaged, kept for a look), says so in one
+# warning line and redoes the work; one that cannot (figures and merge read what others made; the probe
+# needs a finished run's own weights) refuses in one line naming the file and what to do, exit 2.
+
+DAMAGED = ".damaged"
+
+
+class Remedy(NamedTuple):
+    redo: str | None  # the work a command that can redo it does, once the file is set aside (None: none can)
+    fix: str  # what the user does when a command refuses the file; {folder} is the file's folder
+
+
+class DamagedFile(UserError):
+    """A file the toolkit wrote that does not read back, met where the work cannot be redone."""
+
+
+def warn(text: str) -> None:
+    """A warning line where no progress display takes it (a worker process, `forgetting train`)."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def read_back(path: Path, read: Callable[[Path], object], notice: Callable[[str], None] | None = None):
+    """``read(path)``; if it raises (the file is damaged): with ``notice`` (the caller redoes the work) the file
+    is set aside, named in one line to ``notice``, and None returned; else DamagedFile, nothing moved."""
+    path = Path(path)
+    try:
+        return read(path)
+    except (FileNotFoundError, PermissionError):  # not damage: the caller's own check, or the user's to fix
+        raise
+    except Exception as e:  # whatever the reader raises on bytes that are not what the toolkit wrote
+        remedy, first = REMEDIES[path.name], (str(e).strip().splitlines() or [""])[0][:80]
+        damaged = f"{path} is damaged ({type(e).__name__}{': ' + first if first else ''})"
+        if notice is None or remedy.redo is None:
+            raise DamagedFile(f"{damaged}; {remedy.fix.format(folder=path.parent)}") from None
+        os.replace(path, path.with_name(path.name + DAMAGED))
+        notice(f"{damaged}: set aside as {path.name}{DAMAGED}; {remedy.redo}")
+        return None
+
+
+def read_json_object(path: Path) -> dict:
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
+def read_table_text(path: Path, columns: tuple[str, ...] = ()) -> str:
+    """A CSV table the toolkit wrote, as text: whole (its last line ends) and with ``columns`` in its header."""
+    text = Path(path).read_bytes().decode()
+    if not text.endswith("\n"):
+        raise ValueError("cut off: its last line has no end")
+    missing = [c for c in columns if c not in next(csv.reader([text.split("\n", 1)[0]]))]
+    if missing:
+        raise ValueError(f"no column {missing[0]!r}")
+    return text
+
+
+def check_zip(path: Path) -> Path:
+    """An archive the toolkit wrote (torch.save, np.savez), whole: each member against its checksum."""
+    with zipfile.ZipFile(path) as archive:
+        if archive.testzip() is not None:
+            raise ValueError("a member does not match its checksum")
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
 # The folder layout::
 #
 #     STORE/<study>/                 StudyFolder: study.json, results.csv, lr_find.*, probe*.csv, sweep.lock
@@ -189,14 +262,20 @@ class RunFolder:
     examples = _File("examples.npz")  # every example's order, loss and correctness at each presentation
     model = _File("model.pt")  # the final weights
     result = _File("result.json")  # the final numbers; written last
-    damaged = _File("result.json.damaged")  # a result.json that was not JSON, set aside
     checkpoint = _File("checkpoint.pt")  # the last finished epoch of an unfinished run
     failed = _File("failed.json")  # why the run's last attempt failed
+    # The run's block of each study probe table of the same name; probe.json last: settings and digests.
+    probe_steps = _File("probe.csv")
+    probe_runs = _File("probe_runs.csv")
+    probe_recency = _File("probe_recency.csv")
+    probe_examples = _File("probe_examples.csv")
+    probe_record = _File("probe.json")
     # The record of a finished run, a few kB: what results.csv and figures need, committed under results/
     # (.gitignore lets exactly these through). HEAVY: what the probe needs besides, kept where it was made.
     LIGHT = tuple(f.name for f in (config, meta, result, history))
     HEAVY = tuple(f.name for f in (steps, examples, model))
     UNFINISHED = tuple(f.name for f in (checkpoint, failed))  # never copied to another store
+    PROBE_TABLES = tuple(f.name for f in (probe_steps, probe_runs, probe_recency, probe_examples))
 
     def __init__(self, path: Path):
         self.dir = Path(path)
@@ -204,21 +283,32 @@ class RunFolder:
     def read_result(self) -> dict | None:
         """result.json; None when it is missing or damaged (a truncated copy, a bad disk)."""
         try:
-            result = read_json(self.result)
-        except (ValueError, OSError):  # missing, or not JSON (json's errors are ValueErrors)
+            return read_json_object(self.result)
+        except (ValueError, OSError):  # missing, or not a JSON object (json's errors are ValueErrors)
             return None
-        return result if isinstance(result, dict) else None
 
-    def set_aside_damaged(self) -> bool:
-        """Move a damaged result.json out of the way, so that the run counts as unfinished and is redone."""
-        if not self.result.exists() or self.read_result() is not None:
+    def finished(self) -> bool:
+        """The run finished and its record is whole: result.json reads back, and no file of it is missing."""
+        return self.read_result() is not None and all((self.dir / name).exists() for name in self.LIGHT)
+
+    def record(self) -> dict[Path, Callable]:
+        """Each file of a finished run's record, with what reads it back."""
+        readers = dict.fromkeys((self.config, self.meta, self.result), read_json_object)
+        return {**readers, self.history: lambda path: read_table_text(path, ("epoch",))}
+
+    def set_aside_damaged(self, notice: Callable[[str], None] = warn) -> bool:
+        """Set aside each damaged file of a finished run's record (one line each to ``notice``): the run,
+        its record no longer whole, is then trained again. True if a file was set aside."""
+        if not self.result.exists():
             return False
-        os.replace(self.result, self.damaged)
-        return True
+        return any([read_back(path, read, notice) is None for path, read in self.record().items() if path.exists()])
 
     def write(self, files: dict[str, bytes]) -> None:
-        """Write a run's files (name -> bytes) atomically, result.json last: its presence means the run is complete."""
+        """Write a run's files (name -> bytes) atomically, result.json last: its presence means the run is
+        complete. A probe of the weights they replace goes first."""
         self.result.unlink(missing_ok=True)
+        for name in (self.probe_record.name, *self.PROBE_TABLES):
+            (self.dir / name).unlink(missing_ok=True)
         for name, blob in files.items():
             if name != self.result.name:
                 atomic_write_bytes(self.dir / name, blob)
@@ -242,8 +332,9 @@ class StudyFolder:
     figures = _File("figures")  # the report's figures
     lock_file = _File("sweep.lock")  # held while a sweep, a probe or a merge writes the folder
     runs = _File("runs")  # a RunFolder per run id
+    jobs = _File("jobs")  # an executor's own files: submitit's job files and logs (the SLURM executor)
     LR_FIND = (lr_find_json.name, lr_find_csv.name)
-    PROBE_PER_RUN = tuple(f.name for f in (probe, probe_runs, probe_recency, probe_examples))  # a block of rows per run
+    PROBE_PER_RUN = RunFolder.PROBE_TABLES  # a block of rows per run: the runs' own tables of the same name, joined
     PROBE_TABLES = (*PROBE_PER_RUN, probe_epochs.name)
     # What the report reads, and `figures --out` copies so that its output stands on its own.
     TABLES = (study_json.name, results.name, lr_find_csv.name, lr_find_json.name, *PROBE_TABLES)
@@ -273,6 +364,26 @@ class StudyFolder:
         """The folder's lock, held while its files are written (see `exclusive_lock`)."""
         ensure_folder(self.dir.parent, "store")  # names --store itself when it is a file
         return exclusive_lock(self.lock_file)
+
+
+_AGAIN = "run the {} command that made the store again: it {}"
+_SWEEPS = "sweep-lr or probe-epochs"
+_RUN_OWN = (  # a finished run's weights and its records of them: training again makes other weights
+    "the probe needs this finished run's own weights and records: restore the file from a copy, or delete {folder} "
+    f"and train the run anew with the {_SWEEPS} command that made it"
+)
+_FINDER = Remedy("the LR finder is redone", "run `forgetting lr-find STUDY --store STORE` on that store again")
+_PROBE = Remedy("the run's probe is redone", _AGAIN.format("probe-epochs", "writes the tables anew from each run's"))
+# Every file the toolkit reads back, and what is done when it is damaged (README: "Long jobs").
+REMEDIES: dict[str, Remedy] = {
+    **dict.fromkeys(RunFolder.LIGHT, Remedy("the run is redone", _AGAIN.format(_SWEEPS, "trains the run again"))),
+    **dict.fromkeys(RunFolder.HEAVY, Remedy(None, _RUN_OWN)),
+    RunFolder.checkpoint.name: Remedy("the run is redone from its first epoch", "delete it: the run starts anew"),
+    **dict.fromkeys(StudyFolder.LR_FIND, _FINDER),
+    **dict.fromkeys((*StudyFolder.PROBE_TABLES, RunFolder.probe_record.name), _PROBE),
+    StudyFolder.study_json.name: Remedy(None, _AGAIN.format(_SWEEPS, "writes it anew")),
+    StudyFolder.results.name: Remedy(None, _AGAIN.format("sweep-lr, probe-epochs or merge", "writes it anew")),
+}
 
 
 def study_folders(root: Path) -> list[Path]:

@@ -7,72 +7,20 @@ a bad value is one line naming the file and the key.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forgetting import config, datasets, lr_settings, nets, optimizers
+from forgetting.checks import SIZE
+from forgetting.checks import base_lr as _base_lr, boolean as _boolean, list_of as _list_of
+from forgetting.checks import number as _number, one_of as _one_of, string as _string
 from forgetting.datasets import DataIdentity
 from forgetting.errors import UserError
+from forgetting.experiments.base import StudyError
+from forgetting.experiments.registry import KINDS, kind_named
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
-KINDS = ("lr-sweep", "probe")
-
-
-class StudyError(UserError):
-    pass
-
-
-def _number(positive=False, integer=False, lo=None, hi=None):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-            return f"must be {'an integer' if integer else 'a number'}"
-        if not math.isfinite(v):  # TOML and the command line both accept inf and nan
-            return "must be finite and positive" if positive else "must be finite"
-        if positive and not v > 0:
-            return "must be finite and positive"
-        if lo is not None and v < lo:
-            return f"must be at least {lo}"
-        if hi is not None and v > hi:
-            return f"must be at most {hi:,}"
-        return None
-
-    return check
-
-
-def _list_of(item_check, nonempty=True):
-    def check(v):
-        if not isinstance(v, list) or (nonempty and not v):
-            return "must be a non-empty list"
-        for x in v:
-            msg = item_check(x)
-            if msg:
-                return f"has an element {x!r} that {msg}"
-        if len(set(map(repr, v))) != len(v):
-            return "has repeated values"
-        return None
-
-    return check
-
-
-def _one_of(*choices):
-    return lambda v: None if v in choices else f"must be one of {', '.join(map(str, choices))}"
-
-
-def _string(v):
-    return None if isinstance(v, str) else "must be a string"
-
-
-def _boolean(v):
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def _base_lr(v):
-    if v == "find":
-        return None
-    msg = _number(positive=True)(v)
-    return None if msg is None else 'must be "find" or a positive number'
 
 
 def _net(v):
@@ -96,15 +44,14 @@ def _dataset_name(v):
     return None if isinstance(v, str) and datasets.registry.NAME.fullmatch(v) else "must be a data set's name"
 
 
-SIZE = _number(integer=True, lo=1)  # at most the data set's training images: checked once it is loaded
-
-# section -> key -> (check, default); a default of ... means required.
-SCHEMA: dict[str, dict[str, tuple]] = {
+# section -> key -> (check, default); a default of ... means required. The kinds add theirs (`schema`).
+COMMON_SCHEMA: dict[str, dict[str, tuple]] = {
     "study": {
         "name": (_string, ...),
-        "kind": (_one_of(*KINDS), ...),
+        "kind": (_string, ...),  # a registered kind (`schema` names them)
         "scale": (_string, ...),  # one line saying what scale this is, printed on every figure
         "description": (_string, ""),
+        "tensorboard": (_string, None),  # a folder for TensorBoard's live curves (--tensorboard)
     },
     "train": {
         "net": (_net, "dawn18"),  # a built-in network, or a user's "package.module:factory"
@@ -133,8 +80,6 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "multipliers": (_list_of(_number(positive=True)), ...),
         "seeds": (_list_of(_number(integer=True, lo=0)), [0]),
         "base_lr": (_base_lr, "find"),
-        "sizes": (_list_of(SIZE), None),  # lr-sweep: subset sizes
-        "subset": (SIZE, None),  # probe: size of the full condition
     },
     "lr_find": {
         "method": (_one_of(*lr_settings.METHODS), lr_settings.DEFAULT_METHOD),
@@ -143,10 +88,6 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "end_lr": (_number(positive=True), lr_settings.END_LR),
         "seeds": (_list_of(_number(integer=True, lo=0)), [0]),
         "subset": (SIZE, None),  # default: the study's largest subset
-    },
-    "probe": {
-        "last_epochs": (_number(integer=True, lo=0), 0),  # 0 = every epoch
-        "bn": (_one_of(*config.BN_MODES), "eval"),
     },
     "data": {
         "name": (_dataset_name, "cifar10"),  # a built-in data set (`forgetting data`) or the name of the user's own
@@ -158,6 +99,23 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 ADDED_TRAIN_KEYS = ("flip", "optimizer", "momentum", "weight_decay", "betas", "eps")
 # Command-line overrides of the [data] section, by the options' names.
 DATA_OVERRIDES = {"dataset": "name", "data": "path"}
+
+
+def schema() -> dict[str, dict[str, tuple]]:
+    """Every section a study file may have: the common ones, each kind's [grid] keys and its own sections
+    (every study has them all, defaulted, so that a study's record does not depend on which kinds exist)."""
+    out = {name: dict(section) for name, section in COMMON_SCHEMA.items()}
+    out["study"]["kind"] = (_one_of(*KINDS), ...)
+    for kind in KINDS.values():
+        out["grid"].update(kind.grid_schema)
+        for name, section in kind.sections.items():
+            out[name] = dict(section)
+    return out
+
+
+def kind_sections() -> tuple[str, ...]:
+    """The sections the kinds own (a study's ``sections``)."""
+    return tuple(name for kind in KINDS.values() for name in kind.sections)
 CONDITION_SCHEMA = {
     "name": (_string, ...),
     "fraction": (_number(positive=True, hi=1), ...),  # of the study's subset
@@ -181,28 +139,41 @@ class Study:
     train: dict
     grid: dict
     lr_find: dict
-    probe: dict
+    sections: dict = field(default_factory=dict)  # the sections the kinds own ([probe]), by name
     conditions: tuple[Condition, ...] = field(default_factory=tuple)
     source: str = ""
+    tensorboard: str | None = None  # a folder for TensorBoard's live curves; not part of what the study is
     data: dict = field(default_factory=lambda: {"name": "cifar10", "path": None})  # the [data] section
+
+    @property
+    def experiment(self):
+        """The study's kind (`experiments.base.StudyKind`): its grid, stage after training and report."""
+        return kind_named(self.kind)
+
+    @property
+    def probe(self) -> dict:
+        return self.sections.get("probe", {})
 
     def with_overrides(self, **overrides) -> "Study":
         """Apply command-line overrides (None = keep), validating them like file values."""
         overrides = self._data_overrides(overrides)
         data = overrides.pop("_data")
-        sections = {"train": dict(self.train), "grid": dict(self.grid), "probe": dict(self.probe)}
+        rules = schema()
+        sections = {"train": dict(self.train), "grid": dict(self.grid)}
+        sections |= {name: dict(self.sections.get(name, {})) for name in kind_sections()}
         changed = [] if overrides.pop("_same_data") else ["dataset"]
         for key, value in overrides.items():
             if value is None:
                 continue
-            section = next(name for name in sections if key in SCHEMA[name])
-            msg = SCHEMA[section][key][0](value)
+            section = next(name for name in sections if key in rules[name])
+            msg = rules[section][key][0](value)
             if msg:
                 raise StudyError(f"--{key.replace('_', '-')} {value!r} {msg}")
             if value != sections[section][key]:
                 changed.append(key)
             sections[section][key] = value
-        study = replace(self, **sections, data=data)
+        own = {name: sections.pop(name) for name in kind_sections()}
+        study = replace(self, **sections, sections=own, data=data)
         if changed:
             _check_consistency(study, "command line")
             # The file's scale line describes the file's runs: a figure of other runs must not carry it.
@@ -225,7 +196,7 @@ class Study:
         return dict(overrides, _data=data, _same_data=data["name"] == self.data["name"])
 
     def largest_subset(self) -> int:
-        return max(self.grid["sizes"]) if self.kind == "lr-sweep" else self.grid["subset"]
+        return self.experiment.largest_subset(self)
 
     def data_identity(self) -> DataIdentity:
         """The identity of the study's data set without loading it: the one a study.json recorded, or the
@@ -243,11 +214,9 @@ class Study:
 
     def check_data(self, data: datasets.Dataset) -> None:
         """Refuse, before training, a grid that asks more of ``data`` than it has."""
-        sizes = self.grid["sizes"] if self.kind == "lr-sweep" else [self.grid["subset"]]
-        if max(sizes) > data.train_size:
-            raise StudyError(
-                f"{self.name}: subset {max(sizes):,} is larger than {data.name}'s {data.train_size:,} images"
-            )
+        largest = self.largest_subset()
+        if largest > data.train_size:
+            raise StudyError(f"{self.name}: subset {largest:,} is larger than {data.name}'s {data.train_size:,} images")
         if self.train["cutout"] > min(data.image_size):
             raise StudyError(f"{self.name}: cutout {self.train['cutout']} is larger than {data.name}'s images")
 
@@ -265,12 +234,7 @@ def resolved_scale(study: Study) -> str:
         f"batch {t['batch_size']}",
         f"{_count(t['epochs'], 'epoch')} ({t['warmup']:g} warm-up then constant LR)",
     ]
-    if study.kind == "probe":
-        parts.append(f"{study.grid['subset']:,} images")
-    else:
-        parts.append(
-            ("crop+flip" + (f", cutout {t['cutout']}" if t["cutout"] else "")) if t["augment"] else "no augmentation"
-        )
+    parts.append(study.experiment.scale_words(study))
     parts.append(_count(len(study.grid["seeds"]), "seed"))
     if t["precision"] != "auto":
         parts.append(t["precision"])
@@ -300,22 +264,12 @@ def _validate_section(name: str, table, schema: dict, where: str) -> dict:
 
 
 def _check_consistency(study: Study, where: str) -> None:
-    if study.kind == "lr-sweep" and not study.grid.get("sizes"):
-        raise StudyError(f"{where}: an lr-sweep study needs 'grid.sizes'")
-    if study.kind == "probe":
-        if not study.grid.get("subset"):
-            raise StudyError(f"{where}: a probe study needs 'grid.subset'")
-        if not study.conditions:
-            raise StudyError(f"{where}: a probe study needs at least one [[conditions]] table")
-    sizes = (
-        study.grid["sizes"]
-        if study.kind == "lr-sweep"
-        else [max(1, round(c.fraction * study.grid["subset"])) for c in study.conditions]
-    )
+    study.experiment.check(study, where)
+    sizes = [subset for subset, _, _ in study.experiment.cells(study)]
     spec = datasets.spec_for(study.data["name"])
-    key = "sizes" if study.kind == "lr-sweep" else "subset"
-    key = f"--{key}" if where == "command line" else f"'grid.{key}'"
     if spec.sizes is not None and max(sizes) > spec.sizes[0]:  # another data set's size is checked once it loads
+        key = next(iter(study.experiment.grid_schema))  # the kind's own size key (sizes, subset)
+        key = f"--{key}" if where == "command line" else f"'grid.{key}'"
         raise StudyError(f"{where}: {key} asks for {max(sizes):,} images, {spec.label} has {spec.sizes[0]:,}")
     small = min(sizes)
     if study.train["batch_size"] > small:
@@ -338,20 +292,22 @@ def _data_section(data: dict, where: str) -> dict:
 
 
 def parse_study(doc: dict, where: str) -> Study:
-    sections = dict(SCHEMA, conditions=None)
+    rules = schema()
+    sections = dict(rules, conditions=None)
     unknown = sorted(set(doc) - set(sections))
     if unknown:
         raise StudyError(f"{where}: unknown section [{unknown[0]}] (known: {', '.join(sections)})")
-    parsed = {name: _validate_section(name, doc.get(name, {}), schema, where) for name, schema in SCHEMA.items()}
+    parsed = {name: _validate_section(name, doc.get(name, {}), keys, where) for name, keys in rules.items()}
     conds = doc.get("conditions", [])
     if not isinstance(conds, list):
         raise StudyError(f"{where}: 'conditions' must be an array of tables ([[conditions]])")
     conditions = tuple(Condition(**_validate_section("conditions", c, CONDITION_SCHEMA, where)) for c in conds)
     if len({c.name for c in conditions}) != len(conditions):
         raise StudyError(f"{where}: condition names must be unique")
-    sections = {name: parsed[name] for name in ("train", "grid", "lr_find", "probe")}
+    sections = {name: parsed[name] for name in ("train", "grid", "lr_find")}
+    own = {name: parsed[name] for name in kind_sections()}
     data = _data_section(parsed["data"], where)
-    study = Study(**parsed["study"], **sections, conditions=conditions, source=where, data=data)
+    study = Study(**parsed["study"], **sections, sections=own, conditions=conditions, source=where, data=data)
     _check_consistency(study, where)
     return study
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from forgetting.config import REFERENCE_DATA
 from forgetting.datasets import DataIdentity, Dataset
-from forgetting.studies import ADDED_TRAIN_KEYS, SCHEMA, STUDIES_DIR, Condition, Study
+from forgetting.studies import ADDED_TRAIN_KEYS, COMMON_SCHEMA, STUDIES_DIR, Condition, Study, kind_sections
 
 
 def _portable_source(source: str) -> str:
@@ -46,7 +46,7 @@ def recorded_data(record: dict) -> DataIdentity:
 
 def study_record(study: Study, base_lr: float, data: Dataset | None = None) -> dict:
     """What figures need to know about a study without its TOML: name, kind, scale, resolved grid, data set."""
-    defaults = {key: SCHEMA["train"][key][1] for key in ADDED_TRAIN_KEYS}
+    defaults = {key: COMMON_SCHEMA["train"][key][1] for key in ADDED_TRAIN_KEYS}
     train = {k: v for k, v in study.train.items() if not (k in defaults and v == defaults[k])}
     record = dict(
         name=study.name,
@@ -56,7 +56,7 @@ def study_record(study: Study, base_lr: float, data: Dataset | None = None) -> d
         base_lr=base_lr,
         train=train,
         grid=study.grid,
-        probe=study.probe,
+        **study.sections,  # the kinds' own sections ([probe])
         conditions=[vars(c) for c in study.conditions],
         source=_portable_source(study.source),
     )
@@ -73,10 +73,10 @@ def study_from_record(record: dict) -> Study:
         kind=record["kind"],
         scale=record["scale"],
         description=record.get("description", ""),
-        train={key: default for key, (_, default) in SCHEMA["train"].items()} | record["train"],
+        train={key: default for key, (_, default) in COMMON_SCHEMA["train"].items()} | record["train"],
         grid=record["grid"],
         lr_find={},
-        probe=record.get("probe") or {},
+        sections={name: record.get(name) or {} for name in kind_sections()},
         conditions=tuple(Condition(**c) for c in record.get("conditions") or ()),
         source=record.get("source", ""),
         data={"name": identity.name, "path": None, "fingerprint": identity.fingerprint},

@@ -1,7 +1,7 @@
-"""The sweep's driver: a study's runs (`grid`) -> an executor (`executors`) -> the store -> results.csv.
+"""The sweep's driver: a study's runs (`grid`) -> an executor (`execution`) -> the store -> results.csv.
 
-Re-running a study skips every run whose result.json exists. result.json is written last and
-atomically; a run without it is restarted, from its epoch checkpoint when there is one. Only the
+Re-running a study skips every finished run: result.json (written last, atomically) and the rest of
+its record. Any other run is restarted, from its epoch checkpoint when there is one. Only the
 driver writes the store (Ray tasks send their files back), under a lock. The folder layout is the
 store's (`store.StudyFolder`, `store.RunFolder`).
 """
@@ -19,10 +19,12 @@ import pandas as pd
 from forgetting import lr_finder
 from forgetting.datasets import DataIdentity, Dataset
 from forgetting.errors import Stopped, UserError
-from forgetting.executors import ExecutorSettings, RunFailure, make_executor
+from forgetting.execution.base import RunFailure
+from forgetting.execution.settings import ExecutorSettings
+from forgetting.execution.training import TrainSink, training_jobs
 from forgetting.grid import RunSpec, expand, study_config
 from forgetting.shards import Shard, select
-from forgetting.store import RunFolder, StudyFolder, atomic_write_bytes, atomic_write_json, read_json
+from forgetting.store import DamagedFile, RunFolder, StudyFolder, atomic_write_bytes, atomic_write_json, read_json, warn
 from forgetting.study_record import recorded_data, study_from_record, study_record  # noqa: F401 (merge's names)
 from forgetting.studies import Study
 from forgetting.timelimit import TimeBudget
@@ -81,6 +83,7 @@ class SweepEvents:
     def run_finished(self, spec: RunSpec, result: dict) -> None: ...
     def run_failed(self, spec: RunSpec, failure: RunFailure) -> None: ...
     def train_callbacks(self, spec: RunSpec) -> Callbacks | None:
+        """Progress hooks for a run trained in this process."""
         return None
 
     def lr_find_callbacks(self):
@@ -109,9 +112,8 @@ class StudyStore(StudyFolder):
         return self.run(spec.id).dir
 
     def finished(self, spec: RunSpec) -> bool:
-        return self.run(spec.id).read_result() is not None
+        return self.run(spec.id).finished()
 
-    # What an executor asks of the store (`executors.RunStore`).
     def checkpoint(self, spec: RunSpec) -> Path:
         return self.run(spec.id).checkpoint
 
@@ -146,15 +148,15 @@ def _lr_find_setup(study: Study, data: DataIdentity | None = None) -> tuple[Trai
     return cfg, key
 
 
-def stored_base_lr(study: Study, store: StudyStore, data: DataIdentity | None = None) -> float | None:
-    """The study's base LR if it is known without training: a number, or the finder's stored result
-    (for ``data``: a finder's result on other data is not this study's)."""
+def stored_base_lr(study: Study, store: StudyStore, data: DataIdentity | None = None, notice=None) -> float | None:
+    """The study's base LR if it is known without training: a number, or the finder's stored result for
+    ``data`` (a finder's result on other data is not this study's; a damaged one set aside with ``notice``,
+    else refused: `lr_finder.read_files`)."""
     if study.grid["base_lr"] != "find":
         return float(study.grid["base_lr"])
-    if store.lr_find_json.exists():
-        saved = read_json(store.lr_find_json)
-        if saved.get("key") == _lr_find_setup(study, data)[1]:
-            return float(saved["suggestion"])
+    saved = lr_finder.read_files(store.dir, notice)
+    if saved is not None and saved.get("key") == _lr_find_setup(study, data)[1]:
+        return float(saved["suggestion"])
     return None
 
 
@@ -174,7 +176,7 @@ def resolve_base_lr(
 
     Only a whole study or its first shard runs the finder: pieces trained at two base LRs would be two
     studies under one name."""
-    known = stored_base_lr(study, store, data.identity)
+    known = stored_base_lr(study, store, data.identity, events.notice if events else warn)
     if known is not None:
         return known
     _require_finder_result(study, store, shard, data.identity)
@@ -183,7 +185,7 @@ def resolve_base_lr(
     found = lr_finder.find_lr(
         cfg,
         data,
-        device,
+        resolve_device(device) if isinstance(device, str) else device,
         method=f["method"],
         seeds=tuple(f["seeds"]),
         num_steps=f["steps"],
@@ -218,7 +220,7 @@ def results_table(study: Study, store: StudyStore, specs: list[RunSpec]) -> pd.D
             data_fingerprint=c.data_fingerprint,
         )
         run = RunFolder(store.run_dir(spec))  # all it asks of store: `forgetting merge` passes a view with nothing else
-        r = run.read_result()
+        r = run.read_result() if run.finished() else None
         if r is not None:
             row.update({k: r.get(k) for k in RESULT_FIELDS})
             row["status"] = "finished"
@@ -254,7 +256,10 @@ def plan_sweep(
 ) -> SweepPlan:
     """The runs of ``study`` on ``data`` (default: `Study.data_identity`), and which of them are in the store."""
     store = StudyStore(store_root, study.name)
-    base_lr = stored_base_lr(study, store, data)
+    try:
+        base_lr = stored_base_lr(study, store, data)
+    except DamagedFile:  # a sweep sets it aside and runs the finder again; a plan changes nothing
+        base_lr = None
     # Work and shards do not depend on the base LR, so a placeholder still gives the true pieces.
     specs = expand(study, base_lr if base_lr is not None else 1.0, data)
     mine = select(specs, [s.work for s in specs], shard)
@@ -307,17 +312,18 @@ def run_sweep(
     executor: ExecutorSettings = ExecutorSettings(),
     events: SweepEvents | None = None,
     shard: Shard | None = None,
+    board=None,
 ) -> SweepOutcome:
     """Run every unfinished run of ``study`` (or of its ``shard``) on ``data`` into ``store_root`` and write
     its results.csv. A run's id names its data set, so runs on other data are never skipped or resumed.
 
     With ``executor.time_limit`` (seconds from now): start no run that would not end in time at the pace
-    measured so far; if runs are left, write results.csv and raise `Stopped` (the same call again continues)."""
-    executor.check()
+    measured so far; if runs are left, write results.csv and raise `Stopped` (the same call again continues).
+    ``board`` (`tensorboard.Board`): each run's curves, as it trains, in TensorBoard's event files."""
     study.check_data(data)
+    runner = executor.make(data)  # checked, and the device resolved where the jobs run here
     budget = TimeBudget(executor.time_limit) if executor.time_limit is not None else None
     events = events or SweepEvents()
-    dev = resolve_device(executor.device)
     store = StudyStore(store_root, study.name)
     t0 = time.perf_counter()
     _require_finder_result(study, store, shard, data.identity)  # before the lock, which would create the store
@@ -326,16 +332,15 @@ def run_sweep(
         every = expand(study, 1.0, data.identity)  # the base LR changes run ids, not their number, work or shard
         planned = select(every, [s.work for s in every], shard)
         events.planned(len(planned), sum(s.work for s in planned), study.train["batch_size"])
-        base_lr = resolve_base_lr(study, store, data, dev, events, shard)
+        base_lr = resolve_base_lr(study, store, data, executor.device, events, shard)
         atomic_write_json(store.study_json, study_record(study, base_lr, data))
         specs = expand(study, base_lr, data.identity)
         mine = select(specs, [s.work for s in specs], shard)
-        for run in (store.run(s.id) for s in mine):
-            if run.set_aside_damaged():
-                events.notice(f"{run.result} is damaged (not JSON): set aside, the run is redone")
+        for s in mine:  # a run whose record is damaged is trained again (`store.read_back`)
+            store.run(s.id).set_aside_damaged(events.notice)
         todo = [s for s in mine if not store.finished(s)]
         events.start(len(mine), len(mine) - len(todo), todo)
-        make_executor(executor, data, dev).run(todo, store, events, budget)
+        runner.run(training_jobs(todo, store, board), TrainSink(store, events), budget)
         table = results_table(study, store, specs)
         atomic_write_bytes(store.results, results_csv_bytes(table))
     if budget is not None and budget.stopped:

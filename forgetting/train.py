@@ -25,7 +25,8 @@ from forgetting.datasets import Dataset
 from forgetting.device import amp_dtype, execution, machine_load, resolve_device, use_compile
 from forgetting.evaluation import channels_last, epoch_mean, evaluate, per_step_mean
 from forgetting.run_start import Prepared, build_model, make_optimizer, prepare  # noqa: F401 (the names callers use)
-from forgetting.store import RunFolder, atomic_write_bytes, csv_bytes, ensure_folder, json_bytes
+from forgetting.store import RunFolder, atomic_write_bytes, check_zip, csv_bytes, ensure_folder, json_bytes
+from forgetting.store import read_back, warn
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -132,10 +133,21 @@ def _start(cfg: TrainConfig, data: Dataset, device: torch.device, cache: dict | 
 
 
 def _resume(loop: Loop, checkpoint: Path | None) -> Records:
-    """The checkpoint's records, its weights and optimizer loaded; fresh records without one of this run."""
+    """The checkpoint's records, its weights and optimizer loaded; fresh records without one of this run,
+    or when it is damaged (set aside, with one warning line: `store.read_back`)."""
     if checkpoint is None or not Path(checkpoint).exists():
         return Records()
-    state = torch.load(checkpoint, map_location=loop.device, weights_only=False)
+
+    def load(path: Path) -> dict:
+        state = torch.load(check_zip(path), map_location=loop.device, weights_only=False)  # a cut-off zip: named
+        records = {f.name for f in dataclasses.fields(Records)} - {"compile_secs"}  # older checkpoints lack it
+        if not isinstance(state, dict) or not {"config", "model", "optimizer", "scaler", *records} <= set(state):
+            raise ValueError("not a checkpoint of a run")
+        return state
+
+    state = read_back(Path(checkpoint), load, warn)
+    if state is None:
+        return Records()
     saved_cfg = TrainConfig.from_dict(state["config"])
     bind_data(saved_cfg, loop.cfg.data, f"the checkpoint {checkpoint}")  # never resumed on other data
     if saved_cfg.identity() != loop.cfg.identity():  # compiled or not: the same run

@@ -286,7 +286,7 @@ def test_summarise_holds_every_section_and_strict_json():
     json.dumps(s, allow_nan=False)  # strict JSON: no NaN left
     assert {r["subset"] for r in s["optimum"]} == {6250, 12500, 50000}
     assert len(s["forgetting"]) == 4 and len(s["reference"]) == 2 and "recency" not in s
-    assert set(s["verdicts"]) == {"a_final", "a_last5", "b", "tau_law"}
+    assert set(s["verdicts"]) == {"a_final", "a_last5", "b", "b_steps", "tau_law"}
     assert s["verdicts"]["a_final"]["subset_smallest"] == 6250 and s["verdicts"]["a_final"]["subset_largest"] == 50000
     assert s["verdicts"]["a_last5"]["holds"] is None  # no test_loss_tail column in this table
     assert s["verdicts"]["b"]["multipliers"] == [0.5, 1.0, 2.0]

@@ -57,7 +57,8 @@ def fake_npz(path: Path, n_train: int = 10, n_test: int = 10, drop: str | None =
 
 
 def probe_runs_without_weights(tmp: Path) -> None:
-    """The tiny probe study's runs as a store holds them after a copy that lost every file but result.json."""
+    """The tiny probe study's runs as a store holds them after a copy of their records alone (what
+    `merge --light` copies): finished runs, without the weights the probe needs."""
     s = studies.load_study("cpu-probe").with_overrides(
         epochs=1, warmup=0, width=0.125, subset=200, batch_size=50, multipliers=[1.0], base_lr=0.4, seeds=[0]
     )
@@ -65,8 +66,10 @@ def probe_runs_without_weights(tmp: Path) -> None:
         run = tmp / "store" / "cpu-probe" / "runs" / spec.id
         run.mkdir(parents=True)
         (run / "result.json").write_text(json.dumps(dict(diverged=False, seconds=1.0, test_loss=2.0)))
-    # The first attempt records the study (study.json, results.csv) before it reaches the probe; from
-    # then on the store is stable, and a second attempt must leave it as it is.
+        (run / "config.json").write_text(json.dumps(spec.config.to_dict()))
+        (run / "meta.json").write_text(json.dumps(spec.meta))
+        (run / "history.csv").write_text("epoch\n1\n")
+    # A first attempt, after which the store is stable: a second attempt must leave it as it is.
     argv = sys.argv
     sys.argv = ["forgetting", "probe-epochs", *TINY_PROBE, "--store", str(tmp / "store")]
     try:
@@ -207,7 +210,7 @@ CASES = {
     "probe-wrong-kind": (["probe-epochs", "cpu-lr-sweep", "--store", "{tmp}/store"], "cpu-lr-sweep", None, False),
     "probe-run-without-weights": (
         ["probe-epochs", *TINY_PROBE, "--store", "{tmp}/store"],
-        "config.json missing",
+        "steps.csv missing",
         probe_runs_without_weights,
         True,
     ),

@@ -234,3 +234,34 @@ def test_sweep_lr_and_probe_epochs_offer_every_shared_option():
         assert result.exit_code == 0, result.output
         for f in fields(StudyOptions):
             assert re.search(rf"--{f.name.replace('_', '-')}\b", result.output), (command, f.name)
+
+
+def test_every_executor_s_own_options_are_in_both_commands_and_the_readme():
+    from forgetting.execution.settings import backend_options
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for command in ("sweep-lr", "probe-epochs"):  # the probe runs on the sweep's executor, with its options
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        for name in (*backend_options(), "tensorboard"):
+            option = f"--{name.replace('_', '-')}"
+            assert re.search(rf"{option}\b", result.output), (command, option)
+            assert option in readme, option
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--executor", "slurm", "--time-limit", "1h"], "--time-limit needs the local executor (a SLURM array task"),
+        (["--gpus-per-task", "1"], "--gpus-per-task is an option of the slurm executor, not local"),
+        (["--executor", "ray", "--workers", "2"], "--workers is an option of the local executor, not ray"),
+        (["--executor", "slurm", "--slurm-time", "soon"], "--slurm-time must be a duration"),
+        (["--executor", "slurm", "--slurm-cluster", "pbs"], "--slurm-cluster must be slurm or local, not 'pbs'"),
+    ],
+)
+def test_executor_settings_it_cannot_follow_are_one_line(tmp_path, args, words):
+    for command in ("sweep-lr", "probe-epochs"):
+        result = runner.invoke(app, [command, *args, "--store", str(tmp_path / "store")])
+        assert isinstance(result.exception, UserError), result.output  # main() prints it as one line, exit 2
+        assert words in str(result.exception)
+        assert not (tmp_path / "store").exists()

@@ -24,7 +24,7 @@ import torch
 from helpers import start_cli
 from forgetting import cli, data as data_mod, report, store as store_mod, studies, sweep
 from forgetting.errors import UserError
-from forgetting.executors import ExecutorSettings
+from forgetting.execution.settings import ExecutorSettings
 
 TINY = "--multipliers 1 --batch-size 50 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0 --device cpu".split()
 MACHINE_COLUMNS = list(sweep.MACHINE_FIELDS)  # what differs between two trainings of one run id

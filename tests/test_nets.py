@@ -13,7 +13,7 @@ from torch import nn
 
 from forgetting import config, grid, nets, studies, sweep
 from forgetting.errors import UserError
-from forgetting.executors import ExecutorSettings
+from forgetting.execution.settings import ExecutorSettings
 
 # sum(p.numel() for p in make_net().parameters()) of KellerJordan/cifar10-airbench legacy/airbench94.py at
 # commit f1c599c, instantiated on CPU (the whitening layer's 312 and BN weights included; 1,971,352 train).

@@ -10,7 +10,7 @@ import torch
 
 from forgetting import config, grid, studies, sweep, train
 from forgetting.errors import UserError
-from forgetting.executors import ExecutorSettings
+from forgetting.execution.settings import ExecutorSettings
 from forgetting.lr_finder import find_lr
 from forgetting.study_record import study_record
 
@@ -23,7 +23,7 @@ def test_sgd_runs_keep_their_ids_and_adamw_runs_are_named_by_what_adamw_reads():
     assert not {"optimizer", "betas", "eps"} & set(sgd) and {"momentum", "weight_decay"} <= set(sgd)
     assert dataclasses.replace(CFG, betas=(0.5, 0.5)).identity() == sgd  # sgd does not read them
     adamw = ADAMW.identity()
-    assert adamw["optimizer"] == "adamw" and adamw["betas"] == (0.8, 0.99) and adamw["eps"] == 1e-6
+    assert adamw["optimizer"] == "adamw" and adamw["betas"] == [0.8, 0.99] and adamw["eps"] == 1e-6
     assert "momentum" not in adamw
     assert config.run_id(dataclasses.replace(ADAMW, momentum=0.5)) == config.run_id(ADAMW)
     assert config.TrainConfig.from_dict(__import__("json").loads(__import__("json").dumps(ADAMW.to_dict()))) == ADAMW

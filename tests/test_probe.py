@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from forgetting import config, probe, train
+from forgetting import config, probe, replay, train
 from forgetting.probe import ProbeError, count_forgetting
 
 from helpers import make_synthetic
@@ -90,10 +90,10 @@ def test_bn_batch_mode_leaves_weights_and_statistics_untouched(tmp_path, synth):
         config.TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), torch.device("cpu")
     )
     model.load_state_dict(before)
-    saved = probe._batch_stat_mode(model)
+    saved = replay._batch_stat_mode(model)
     x = torch.randn(50, 3, 32, 32) * 3 + 1
     model(x)
-    probe._restore_bn(model, saved)
+    replay._restore_bn(model, saved)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     eval_rows = probe.probe_run(run_dir, synth, torch.device("cpu"), bn="eval").steps
@@ -238,9 +238,11 @@ def test_a_study_with_no_run_to_probe_is_a_probe_error_not_a_name_error(tmp_path
     from types import SimpleNamespace
 
     from forgetting import grid, studies, sweep
+    from forgetting.execution.settings import ExecutorSettings
+    from forgetting.probe import probe_finished_runs
 
     study = studies.load_study("cpu-probe").with_overrides(subset=200, batch_size=50, base_lr=0.4, seeds=[0])
     specs = grid.expand(study, 0.4)  # none of them trained
     outcome = SimpleNamespace(study=study, specs=specs, mine=specs, store=sweep.StudyStore(tmp_path, study.name))
     with pytest.raises(ProbeError, match="cpu-probe: no finished, non-diverged run to probe"):
-        probe._probe_finished_runs(outcome, synthetic_cifar, "cpu", 0, "eval", None)
+        probe_finished_runs(outcome, synthetic_cifar, ExecutorSettings(device="cpu"), 0, "eval")

@@ -18,7 +18,7 @@ import pytest
 
 from helpers import start_cli
 from forgetting import studies, sweep
-from forgetting.executors import ExecutorSettings
+from forgetting.execution.settings import ExecutorSettings
 
 ray = pytest.importorskip("ray")
 pytestmark = [
@@ -31,7 +31,7 @@ RUN_FILES = {"config.json", "history.csv", "steps.csv", "examples.npz", "model.p
 
 
 def processes_named(title: str) -> list[int]:
-    """Pids whose command line contains ``title``. Ray retitles a worker 'ray::execute_run' while it runs that task."""
+    """Pids whose command line contains ``title``. Ray retitles a worker 'ray::run_job' while it runs that task."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -79,7 +79,7 @@ def test_a_task_whose_worker_is_killed_is_retried_and_recorded_once(tmp_path, ci
         driver.start()
         deadline = time.time() + 300
         while killed is None and driver.is_alive() and time.time() < deadline:
-            pids = processes_named("ray::execute_run")
+            pids = processes_named("ray::run_job")
             if pids:
                 time.sleep(0.5)  # let it get into training, so the kill lands mid-run
                 killed = pids[0]

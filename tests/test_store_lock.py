@@ -92,7 +92,8 @@ def test_second_sweep_on_a_held_store_exits_2_and_a_killed_holder_does_not_block
 def test_the_probe_writes_its_tables_while_holding_the_store(tmp_path, cifar, monkeypatch):
     """A probe's five tables belong together: another sweep or probe must not get the store between them."""
     from forgetting import probe, store as store_mod, studies
-    from forgetting.executors import ExecutorSettings
+    from forgetting.execution.settings import ExecutorSettings
+    from forgetting.experiments.run import run_study
 
     study = studies.load_study("cpu-probe").with_overrides(
         epochs=1, warmup=0, width=0.125, subset=200, batch_size=100, multipliers=[1.0], base_lr=0.4, seeds=[0]
@@ -112,7 +113,7 @@ def test_the_probe_writes_its_tables_while_holding_the_store(tmp_path, cifar, mo
 
     real_write = store_mod.atomic_write_bytes
     monkeypatch.setattr(store_mod, "atomic_write_bytes", write_while_checking_the_lock)  # StudyFolder.write
-    probe.probe_study(study, tmp_path, cifar, ExecutorSettings(device="cpu"))
+    run_study(study, tmp_path, cifar, ExecutorSettings(device="cpu"))
     assert len(written) == 5 and len(refused) == 5, (written, refused)
     assert all("in use by another sweep or probe" in e and f"pid {os.getpid()}" in e for e in refused)
     assert lock.read_text() == ""  # released at the end

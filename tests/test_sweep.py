@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 
 from helpers import start_cli
-from forgetting import executors, grid, studies, sweep
+from forgetting import grid, studies, sweep
+from forgetting.execution import jobs, ray_backend, slurm
 from forgetting.errors import UserError
-from forgetting.executors import ExecutorSettings, RunFailure
+from forgetting.execution.base import RunFailure
+from forgetting.execution.settings import ExecutorSettings
 from forgetting.store import exclusive_lock
 
 TINY = "--multipliers 1,1000 --sizes 500,1000 --epochs 1 --width 0.125 --base-lr 0.4 --seeds 0 --workers 1".split()
@@ -111,7 +113,7 @@ def test_ray_executor_matches_local(tmp_path, cifar):
 def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, synthetic_cifar, monkeypatch):
     s = tiny_study(multipliers=[1.0, 2.0], sizes=[100], batch_size=50)
     calls = []
-    real = executors.execute_run
+    real = jobs.execute_run
 
     def flaky(cfg_dict, meta, *a, **k):
         calls.append(meta["multiplier"])
@@ -119,7 +121,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, synthetic_cifar,
             raise RuntimeError("simulated out-of-memory")
         return real(cfg_dict, meta, *a, **k)
 
-    monkeypatch.setattr(executors, "execute_run", flaky)
+    monkeypatch.setattr(jobs, "execute_run", flaky)
     out = sweep.run_sweep(s, tmp_path, synthetic_cifar, ExecutorSettings(device="cpu"))
     assert calls == [1.0, 2.0]
     status = dict(zip(out.table["multiplier"], out.table["status"]))
@@ -143,7 +145,7 @@ def test_results_csv_is_written_through_the_store_s_atomic_writer(tmp_path, synt
         raise RuntimeError("not trained here")
 
     monkeypatch.setattr(sweep, "atomic_write_bytes", recording)
-    monkeypatch.setattr(executors, "execute_run", no_training)
+    monkeypatch.setattr(jobs, "execute_run", no_training)
     s = tiny_study(multipliers=[1.0], sizes=[100], batch_size=50)
     out = sweep.run_sweep(s, tmp_path, synthetic_cifar, ExecutorSettings(device="cpu"))
     assert written == ["results.csv"]
@@ -167,13 +169,20 @@ def test_a_failure_is_recorded_in_one_shape_whichever_executor_ran_it():
         def __str__(self):
             return "\x1b[36mray::execute_run()\x1b[39m (pid=1)\n  File task.py, line 1\nValueError: bad"
 
-    task = RunFailure.of(RayTaskError(ValueError("bad")))
+    task = ray_backend.RayExecutor.failure(None, RayTaskError(ValueError("bad")))  # the Ray backend's own translation
+    trace = 'Traceback (most recent call last):\n  File "task.py", line 1\nValueError: bad\n'
+    array_task = slurm.SlurmExecutor.failure(  # what submitit's job.result() raises: the task's traceback as text
+        None, RuntimeError(f"Job (task=0) failed during processing with trace:\n{'-' * 22}\n{trace}\n{'-' * 22}\nlogs")
+    )
+    assert (array_task.type, array_task.message, array_task.line) == ("ValueError", "bad", "ValueError: bad")
+    assert array_task.traceback == trace.strip()
     for failure in (here, worker):
         assert (failure.type, failure.line) == ("ValueError", "ValueError: invalid literal for int() with base 10: 'x'")
     assert "_process_worker" in worker.traceback  # the worker's own frames, not only the driver's
     assert (task.type, task.message, task.line) == ("ValueError", "bad", "ValueError: bad")
     assert task.traceback.startswith("ray::execute_run() (pid=1)") and "\x1b" not in task.traceback
     assert set(here.to_dict()) == set(worker.to_dict()) == set(task.to_dict()) == {"type", "message", "traceback"}
+    assert set(array_task.to_dict()) == set(here.to_dict())
 
 
 @pytest.mark.parametrize("name", ["cpu-lr-sweep", "cpu-probe"])

@@ -167,13 +167,14 @@ def test_a_sweep_past_its_time_limit_stops_between_runs_and_the_same_command_fin
 def test_probe_epochs_past_its_time_limit_trains_what_fits_and_probes_nothing_yet(tmp_path, cifar, one_thread):
     from forgetting import probe
     from forgetting.errors import Stopped
-    from forgetting.executors import ExecutorSettings
+    from forgetting.execution.settings import ExecutorSettings
+    from forgetting.experiments.run import run_study
 
     study = studies.load_study("cpu-probe").with_overrides(
         epochs=1, warmup=0, width=0.125, subset=200, batch_size=50, multipliers=[1.0], base_lr=0.4, seeds=[0]
     )
     with pytest.raises(Stopped, match="time limit: 1 of 2 runs done"):
-        probe.probe_study(study, tmp_path, cifar, ExecutorSettings(device="cpu", time_limit=1e-9))
+        run_study(study, tmp_path, cifar, ExecutorSettings(device="cpu", time_limit=1e-9))
     folder = tmp_path / study.name
     assert pd.read_csv(folder / "results.csv")["status"].tolist() == ["finished", "missing"]
     assert not list(folder.glob("probe*.csv")), "probe tables of half the runs would look like the study's"

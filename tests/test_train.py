@@ -533,3 +533,13 @@ def test_compile_bookkeeping_without_compiling(synthetic_cifar, monkeypatch):
     assert len(compiled_modules) == 1
     assert [s["loss"] for s in out.steps] == [s["loss"] for s in eager.steps]  # the stub changes nothing
     assert cfg.identity() == dataclasses.replace(cfg, compile=False).identity()
+
+
+def test_eval_train_records_the_clean_training_loss_on_evaluated_epochs_only(ref_run, synthetic_cifar):
+    cfg = dataclasses.replace(CFG, epochs=3, eval_every=0, eval_last=2, eval_train=True)
+    out = train.train(cfg, synthetic_cifar, "cpu")
+    clean = [h["clean_train_loss"] for h in out.history]
+    assert np.isnan(clean[0]) and all(np.isfinite(clean[1:]))  # epoch 1 is not evaluated
+    assert clean[-1] == pytest.approx(out.result["clean_train_loss"])  # the same weights, the same images
+    assert all(np.isnan(h["clean_train_loss"]) for h in ref_run.history)  # off by default
+    assert "eval_train" not in CFG.identity() and cfg.identity()["eval_train"] is True

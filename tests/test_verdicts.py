@@ -153,3 +153,13 @@ def test_tau_law_recovers_alpha_in_steps_and_predicts_where_tau_meets_n_over_b()
     by = {r["subset"]: r for r in rows}
     assert by[1280]["revisit_steps"] == 10 and by[1280]["m_star"] == pytest.approx(4, rel=0.25)
     assert by[1280]["consistent"] and not by[10240]["consistent"]  # m* = 0.5 there: turn-up 8x past it
+
+
+def test_b_on_step_ages_reads_the_same_rule_with_tau_in_steps():
+    from test_clock import REF_BATCH, probe_table
+
+    table = probe_table(REF_BATCH, {1: 60.0, 4: 15.0}, noise=1e-3)  # 40 steps per epoch
+    by_epoch = verdicts.probe_verdict(table, n_boot=100)
+    by_step = verdicts.probe_verdict(table, n_boot=100, age="step")
+    assert by_step["taus"][0] == pytest.approx(60, rel=0.15) and by_epoch["taus"][0] == pytest.approx(1.5, rel=0.15)
+    assert by_step["holds"] is True and by_step["tau_ratio"] == pytest.approx(0.25, rel=0.2)

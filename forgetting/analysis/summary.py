@@ -34,6 +34,8 @@ def summarise(results=None, probe=None, probe_runs=None, recency=None, n_boot: i
         out["epochs"] = tables.records(probe_fits.epoch_aggregates(probe))
         if (probe["condition"] == verdicts.FULL_AUG).any():
             out["verdicts"]["b"] = verdicts.probe_verdict(probe, n_boot=n_boot)
+            # The age unit can decide (b) (cpu-probe-5seeds): the same rule on step ages, beside it.
+            out["verdicts"]["b_steps"] = verdicts.probe_verdict(probe, n_boot=n_boot, age="step")
             out["verdicts"]["tau_law"] = verdicts.tau_lr_law(probe, n_boot=n_boot)
     if probe_runs is not None and len(probe_runs):
         out["reference"] = tables.records(probe_fits.probe_reference(probe_runs))

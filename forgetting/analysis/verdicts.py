@@ -150,6 +150,7 @@ def sweep_readings(
                 turn_up_past_grid=bool(turn > grid[-1]),
                 divergence=div,
                 divergence_past_grid=bool(div > grid[-1]),
+                grid_max=float(grid[-1]),
                 minimum_at_lower_edge=_minimum_at_lower_edge(grid, losses),
                 m_opt=o["m_opt"],
                 m_opt_lo=o["m_opt_lo"],
@@ -188,6 +189,8 @@ def sweep_verdict(
             t.append(turn_up(grid, losses[rng.integers(0, len(losses), len(losses))]))
         ratios[k] = t[0] / t[1]
     share = float((ratios >= TURN_UP_RATIO).mean()) if n_boot else math.nan
+    n_units = int(min(len(m[1]) for m in mats.values()))
+    ratio_lo, ratio_hi = intervals.percentile_interval(ratios, n_units) if n_boot else (math.nan, math.nan)
     div_ratio = float(max(small["divergence"], large["divergence"]) / min(small["divergence"], large["divergence"]))
     holds = bool(ratio >= TURN_UP_RATIO and share >= BOOT_SHARE and div_ratio <= DIVERGENCE_FACTOR)
     return dict(
@@ -199,6 +202,8 @@ def sweep_verdict(
         turn_up_largest=float(large["turn_up"]),
         turn_up_ratio=ratio,
         boot_share_ratio_ge_2=share,
+        turn_up_ratio_lo=ratio_lo,  # the resamples' interval (read by forgetting/analysis/regime.py)
+        turn_up_ratio_hi=ratio_hi,
         divergence_smallest=float(small["divergence"]),
         divergence_largest=float(large["divergence"]),
         divergence_ratio=div_ratio,
@@ -218,6 +223,7 @@ def seed_timescale(
     n_boot: int = N_BOOT,
     rng_seed: int = RNG_SEED,
     keep_draws: bool = False,
+    rules: str = probe_fits.AS_REGISTERED,
 ) -> pd.DataFrame:
     """Per multiplier in ``condition``: gap and tau with intervals over seeds (pre-registered (b)).
 
@@ -225,6 +231,7 @@ def seed_timescale(
     step minus the step). gap: per seed, mean loss of the oldest probed epoch minus the final epoch's;
     mean over seeds and its t interval. tau: fit of a - b exp(-age/tau) to the seed-mean curve;
     interval from refitting on seeds drawn with replacement (expanded percentile interval).
+    ``rules``: as registered, or amended (probe_fits.FIT_CHECKS: the fit check a point fit must pass).
     """
     df = tables.probe_rows(probe)
     df = df[(df["condition"] == condition) & np.isfinite(df["loss_now"])]
@@ -235,7 +242,8 @@ def seed_timescale(
     rows, draws = [], {}
     for mult, g in df.groupby("multiplier", sort=True):
         ages, per_seed = probe_fits.per_seed_age_means(g, age_col)
-        fit = probe_fits.fit_timescale(ages, np.nanmean(per_seed, axis=0))
+        min_tau = probe_fits.FIT_CHECKS[rules] * probe_fits.one_step(g, age)
+        fit = probe_fits.fit_timescale(ages, np.nanmean(per_seed, axis=0), min_tau)
         taus = probe_fits.seed_boot_taus(ages, per_seed, n_boot, rng)
         tau_lo, tau_hi = (
             intervals.percentile_interval(taus, n_units=len(per_seed)) if fit["fit_ok"] else (math.nan, math.nan)
@@ -274,15 +282,21 @@ def seed_timescale(
 
 
 def probe_verdict(
-    probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED
+    probe: pd.DataFrame,
+    condition: str = FULL_AUG,
+    n_boot: int = N_BOOT,
+    rng_seed: int = RNG_SEED,
+    rules: str = probe_fits.AS_REGISTERED,
+    age: str = "epoch",
 ) -> dict:
-    """Pre-registered verdict on claim (b) in ``condition`` (see results/README.md).
+    """Pre-registered verdict on claim (b) in ``condition`` (see results/README.md), on epoch ages as
+    registered (``age`` "step": the same rule with tau fitted on SGD-step ages, reported beside it).
 
     (b) holds when every LR's gap interval (over seeds) lies above 0 and the bootstrap interval of
     tau(highest LR) / tau(lowest LR) lies below 1. None (undecided) when a point fit of tau fails, when
     there are fewer than two LRs, or fewer than two seeds (no interval over seeds).
     """
-    t = seed_timescale(probe, condition, "epoch", n_boot, rng_seed, keep_draws=True)
+    t = seed_timescale(probe, condition, age, n_boot, rng_seed, keep_draws=True, rules=rules)
     if len(t) < 2:
         return dict(holds=None, reason=f"needs two or more LRs in {condition}")
     lo, hi = t.iloc[0], t.iloc[-1]
@@ -318,14 +332,20 @@ def probe_verdict(
 # ---------------------------------------------------------------- the tau-LR law, against a sweep
 
 
-def tau_lr_law(probe: pd.DataFrame, condition: str = FULL_AUG, n_boot: int = N_BOOT, rng_seed: int = RNG_SEED) -> dict:
+def tau_lr_law(
+    probe: pd.DataFrame,
+    condition: str = FULL_AUG,
+    n_boot: int = N_BOOT,
+    rng_seed: int = RNG_SEED,
+    rules: str = probe_fits.AS_REGISTERED,
+) -> dict:
     """tau in SGD steps per LR, and the fit log tau = c - alpha log LR with a seed-bootstrap interval.
 
     Every bootstrap draw resamples the seeds at each LR, refits every tau and the line. Returns the
     per-LR table (``taus``), alpha, c (natural logs, LR in absolute units), their intervals, and the
     LRs used (those whose point fit succeeded); alpha is None with fewer than two such LRs.
     """
-    t = seed_timescale(probe, condition, "step", n_boot, rng_seed, keep_draws=True)
+    t = seed_timescale(probe, condition, "step", n_boot, rng_seed, keep_draws=True, rules=rules)
     out = dict(condition=condition, taus=tables.records(t.drop(columns=["condition"])), n_boot=n_boot)
     ok = t[t["fit_ok"]]
     if len(ok) < 2:

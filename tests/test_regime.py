@@ -1,0 +1,96 @@
+"""Claim (a) in Page's regime (results/README.md, 2026-12-05; forgetting/analysis/regime.py): the fit
+check of the small subset and the turn-up ratio against the two accounts, on synthetic sweeps whose
+answer is known, and their place in a study's summary and figures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgetting import report
+from forgetting.analysis import regime, verdicts
+
+MULTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def sweep(clean: dict, tail: dict, final_offset: float = 0.0, seeds=range(3)):
+    """results rows and history rows: per subset, clean training loss falling to clean[subset] at epoch
+    30 and a test curve over MULTS lowest at x0.5 (tail[subset] there), the final snapshot offset."""
+    results, epochs = [], []
+    for subset in clean:
+        for m in MULTS:
+            for seed in seeds:
+                run = f"{subset}-{m}-{seed}"
+                last5 = tail[subset] * (1 + 0.2 * abs(math.log2(m / 0.5)))
+                results.append(
+                    dict(run=run, subset=subset, multiplier=m, seed=seed, status="finished", diverged=False,
+                         test_loss=last5 + final_offset, test_loss_tail=last5, train_loss=0.5,
+                         clean_train_loss=clean[subset], lr=0.03 * m, base_lr=0.03, epochs=30, batch_size=128)
+                )
+                for epoch in (10, 20, 30):
+                    epochs.append(dict(run=run, epoch=epoch, clean_train_loss=clean[subset] * 30 / epoch))
+    return pd.DataFrame(results), pd.DataFrame(epochs)
+
+
+def test_a_small_subset_that_fits_its_data_lets_the_study_decide():
+    fit = regime.fit_check(*sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9}))
+    small, large = fit["readings"]
+    assert fit["decides"] is True and small["multiplier"] == 0.5
+    assert small["fits"] and small["clean_train_loss_final"] == pytest.approx(0.3)
+    assert large["fits"] is False  # 0.6 > 0.45
+    assert {(c["subset"], c["epoch"]) for c in fit["curves"]} >= {(2560, 10), (20480, 30)}
+
+
+def test_an_underfit_small_subset_still_learning_does_not_decide():
+    fit = regime.fit_check(*sweep({2560: 1.0, 20480: 0.3}, {2560: 1.4, 20480: 0.9}, final_offset=-0.15))
+    assert fit["decides"] is False and "did not fit" in fit["reason"]
+    assert fit["readings"][0]["fits"] is False and fit["readings"][0]["settled"] is False
+    settled = regime.fit_check(*sweep({2560: 1.0, 20480: 0.3}, {2560: 1.4, 20480: 0.9}, final_offset=0.05))
+    assert settled["decides"] is True and settled["readings"][0]["settled"]  # 0.05 <= 5% of 1.4
+
+
+def verdict(ratio: float, lo: float, hi: float) -> dict:
+    return dict(holds=False, subset_smallest=2560, subset_largest=20480, turn_up_ratio=ratio,
+                turn_up_ratio_lo=lo, turn_up_ratio_hi=hi)
+
+
+def test_the_ratio_is_read_against_eight_and_eight_to_one_over_alpha():
+    # alpha 0.5: forgetting predicts 8^2 = 64; the noise scale predicts 8
+    assert regime.ratio_reading(verdict(8, 4, 16), 0.5)["reading"] == "noise"
+    assert regime.ratio_reading(verdict(64, 32, 128), 0.5)["reading"] == "forgetting"
+    assert regime.ratio_reading(verdict(16, 4, 128), 0.5)["reading"] == "both"
+    assert regime.ratio_reading(verdict(1, 0.5, 2), 0.5)["reading"] == "neither"
+    r = regime.ratio_reading(verdict(8, 4, 16), 0.42, 0.72)
+    assert r["forgetting"] == pytest.approx(8 ** (1 / 0.42)) and r["forgetting_at_least"] == pytest.approx(17.97, rel=1e-3)
+    assert regime.ratio_reading(verdict(8, 4, 16), None)["reading"] == "noise"  # no law: forgetting holds nothing
+    assert regime.ratio_reading(dict(holds=None, reason="study incomplete"), 0.5)["reading"] is None
+
+
+def test_the_verdict_carries_the_resampled_ratio_interval():
+    results, _ = sweep({1280: 0.3, 10240: 0.6}, {1280: 1.4, 10240: 0.9})
+    v = verdicts.sweep_verdict(results, "test_loss_tail", n_boot=50)
+    assert v["turn_up_ratio_lo"] <= v["turn_up_ratio"] <= v["turn_up_ratio_hi"]
+
+
+def test_a_complete_eval_train_sweep_gets_its_fit_check_and_figure(tmp_path):
+    folder = tmp_path / "page"
+    results, epochs = sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9})
+    folder.mkdir()
+    study = dict(name="page", kind="lr-sweep", scale="test scale", base_lr=0.03,
+                 train=dict(net="dawn18", width=0.25, batch_size=128, eval_train=True))
+    (folder / "study.json").write_text(json.dumps(study))
+    results.to_csv(folder / "results.csv", index=False)
+    for run, g in epochs.groupby("run"):
+        (folder / "runs" / run).mkdir(parents=True)
+        g.drop(columns="run").to_csv(folder / "runs" / run / "history.csv", index=False)
+    out = report.study_report(folder, tmp_path / "out")
+    v = out.summary["verdicts"]
+    assert v["fit_check"]["decides"] is True
+    assert v["a_accounts"]["last5"]["noise"] == 8
+    assert any(p.name == "fit_check.png" for p in out.figures)
+    assert "fit check: the study decides (a)" in out.text()
+    assert np.isfinite(v["a_accounts"]["last5"]["turn_up_ratio"])
