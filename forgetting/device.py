@@ -42,7 +42,7 @@ def processor_name(device: torch.device) -> str:
 
 def machine_load() -> float | None:
     """The 1-minute load average: recorded at a run's start and end, since a run that shared its cores
-    with another job ran several times slower (README: sharing one machine). None where unknown."""
+    with another job ran several times slower (docs/clusters.md: sharing one machine). None where unknown."""
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):  # not on every platform

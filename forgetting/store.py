@@ -374,7 +374,7 @@ _RUN_OWN = (  # a finished run's weights and its records of them: training again
 )
 _FINDER = Remedy("the LR finder is redone", "run `forgetting lr-find STUDY --store STORE` on that store again")
 _PROBE = Remedy("the run's probe is redone", _AGAIN.format("probe-epochs", "writes the tables anew from each run's"))
-# Every file the toolkit reads back, and what is done when it is damaged (README: "Long jobs").
+# Every file the toolkit reads back, and what is done when it is damaged (docs/clusters.md: "Long jobs").
 REMEDIES: dict[str, Remedy] = {
     **dict.fromkeys(RunFolder.LIGHT, Remedy("the run is redone", _AGAIN.format(_SWEEPS, "trains the run again"))),
     **dict.fromkeys(RunFolder.HEAVY, Remedy(None, _RUN_OWN)),

@@ -7,17 +7,26 @@ from pathlib import Path
 import pytest
 
 from forgetting import data as data_mod
-from helpers import make_synthetic, real_data_path
+from helpers import NO_DATA, make_synthetic, real_data_path
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line at the end, -q or not: where the integration tests' CIFAR-10 came from, or that they were skipped."""
+    found = real_data_path()
+    if found is None:
+        terminalreporter.write_line(f"data: {NO_DATA}; the tests that need it were skipped")
+    else:
+        terminalreporter.write_line(f"data: CIFAR-10 from {found[0]} ({found[1]})")
 
 
 @pytest.fixture(scope="session")
 def cifar_path() -> Path:
-    path = real_data_path()
+    found = real_data_path()
+    if found is None:
+        pytest.skip(NO_DATA)  # one reason for every such test: pytest -ra prints it once, with their count
+    path, named_by = found
     if not path.exists():
-        pytest.skip(
-            f"real CIFAR-10 not found at {path}: set {data_mod.ENV_VAR} to a CIFAR-10 .npz or "
-            f"cifar-10-batches-py folder to run the integration tests"
-        )
+        pytest.skip(f"{path} (named by {named_by}) does not exist: {NO_DATA}")
     return path
 
 

@@ -13,12 +13,18 @@ import numpy as np
 from forgetting import data as data_mod
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "cifar10.npz"
+NO_DATA = (
+    f"no CIFAR-10 found: set {data_mod.ENV_VAR} to a CIFAR-10 .npz or cifar-10-batches-py folder, "
+    f"or run `forgetting data --download` (needs internet)"
+)
 
 
-def real_data_path() -> Path:
-    """$FORGETTING_DATA if set, else ../shared/data/cifar10.npz relative to the repository root."""
-    return Path(os.environ.get(data_mod.ENV_VAR) or DEFAULT_DATA).expanduser()
+def real_data_path() -> tuple[Path, str] | None:
+    """CIFAR-10 where the commands find it: $FORGETTING_DATA, else the download cache; (path, what named
+    it), or None."""
+    from forgetting.datasets.loading import locate
+
+    return locate("cifar10")
 
 
 def make_synthetic(n_train: int = 500, n_test: int = 100, seed: int = 0) -> data_mod.Cifar10:

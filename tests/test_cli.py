@@ -236,10 +236,10 @@ def test_sweep_lr_and_probe_epochs_offer_every_shared_option():
             assert re.search(rf"--{f.name.replace('_', '-')}\b", result.output), (command, f.name)
 
 
-def test_every_executor_s_own_options_are_in_both_commands_and_the_readme():
+def test_every_executor_s_own_options_are_in_both_commands_and_the_reference():
     from forgetting.execution.settings import backend_options
 
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "docs" / "reference.md").read_text()
     for command in ("sweep-lr", "probe-epochs"):  # the probe runs on the sweep's executor, with its options
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output

@@ -2,7 +2,7 @@
 
 Each file is truncated and filled with garbage in turn, for every command that reads it: a command that
 can redo the work sets the file aside and redoes it with one warning line naming it; one that cannot
-refuses in one line, exit 2, with the store byte for byte as it was (`store.REMEDIES`, README's long-jobs
+refuses in one line, exit 2, with the store byte for byte as it was (`store.REMEDIES`, docs/clusters.md's long-jobs
 table). A probe killed between runs resumes without redoing the runs it probed. Real files, real
 processes where the fault needs one, on the real images' tiny slice (conftest.cifar_slice_path).
 """
@@ -86,7 +86,7 @@ DAMAGES = ("truncated", "garbage")
 
 def damage(path: Path, how: str) -> bytes:
     """Cut ``path`` to half its bytes, or overwrite it with as many random ones; its bytes now. The cut
-    falls inside a line: a table cut exactly at a line's end reads as a shorter whole one (README)."""
+    falls inside a line: a table cut exactly at a line's end reads as a shorter whole one (docs/clusters.md)."""
     data = path.read_bytes()
     if how == "truncated":
         cut = len(data) // 2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -361,3 +364,32 @@ def test_real_cifar_matches_readme(cifar):
         std = float(np.sqrt(hist @ (values - mean) ** 2))
         assert mean == pytest.approx(data_mod.MEAN[ch], abs=1e-4)
         assert std == pytest.approx(data_mod.STD[ch], abs=2e-4)
+
+
+def test_the_cifar_fixture_holds_the_data_the_commands_find(cifar, cifar_path):
+    """The integration tests read CIFAR-10 where `forgetting sweep-lr` does (the variable, then the cache)."""
+    assert cifar.source == str(cifar_path) and loading.locate("cifar10")[0] == cifar_path
+    assert len(cifar.train_y) == len(cifar.train_x) and len(cifar.test_y) == len(cifar.test_x) > 0
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_the_tests_find_cifar10_in_the_download_cache_alone_or_say_in_one_line_why_not(tmp_path, cached):
+    """README command 2 after command 1's download: no FORGETTING_DATA, the data in the user cache only."""
+    from helpers import REPO_ROOT
+
+    folder = tmp_path / "cache" / "forgetting" / "cifar-10-batches-py"
+    if cached:
+        write_batches_folder(folder)
+    env = {k: v for k, v in os.environ.items() if k != data_mod.ENV_VAR}
+    env |= {"XDG_CACHE_HOME": str(tmp_path / "cache"), data_mod.SIZES_ENV_VAR: "any", "COLUMNS": "200"}
+    test = "tests/test_data.py::test_the_cifar_fixture_holds_the_data_the_commands_find"
+    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test]
+    proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if cached:
+        assert f"data: CIFAR-10 from {folder} (the download cache)" in proc.stdout
+        assert "1 passed" in proc.stdout
+    else:
+        assert "data: no CIFAR-10 found: set FORGETTING_DATA" in proc.stdout
+        skipped = [line for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
+        assert len(skipped) == 1 and "forgetting data --download" in skipped[0] and "1 skipped" in proc.stdout

@@ -80,15 +80,56 @@ def test_documents_do_not_refer_to_how_the_work_was_organised():
 
 
 def test_readme_opens_with_the_install_and_test_commands_ci_runs():
-    """.ci/run installs as README's first command does and runs its test command verbatim."""
+    """.ci/run installs as README's command 1 does (without its torch index and download) and runs its
+    command 2, the tests, verbatim."""
     first_block = (REPO_ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [line for line in first_block.splitlines() if line and not line.startswith("#")]
     ci = [
         line
         for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
-        if line and not line.startswith(("#", "set ", "cd "))
+        if line and not line.startswith(("#", "set ", "cd ", "export "))
     ]
-    assert len(commands) == 2
-    assert commands[0].startswith(ci[0] + " && ")  # install, then the data and the main job
-    assert commands[0].endswith("forgetting sweep-lr")
+    assert len(commands) == 2 and len(ci) == 2
+    assert commands[0].startswith("git clone ") and commands[0].endswith("forgetting sweep-lr quick")
+    for step in ci[0].split(" && "):  # CI's install: command 1's steps, in its order
+        assert f" {step} " in f" {commands[0]} ", step
+    assert "--index-url https://download.pytorch.org/whl/cpu" in commands[0]  # no CUDA wheels on a CPU machine
     assert commands[1] == ci[1]
+
+
+def test_readme_fits_one_screen_and_links_only_what_exists():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 80
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert len(links) >= 8 and all((REPO_ROOT / link.split("#")[0]).exists() for link in links), links
+
+
+# The terms of the findings' statistics and designs: each must be used in the findings and defined in
+# the glossary (a term added to the findings joins this list and the glossary together).
+FINDINGS_TERMS = [
+    "claim (a)", "probe", "epoch age", "`full-aug`", "cell", "design", "gap", "tau", "alpha",
+    "half-rise age", "clock", "noise scale", "turn-up", "m\\*", "final snapshot", "last-5 mean",
+    "fit check", "degenerate", "interval", "resample", "pre-registered", "amendment",
+]
+
+
+def glossary_terms(text: str) -> list[str]:
+    """The terms a glossary defines: each '**term**:' at the start of an item or after its '; '."""
+    glossary = text.split("\n## Glossary\n", 1)[1]
+    return re.findall(r"(?:^- |; )\*\*(.+?)\*\*:", glossary, re.M)
+
+
+def test_the_glossary_defines_every_term_of_the_findings_once():
+    text = (REPO_ROOT / "docs" / "findings.md").read_text()
+    terms = glossary_terms(text)
+    assert len(terms) == len(set(terms)), [t for t in terms if terms.count(t) > 1]
+    findings = text.split("\n## Glossary\n", 1)[0].lower()
+    for term in FINDINGS_TERMS:
+        assert term in terms, f"{term!r} is not defined in the glossary"
+        word = term.strip("`").replace("\\*", "*").lower()
+        assert word in findings or word in (REPO_ROOT / "results" / "README.md").read_text().lower(), word
+
+
+def test_the_glossary_check_sees_a_term_defined_twice():
+    text = "x\n## Glossary\n\n- **tau**: one.\n- **alpha**: two; **tau**: again.\n"
+    assert glossary_terms(text) == ["tau", "alpha", "tau"]

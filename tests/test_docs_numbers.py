@@ -1,4 +1,4 @@
-"""The numbers quoted in README.md and results/README.md are the committed summary.json's (or, where a
+"""The numbers quoted in docs/findings.md and results/README.md are the committed summary.json's (or, where a
 document says so, recomputed from the committed tables), so that the prose cannot drift from the
 results. Each claim is the quoted text with {} where its numbers go; the numbers are formatted as the
 document quotes them and the text must appear in the document (whitespace and line breaks aside)."""
@@ -204,20 +204,20 @@ BELOW_X8 = [t for t in TAUS if t["multiplier"] < 8]
 
 # (document, quoted text with {} for each number, the numbers as the document formats them)
 CLAIMS = [
-    ("README.md", "alpha {} [{}, {}]", alpha()),
-    ("README.md", "falls roughly as LR^-{}", fmt("{:.1f}", [verdict("cpu-tau-lr", "tau_law")["alpha"]])),
+    ("docs/findings.md", "alpha {} [{}, {}]", alpha()),
+    ("docs/findings.md", "falls roughly as LR^-{}", fmt("{:.1f}", [verdict("cpu-tau-lr", "tau_law")["alpha"]])),
     (
-        "README.md",
+        "docs/findings.md",
         "at 4x apart the ratio is {} [{}, {}] with {} seeds",
         b_numbers("cpu-probe-5seeds") + [str(B5["n_seeds"])],
     ),
-    ("README.md", "tau is flat from x0.5 to x4 ({}-{} steps)", tau_range(BELOW_X8)),
+    ("docs/findings.md", "tau is flat from x0.5 to x4 ({}-{} steps)", tau_range(BELOW_X8)),
     (
-        "README.md",
+        "docs/findings.md",
         "(test loss {} against {} at x1)",
         fmt("{:.2f}", [reference("cpu-tau-lr", "full-aug", 8), reference("cpu-tau-lr", "full-aug", 1)]),
     ),
-    ("README.md", "{} cells, {} runs,", full_aug_cells()),
+    ("docs/findings.md", "{} cells, {} runs,", full_aug_cells()),
     *[
         (
             "results/README.md",
@@ -231,8 +231,8 @@ CLAIMS = [
         for s_ in ("cpu-probe-5seeds", "cpu-tau-lr")
     ],
     ("results/README.md", "holds on a fit below one step: {} [{}, {}] |", interval(verdict("cpu-tau-batch", "b_steps"), "tau_ratio")),
-    ("README.md", "The newest batches fit best in {} of the {}; in {} (`cpu-tau-batch`", newest_fits_best()),
-    ("README.md", "without it, {} [{}, {}], still undecided", interval(amended("noise"), "ratio")),
+    ("docs/findings.md", "The newest batches fit best in {} of the {}; in {} (`cpu-tau-batch`", newest_fits_best()),
+    ("docs/findings.md", "without it, {} [{}, {}], still undecided", interval(amended("noise"), "ratio")),
     ("results/README.md", "Without it (the amended fit check below): {} [{}, {}] over 3 pairs", interval(amended("noise"), "ratio")),
     ("results/README.md", "stays **undecided** ({} [{}, {}] over 3", interval(amended("noise"), "ratio")),
     (
@@ -243,13 +243,7 @@ CLAIMS = [
     ("results/README.md", "power degenerate {}, power {}, exponential {}, either {};", amended_forms()),
     ("results/README.md", "**power degenerate** on {}, power on {}, exponential on {}, either on {})", amended_forms()),
     ("results/README.md", "gave a base LR of {} against the committed {} (AMD", cross_processor_rate()),
-    ("README.md", "(0.0343 on the AMD EPYC, {} on an Intel", cross_processor_rate()[:1]),
-    (
-        "README.md",
-        "The main job trains {} small networks",
-        [str(len(pd.read_csv(RESULTS / "cpu-lr-sweep" / "results.csv")))],
-    ),
-    ("README.md", "ran the same runs about {}x slower", [f"{same_runs_slowdown():.1f}"]),
+    ("docs/findings.md", "(0.0343 on the AMD EPYC, {} on an Intel", cross_processor_rate()[:1]),
     ("results/README.md", "the same runs took a median {}x as long", [f"{same_runs_slowdown():.1f}"]),
     (
         "results/README.md",
@@ -352,15 +346,15 @@ CLAIMS = [
         [pd.read_csv(RESULTS / "cpu-lr-sweep-30" / "results.csv")["seconds"].sum()],
     ),
     (
-        "README.md",
+        "docs/findings.md",
         "both curves turn up at x{:g}; on the last 5 epochs at x{:g} against x{:g}, the ratio the rule asks for,"
         " but in {} of seed resamples",
         [a30_numbers()[i] for i in (0, 6, 7, 9)],
     ),
-    ("README.md", "same at both batch sizes (ratio {} [{}, {}];", interval(clock("clock"), "ratio")),
-    ("README.md", "timescales are equal ({} [{}, {}];", interval(clock("noise"), "ratio")),
-    ("README.md", "says they are not ({} [{}, {}])", interval(clock("noise"), "half_ratio")),
-    ("README.md", "forgetting's prediction is nearer on {} subset of {}", nearer_counts()),
+    ("docs/findings.md", "same at both batch sizes (ratio {} [{}, {}];", interval(clock("clock"), "ratio")),
+    ("docs/findings.md", "timescales are equal ({} [{}, {}];", interval(clock("noise"), "ratio")),
+    ("docs/findings.md", "says they are not ({} [{}, {}])", interval(clock("noise"), "half_ratio")),
+    ("docs/findings.md", "forgetting's prediction is nearer on {} subset of {}", nearer_counts()),
     ("results/README.md", "= {} [{}, {}] over 5 LRs", interval(clock("clock"), "ratio")),
     (
         "results/README.md",

@@ -19,10 +19,10 @@ def test_gitignore_lets_through_exactly_the_light_run_record():
     assert not kept & set(RunFolder.HEAVY + RunFolder.UNFINISHED)
 
 
-def test_readme_describes_the_light_run_record():
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_the_docs_describe_the_light_run_record():
+    readme = (REPO_ROOT / "docs" / "clusters.md").read_text()
     found = re.search(r"A finished run is described by (\w+) small files \(([^:]*):", readme)
-    assert found, "README's paragraph on run records that travel in git"
+    assert found, "docs/clusters.md's paragraph on run records that travel in git"
     assert found.group(1) == "four" and len(RunFolder.LIGHT) == 4
     assert set(re.findall(r"`([^`]+)`", found.group(2))) == set(RunFolder.LIGHT)
 

@@ -57,6 +57,17 @@ def _read(spec: DatasetSpec, path: Path) -> dict[str, np.ndarray]:
     return spec.read_folder(path)
 
 
+def locate(name: str = "cifar10") -> tuple[Path, str] | None:
+    """Where a command finds built-in data set ``name`` when no file is named: ``$FORGETTING_DATA``
+    (CIFAR-10 only), else the user cache's folder if it is there; (path, what named it), or None."""
+    spec = spec_for(name)
+    if spec.name == "cifar10" and os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser(), ENV_VAR
+    if spec.folder is not None and (CACHE_DIR / spec.folder).is_dir():
+        return CACHE_DIR / spec.folder, "the download cache"
+    return None
+
+
 def load_dataset(name: str = "cifar10", path: str | os.PathLike | None = None, download: bool = False) -> Dataset:
     """Load and check data set ``name`` from ``path``, else (CIFAR-10) ``$FORGETTING_DATA``, else the user cache;
     with ``download``, fetch it there through torchvision first if it is not there."""
