@@ -290,6 +290,25 @@ def probe_epochs(
 
 
 @command()
+def show(
+    study: str = typer.Argument(..., help="study name in studies/ or a .toml path"),
+    store: Path = StoreOpt,
+    steps: int = option(10, help="training steps timed for the estimate (after 2 untimed ones)"),
+    device: str = DeviceOpt,
+    dataset: Optional[str] = dataset_option(STUDY_FILE),
+    data: Optional[str] = data_option(f"{STUDY_FILE}, else {DATA_FOUND}"),
+):
+    """Print a study's resolved settings, its run count and an estimate of its time here (from a few timed steps)."""
+    from forgetting import estimate, studies
+    from forgetting.console import console
+
+    s = studies.load_study(study).with_overrides(dataset=dataset, data=data)
+    with console.status("loading the data and timing a few training steps"):
+        found = estimate.estimate(s, store, device, steps)
+    console.print("\n".join(found.lines()), markup=False, highlight=False, soft_wrap=True)
+
+
+@command()
 def merge(
     sources: list[Path] = typer.Argument(..., help="stores (or study folders) to take finished runs from"),
     into: Path = option(..., "--into", help="the store to merge into (created if missing)"),
