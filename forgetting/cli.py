@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from pathlib import Path
@@ -10,39 +11,60 @@ from typing import Optional
 import typer
 
 from forgetting.cli_options import (
-    CompileOpt,
-    DataOpt,
-    DatasetOpt,
+    COMPILE_DEFAULT,
+    DATA_FOUND,
+    KEEP_LAST,
+    Command,
     DeviceOpt,
-    DropLastOpt,
-    OptimizerOpt,
-    PrecisionOpt,
+    Group,
+    PROBE_OVERRIDES,
+    STUDY_FILE,
+    SWEEP_OVERRIDES,
     StoreOpt,
     StudyOptions,
+    VersionOpt,
+    batch_size_option,
+    compile_option,
+    data_option,
+    dataset_option,
+    drop_last_option,
+    net_option,
+    option,
+    optimizer_option,
     parse_ints,
+    precision_option,
+    seeds_option,
     study_options,
+    switch,
+    width_option,
 )
 from forgetting import lr_settings
 from forgetting.errors import UserError
 
 app = typer.Typer(
+    cls=Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # the subcommands' contexts inherit them
     help="Study catastrophic forgetting in fast training (Page, 'How to Train Your ResNet', Part 2): CIFAR-10 "
     "or your own data and network.",
 )
+command = functools.partial(app.command, cls=Command)
 
 
-@app.command()
+@app.callback()
+def _root(version: bool = VersionOpt):
+    pass
+
+
+@command()
 def data(
     name: str = typer.Argument(
         "cifar10", help="cifar10, cifar100, svhn, mnist, fashion-mnist, or your own with --data"
     ),
-    data: Optional[str] = DataOpt,
-    download: bool = typer.Option(
-        False, "--download", help="fetch the data set with torchvision into the user cache (needs internet)"
-    ),
+    data: Optional[str] = data_option(DATA_FOUND),
+    download: bool = switch("--download", "fetch the data set with torchvision into the user cache (needs internet)"),
 ):
     """Find, verify and describe a data set: source, fingerprint, image shape, normalisation, per-class counts."""
     from forgetting import datasets
@@ -66,31 +88,33 @@ def data(
         console.print(f"  {cls:<{width}}{a:>6,} / {b:,}", markup=False, highlight=False)
 
 
-@app.command()
+@command()
 def train(
-    net: Optional[str] = typer.Option(
-        None, help="dawn18, resnet9, airbench94 or 'package.module:factory' (default: the preset's, else dawn18)"
+    net: Optional[str] = net_option(None, "the preset's, else dawn18"),
+    width: float = width_option(1.0),
+    preset: Optional[str] = option(
+        None, help="part1, part2, part3 or part4 (the blog's stages)", shown="none: Part 3's shape", metavar="NAME"
     ),
-    width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
-    preset: Optional[str] = typer.Option(None, help="part1, part2, part3 or part4 (the blog's stages)"),
-    subset: Optional[int] = typer.Option(None, help="class-balanced training images (default: all of them)"),
-    epochs: Optional[int] = typer.Option(None, help="epochs (a preset's schedule is stretched to fit)"),
-    batch_size: Optional[int] = typer.Option(None, help="images per step (default: the preset's, else 512)"),
-    lr: Optional[float] = typer.Option(None, help="peak LR, mean-loss convention (default: the preset's, else 0.4)"),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="random crop + flip (default on)"),
-    cutout: Optional[int] = typer.Option(None, help="Cutout square side in pixels (0 = off)"),
-    seed: int = typer.Option(0, help="seed for weights, subset and batch plans"),
-    optimizer: Optional[str] = OptimizerOpt,
-    eval_every: Optional[int] = typer.Option(
-        None, help="evaluate on the test set every N epochs (0 = final epoch only; default: TrainConfig's)"
+    subset: Optional[int] = option(None, help="class-balanced training images", shown="all of them"),
+    epochs: Optional[int] = option(
+        None, help="epochs (a preset's schedule is stretched to fit)", shown="the preset's, else 30"
     ),
-    precision: Optional[str] = PrecisionOpt,
-    compile: Optional[bool] = CompileOpt,
-    drop_last: Optional[bool] = DropLastOpt,
+    batch_size: Optional[int] = batch_size_option(None, "the preset's, else 512"),
+    lr: Optional[float] = option(None, help="this run's peak LR, mean-loss convention", shown="the preset's, else 0.4"),
+    augment: Optional[bool] = option(None, "--augment/--no-augment", help="random crop + flip", shown="augment"),
+    cutout: Optional[int] = option(None, help="Cutout square side in pixels (0 = off)", shown="the preset's, else 0"),
+    seed: int = option(0, help="seed for weights, subset and batch plans"),
+    optimizer: Optional[str] = optimizer_option(None, "sgd"),
+    eval_every: Optional[int] = option(
+        None, help="evaluate on the test set every N epochs (0 = final epoch only)", shown="TrainConfig's eval_every"
+    ),
+    precision: Optional[str] = precision_option(None, "auto"),
+    compile: Optional[bool] = compile_option(COMPILE_DEFAULT),
+    drop_last: Optional[bool] = drop_last_option(KEEP_LAST),
     device: str = DeviceOpt,
-    dataset: Optional[str] = DatasetOpt,
-    data: Optional[str] = DataOpt,
-    out: Path = typer.Option(..., "--out", help="output folder (resumes from its checkpoint if interrupted)"),
+    dataset: Optional[str] = dataset_option("cifar10"),
+    data: Optional[str] = data_option(DATA_FOUND),
+    out: Path = option(..., "--out", help="output folder (resumes from its checkpoint if interrupted)"),
 ):
     """Train one network; write config.json, history.csv, model.pt and result.json (last) into OUT."""
     from forgetting import config, datasets, device as device_mod, train as train_mod
@@ -112,34 +136,39 @@ def train(
     )
 
 
-@app.command("lr-find")
+@command("lr-find")
 def lr_find(
     study: Optional[str] = typer.Argument(
-        None, help="a study: run its LR finder into STORE/<study>/ (what shards 2..N need); else the options below"
+        None,
+        help="a study: run its LR finder into STORE/<study>/ (what shards 2..N need); else the options below",
+        show_default="none: one LR test as the options below say",
     ),
     store: Path = StoreOpt,
-    net: str = typer.Option("dawn18", help="dawn18, resnet9, airbench94 or 'package.module:factory'"),
-    width: float = typer.Option(1.0, help="channel multiplier (0.25 = a quarter of the channels)"),
-    subset: Optional[int] = typer.Option(None, help="class-balanced training images (default: all of them)"),
-    batch_size: int = typer.Option(512, help="images per step"),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="random crop + flip, as in training"),
-    method: str = typer.Option(
+    net: str = net_option("dawn18"),
+    width: float = width_option(1.0),
+    subset: Optional[int] = option(None, help="class-balanced training images", shown="all of them"),
+    batch_size: int = batch_size_option(512),
+    augment: bool = option(True, "--augment/--no-augment", help="random crop + flip, as in training"),
+    method: str = option(
         lr_settings.DEFAULT_METHOD, help=f"{', '.join(lr_settings.METHODS)} (min10: LR of the minimum / 10)"
     ),
-    seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2 (median and spread reported)"),
-    start_lr: float = typer.Option(lr_settings.START_LR, help="first LR of the geometric ramp (mean-loss convention)"),
-    end_lr: float = typer.Option(
+    seeds: str = seeds_option("0"),
+    start_lr: float = option(lr_settings.START_LR, help="first LR of the geometric ramp (mean-loss convention)"),
+    end_lr: float = option(
         lr_settings.END_LR, help="last LR of the ramp (the test stops early when the loss explodes)"
     ),
-    steps: int = typer.Option(lr_settings.NUM_STEPS, help="steps of the ramp, one batch each"),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (Page's Nesterov SGD) or adamw"),
-    precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16"),
-    compile: Optional[bool] = CompileOpt,
+    steps: int = option(lr_settings.NUM_STEPS, help="steps of the ramp, one batch each"),
+    optimizer: str = optimizer_option("sgd"),
+    precision: str = precision_option("auto"),
+    compile: Optional[bool] = compile_option(COMPILE_DEFAULT),
     device: str = DeviceOpt,
-    dataset: Optional[str] = DatasetOpt,
-    data: Optional[str] = DataOpt,
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="output folder: lr_find.csv, lr_find.json, lr_find.png/.svg"
+    dataset: Optional[str] = dataset_option("cifar10"),
+    data: Optional[str] = data_option(DATA_FOUND),
+    out: Optional[Path] = option(
+        None,
+        "--out",
+        help="output folder: lr_find.csv, lr_find.json, lr_find.png/.svg",
+        shown="none: needed without a study",
     ),
 ):
     """LR range test on a config's model and batches: suggest a base LR; write the curve, JSON and a plot into OUT."""
@@ -195,22 +224,11 @@ def _print_report(folder: Path, table, lines: list[str], written: Path) -> None:
     console.print(f"wrote {written}, {StudyFolder.summary.name} and {', '.join(str(p) for p in rep.figures)}")
 
 
-# The order of each command's overrides: an overridden study's scale line names them so.
-SWEEP_OVERRIDES = (
-    *("multipliers", "sizes", "epochs", "warmup", "batch_size", "seeds", "base_lr", "width"),
-    *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
-)
-PROBE_OVERRIDES = (
-    *("epochs", "warmup", "width", "subset", "batch_size", "multipliers", "base_lr", "seeds", "last_epochs", "bn"),
-    *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
-)
-
-
-@app.command("sweep-lr")
+@command("sweep-lr")
 @study_options
 def sweep_lr(
     study: str = typer.Argument("cpu-lr-sweep", help="study name in studies/ or a .toml path"),
-    sizes: Optional[str] = typer.Option(None, help="subset sizes, comma-separated"),
+    sizes: Optional[str] = option(None, help="subset sizes, comma-separated", shown=STUDY_FILE, metavar="N,N,..."),
     *,
     opts: StudyOptions,
     backend: dict,
@@ -236,13 +254,15 @@ def sweep_lr(
         raise typer.Exit(1)
 
 
-@app.command("probe-epochs")
+@command("probe-epochs")
 @study_options
 def probe_epochs(
     study: str = typer.Argument("cpu-probe", help="probe study name in studies/ or a .toml path"),
-    last_epochs: Optional[int] = typer.Option(None, help="probe only the last K epochs (0 = all)"),
-    bn: Optional[str] = typer.Option(None, help="eval (running statistics) or batch (each batch's statistics)"),
-    subset: Optional[int] = typer.Option(None, help="size of the full condition (half-noaug gets half)"),
+    last_epochs: Optional[int] = option(None, help="probe only the last K epochs (0 = all)", shown=STUDY_FILE),
+    bn: Optional[str] = option(
+        None, help="eval (running statistics) or batch (each batch's statistics)", shown=STUDY_FILE, metavar="MODE"
+    ),
+    subset: Optional[int] = option(None, help="size of the full condition (half-noaug gets half)", shown=STUDY_FILE),
     *,
     opts: StudyOptions,
     backend: dict,
@@ -269,12 +289,31 @@ def probe_epochs(
     _print_report(outcome.sweep.store.dir, table, times, outcome.sweep.store.probe)
 
 
-@app.command()
+@command()
+def show(
+    study: str = typer.Argument(..., help="study name in studies/ or a .toml path"),
+    store: Path = StoreOpt,
+    steps: int = option(10, help="training steps timed for the estimate (after 2 untimed ones)"),
+    device: str = DeviceOpt,
+    dataset: Optional[str] = dataset_option(STUDY_FILE),
+    data: Optional[str] = data_option(f"{STUDY_FILE}, else {DATA_FOUND}"),
+):
+    """Print a study's resolved settings, its run count and an estimate of its time here (from a few timed steps)."""
+    from forgetting import estimate, studies
+    from forgetting.console import console
+
+    s = studies.load_study(study).with_overrides(dataset=dataset, data=data)
+    with console.status("loading the data and timing a few training steps"):
+        found = estimate.estimate(s, store, device, steps)
+    console.print("\n".join(found.lines()), markup=False, highlight=False, soft_wrap=True)
+
+
+@command()
 def merge(
     sources: list[Path] = typer.Argument(..., help="stores (or study folders) to take finished runs from"),
-    into: Path = typer.Option(..., "--into", help="the store to merge into (created if missing)"),
-    light: bool = typer.Option(
-        False, "--light", help="copy each run's record only (config, meta, result, history: a few kB), not weights"
+    into: Path = option(..., "--into", help="the store to merge into (created if missing)"),
+    light: bool = switch(
+        "--light", "copy each run's record only (config, meta, result, history: a few kB), not weights"
     ),
 ):
     """Union of the finished runs of several stores, study by study; refuses mismatched studies or runs."""
@@ -286,12 +325,10 @@ def merge(
         console.print(f"{m.name}: {news}; {len(m.runs)} finished runs in {m.dst}")
 
 
-@app.command()
+@command()
 def figures(
-    store: Path = typer.Option(
-        Path("store"), "--store", help="a run store, or a folder of study tables such as results/"
-    ),
-    out: Optional[Path] = typer.Option(None, "--out", help="where to write (default: beside the tables)"),
+    store: Path = option(Path("store"), "--store", help="a run store, or a folder of study tables such as results/"),
+    out: Optional[Path] = option(None, "--out", help="where to write", shown="beside the tables"),
 ):
     """Regenerate every figure and summary.json from stored tables alone (no training, no weights)."""
     from forgetting import report

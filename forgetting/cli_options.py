@@ -2,6 +2,13 @@
 
 `study_options` gives sweep-lr and probe-epochs the StudyOptions fields as options of their own, and
 hands them to the command as one object; the parsers turn option text into study overrides.
+
+One command language: an option is named after the setting it sets (a study file's key, or a
+TrainConfig field for the commands that train one network), singular for one value and plural for a
+comma-separated list. So --lr (one run's peak LR) and --base-lr (the LR a study's multipliers scale),
+--seed (one run's) and --seeds (a list), --subset (one size) and --sizes (an lr-sweep's list of subset
+sizes) are different settings, as are --store (a run store: a folder per study, resumed and merged) and
+--out (the folder a command writes its own files into). Every option's help ends with its default.
 """
 
 from __future__ import annotations
@@ -13,43 +20,157 @@ from pathlib import Path
 from typing import Optional, get_type_hints
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from forgetting.errors import UserError
 
-DataOpt = typer.Option(
+STUDY_FILE = "from the study file"  # the default of an option that overrides a study file's value
+
+# typer (0.2x) shows each parameter's Python type beside it (<str>, <list[Path]>); a plain metavar says
+# what to type instead, a switch needs none, and an argument's name is its own.
+_METAVARS = {int: "N", float: "FLOAT", Path: "PATH", str: "TEXT"}
+
+
+def _plain(param) -> None:
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if annotation is None:  # an older typer: click's plain names (TEXT, INTEGER) already
+        return
+    if param.param_type_name == "argument":
+        param.metavar = param.metavar or param.name.upper()
+        param.display_type_rich = lambda ctx: None  # typer shows an argument's type whatever its metavar
+    elif param.metavar is None:
+        param.metavar = "" if param.is_flag else _METAVARS.get(annotation, "TEXT")
+
+
+class _PlainHelp:
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            _plain(p)
+        return params
+
+
+class Command(_PlainHelp, TyperCommand):
+    """A command whose help shows plain metavars (N, PATH) where typer would show Python types."""
+
+
+class Group(_PlainHelp, TyperGroup):
+    """The command group, its help as plain as its commands'."""
+
+
+def option(default, *names: str, help: str, shown: str | bool = True, metavar: str | None = None):
+    """An option whose help shows its default: the value itself, or ``shown`` where the value is None (or
+    a switch's False) and stands for something (the study file's value, the preset's, ...)."""
+    return typer.Option(default, *names, help=help, show_default=shown, metavar=metavar)
+
+
+def switch(name: str, help: str):
+    """An option that is off unless given."""
+    return option(False, name, help=help, shown="off")
+
+
+def net_option(default: Optional[str], shown: str | bool = True):
+    text = "dawn18, resnet9, airbench94, or your own network as 'package.module:factory'"
+    return option(default, "--net", help=text, shown=shown, metavar="NAME")
+
+
+def width_option(default: Optional[float], shown: str | bool = True):
+    return option(default, "--width", help="channel multiplier (0.25 = a quarter of the channels)", shown=shown)
+
+
+def batch_size_option(default: Optional[int], shown: str | bool = True):
+    return option(default, "--batch-size", help="images per step", shown=shown)
+
+
+def seeds_option(default: Optional[str], shown: str | bool = True):
+    return option(default, "--seeds", help="seeds, comma-separated (e.g. 0,1,2)", shown=shown, metavar="N,N,...")
+
+
+def precision_option(default: Optional[str], shown: str | bool = True):
+    text = "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16"
+    return option(default, "--precision", help=text, shown=shown, metavar="NAME")
+
+
+def optimizer_option(default: Optional[str], shown: str | bool = True):
+    text = "sgd (Page's Nesterov SGD) or adamw; its settings: the study file's train keys"
+    return option(default, "--optimizer", help=text, shown=shown, metavar="NAME")
+
+
+def compile_option(shown: str):
+    return option(None, "--compile/--no-compile", help="torch.compile the training step", shown=shown)
+
+
+def drop_last_option(shown: str):
+    return option(None, "--drop-last/--keep-last", help="drop or keep each epoch's partial batch", shown=shown)
+
+
+def dataset_option(shown: str):
+    text = "cifar10, cifar100, svhn, mnist, fashion-mnist, or a name of your own for the .npz that --data names"
+    return option(None, "--dataset", help=text, shown=shown, metavar="NAME")
+
+
+def data_option(shown: str):
+    text = "the data set's .npz or folder in torchvision's format"
+    return option(None, "--data", help=text, shown=shown, metavar="PATH")
+
+
+# Where a data set is found when neither a study nor --data names it (`datasets.load_dataset`).
+DATA_FOUND = "for CIFAR-10 $FORGETTING_DATA, then the user cache `forgetting data NAME --download` fills"
+COMPILE_DEFAULT = "on for CUDA, off on CPU"
+KEEP_LAST = "keep-last, as Page's loader"
+
+DeviceOpt = option("auto", "--device", help="auto, cpu or cuda", metavar="DEVICE")
+StoreOpt = option(Path("store"), "--store", help="run store (one folder per study)")
+ShardOpt = option(
     None,
-    "--data",
-    help="the data set's .npz or folder in torchvision's format (default: the study's [data] path; for CIFAR-10 "
-    "$FORGETTING_DATA; then the user cache `forgetting data NAME --download` fills)",
+    "--shard",
+    help="K/N: run only the K-th of N pieces of equal work (then `forgetting merge` the stores)",
+    shown="the whole study",
+    metavar="K/N",
 )
-DatasetOpt = typer.Option(
-    None,
-    "--dataset",
-    help="cifar10, cifar100, svhn, mnist, fashion-mnist, or a name of your own for the .npz that --data names "
-    "(default: the study's [data] name, else cifar10)",
-)
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda")
-PrecisionOpt = typer.Option(None, "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
-CompileOpt = typer.Option(None, "--compile/--no-compile", help="torch.compile the training step (default: CUDA only)")
-DropLastOpt = typer.Option(
-    None, "--drop-last/--keep-last", help="drop or keep each epoch's partial batch (default: keep, as Page's loader)"
-)
-
-OptimizerOpt = typer.Option(
-    None, "--optimizer", help="sgd (Page's Nesterov SGD) or adamw; its settings: the study's [train] keys"
-)
-
-StoreOpt = typer.Option(Path("store"), "--store", help="run store (one folder per study)")
-
-ShardOpt = typer.Option(
-    None, "--shard", help="K/N: run only the K-th of N pieces of equal work (then `forgetting merge` the stores)"
-)
-DryRunOpt = typer.Option(False, "--dry-run", help="list the runs (of the shard) and their work; train nothing")
-TimeLimitOpt = typer.Option(
+DryRunOpt = switch("--dry-run", "list the runs (of the shard) and their work; train nothing")
+TimeLimitOpt = option(
     None,
     "--time-limit",
     help="start no run that would not end within this time (90m, 2h, 3600s or seconds); the rest is left "
     "for the same command again",
+    shown="none",
+    metavar="DURATION",
+)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from forgetting.console import console
+
+        console.print(f"forgetting {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
+def package_version() -> str:
+    """The installed package's version; the source's own where it runs uninstalled (PYTHONPATH)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("forgetting")
+    except PackageNotFoundError:
+        from forgetting import __version__
+
+        return __version__
+
+
+VersionOpt = typer.Option(
+    False, "--version", help="print the version and exit", callback=_print_version, is_eager=True
+)
+
+# The order of each command's overrides: an overridden study's scale line names them so.
+SWEEP_OVERRIDES = (
+    *("multipliers", "sizes", "epochs", "warmup", "batch_size", "seeds", "base_lr", "width"),
+    *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
+)
+PROBE_OVERRIDES = (
+    *("epochs", "warmup", "width", "subset", "batch_size", "multipliers", "base_lr", "seeds", "last_epochs", "bn"),
+    *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
 )
 
 
@@ -78,7 +199,7 @@ def parse_base_lr(text: Optional[str]):
         raise UserError(f"--base-lr must be 'find' or a number, not {text!r}") from None
 
 
-def _option(info):
+def _study(info):
     return field(default=info.default, metadata={"option": info})
 
 
@@ -86,33 +207,41 @@ def _option(info):
 class StudyOptions:
     """The options sweep-lr and probe-epochs share, each declared once here (`study_options` adds them)."""
 
-    multipliers: Optional[str] = _option(typer.Option(None, help="LR multipliers of the base LR, comma-separated"))
-    epochs: Optional[int] = _option(typer.Option(None, help="epochs per run"))
-    warmup: Optional[float] = _option(typer.Option(None, help="epochs of linear warm-up before the constant LR"))
-    batch_size: Optional[int] = _option(typer.Option(None, help="images per step"))
-    seeds: Optional[str] = _option(typer.Option(None, help="seeds, comma-separated"))
-    base_lr: Optional[str] = _option(typer.Option(None, help="'find' (LR range test) or a number"))
-    net: Optional[str] = _option(
-        typer.Option(None, help="dawn18, resnet9, airbench94, or your own network as 'package.module:factory'")
+    multipliers: Optional[str] = _study(
+        option(None, help="LR multipliers of the base LR, comma-separated", shown=STUDY_FILE, metavar="X,X,...")
     )
-    width: Optional[float] = _option(typer.Option(None, help="channel multiplier"))
-    optimizer: Optional[str] = _option(OptimizerOpt)
-    precision: Optional[str] = _option(PrecisionOpt)
-    compile: Optional[bool] = _option(CompileOpt)
-    drop_last: Optional[bool] = _option(DropLastOpt)
-    store: Path = _option(StoreOpt)
-    executor: str = _option(
-        typer.Option("local", help="local (this process, or --workers processes), inprocess, ray or slurm")
+    epochs: Optional[int] = _study(option(None, help="epochs per run", shown=STUDY_FILE))
+    warmup: Optional[float] = _study(
+        option(None, help="epochs of linear warm-up before the constant LR", shown=STUDY_FILE)
     )
-    tensorboard: Optional[Path] = _option(
-        typer.Option(None, help="write each run's curves into this folder for TensorBoard (study key: tensorboard)")
+    batch_size: Optional[int] = _study(batch_size_option(None, STUDY_FILE))
+    seeds: Optional[str] = _study(seeds_option(None, STUDY_FILE))
+    base_lr: Optional[str] = _study(
+        option(None, help="'find' (LR range test) or the LR the multipliers scale", shown=STUDY_FILE, metavar="LR")
     )
-    shard: Optional[str] = _option(ShardOpt)
-    dry_run: bool = _option(DryRunOpt)
-    time_limit: Optional[str] = _option(TimeLimitOpt)
-    device: str = _option(DeviceOpt)
-    dataset: Optional[str] = _option(DatasetOpt)
-    data: Optional[str] = _option(DataOpt)
+    net: Optional[str] = _study(net_option(None, STUDY_FILE))
+    width: Optional[float] = _study(width_option(None, STUDY_FILE))
+    optimizer: Optional[str] = _study(optimizer_option(None, STUDY_FILE))
+    precision: Optional[str] = _study(precision_option(None, STUDY_FILE))
+    compile: Optional[bool] = _study(compile_option(STUDY_FILE))
+    drop_last: Optional[bool] = _study(drop_last_option(STUDY_FILE))
+    store: Path = _study(StoreOpt)
+    executor: str = _study(
+        option("local", help="local (this process, or --workers processes), inprocess, ray or slurm", metavar="NAME")
+    )
+    tensorboard: Optional[Path] = _study(
+        option(
+            None,
+            help="write each run's curves into this folder for TensorBoard",
+            shown="the study file's tensorboard key, else none",
+        )
+    )
+    shard: Optional[str] = _study(ShardOpt)
+    dry_run: bool = _study(DryRunOpt)
+    time_limit: Optional[str] = _study(TimeLimitOpt)
+    device: str = _study(DeviceOpt)
+    dataset: Optional[str] = _study(dataset_option(STUDY_FILE))
+    data: Optional[str] = _study(data_option(f"{STUDY_FILE}, else {DATA_FOUND}"))
 
     def load(self, name: str, kind: str, order: tuple[str, ...], **own):
         """The study with these options and the command's ``own`` as overrides, parsed and applied in

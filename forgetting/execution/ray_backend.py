@@ -17,13 +17,15 @@ RETRIES = 2  # a failed Ray task is retried this many times, then recorded as fa
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the task line of its tracebacks
 
 
-def _option(default, text: str):
-    return field(default=default, metadata={"option": typer.Option(default, help=f"ray executor: {text}")})
+def _option(default, text: str, shown: str | bool = True):
+    """A setting and its command-line option; ``shown``: what a default of None stands for."""
+    option = typer.Option(default, help=f"ray executor: {text}", show_default=shown)
+    return field(default=default, metadata={"option": option})
 
 
 @dataclass(frozen=True)
 class RaySettings(BackendSettings):
-    address: Optional[str] = _option(None, "cluster address (default: start a local Ray)")
+    address: Optional[str] = _option(None, "cluster address", "start a local Ray")
     gpus_per_run: float = _option(0.0, "GPU fraction per run (0 = CPU)")
     cpus_per_run: float = _option(1.0, "CPUs per run")
 

@@ -28,20 +28,22 @@ RETRIES = 2  # an array task that ended without a result is submitted again this
 CLUSTERS = ("slurm", "local")
 
 
-def _option(default, text: str):
-    return field(default=default, metadata={"option": typer.Option(default, help=f"slurm executor: {text}")})
+def _option(default, text: str, shown: str | bool = True):
+    """A setting and its command-line option; ``shown``: what a default of None stands for."""
+    option = typer.Option(default, help=f"slurm executor: {text}", show_default=shown)
+    return field(default=default, metadata={"option": option})
 
 
 @dataclass(frozen=True)
 class SlurmSettings(BackendSettings):
-    partition: Optional[str] = _option(None, "the partition (default: the cluster's)")
+    partition: Optional[str] = _option(None, "the partition", "the cluster's")
     slurm_time: str = _option(
         "4h", "each array task's time (sbatch --time; 90m, 4h, ...): a task still running then is requeued"
     )
     gpus_per_task: int = _option(0, "GPUs per array task (one run each)")
     cpus_per_task: int = _option(1, "CPUs per array task (its torch threads)")
     array_parallelism: int = _option(32, "array tasks running at once")
-    mem_gb: Optional[float] = _option(None, "memory per array task in GB (default: the partition's)")
+    mem_gb: Optional[float] = _option(None, "memory per array task in GB", "the partition's")
     slurm_cluster: str = _option("slurm", "slurm, or local: submitit's local executor (no scheduler), to try a setup")
 
     def check(self) -> None:

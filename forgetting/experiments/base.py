@@ -63,6 +63,11 @@ class StudyKind(ABC):
         """Checks before anything is trained or written (``plan()``: the sweep's `SweepPlan`, ``store``: its
         `StudyStore`); ``options`` are the stage's own."""
 
+    def after_training_work(self, study, config) -> float:
+        """What the stage after training costs for the run of ``config``, in training-image equivalents (as
+        `grid.run_work` counts a run's own): what `forgetting show` adds to its estimate."""
+        return 0.0
+
     def after_training(self, outcome, data, executor, events=None, board=None, notice=None, **options):
         """The stage after the runs are trained (``outcome``: the sweep's), on ``executor`` (`ExecutorSettings`);
         ``events``: its progress, ``board``: TensorBoard's curves, ``notice``: a warning line's writer.

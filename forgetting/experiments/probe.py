@@ -46,6 +46,14 @@ class ProbeStudy(StudyKind):
 
         probe.check_before_training(plan(), store, *_settings(study, last_epochs, bn))
 
+    def after_training_work(self, study, config) -> float:
+        """The replay: the run's batches of each probed epoch through the frozen weights, forward only."""
+        from forgetting.grid import EVAL_COST
+
+        last_epochs = study.probe["last_epochs"]
+        epochs = config.epochs if last_epochs == 0 else min(last_epochs, config.epochs)
+        return EVAL_COST * config.subset * epochs
+
     def after_training(self, outcome, data, executor, events=None, board=None, notice=None, last_epochs=None, bn=None):
         """Probe the finished runs of ``outcome`` not yet probed so (a shard's own: `forgetting merge` joins
         the tables), each a job on ``executor``, as the training was."""
