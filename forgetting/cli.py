@@ -227,7 +227,7 @@ def _print_report(folder: Path, table, lines: list[str], written: Path) -> None:
 @command("sweep-lr")
 @study_options
 def sweep_lr(
-    study: str = typer.Argument("cpu-lr-sweep", help="study name in studies/ or a .toml path"),
+    study: str = typer.Argument("quick", help="study name in studies/ or a .toml path (quick: the demonstration of README)"),
     sizes: Optional[str] = option(None, help="subset sizes, comma-separated", shown=STUDY_FILE, metavar="N,N,..."),
     *,
     opts: StudyOptions,
