@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from forgetting import amendments, plots, report_text
+from forgetting import amendments, plots, plots_lr_find, report_text
 from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
 from forgetting.experiments.base import ReportContext
 from forgetting.experiments.registry import kind_named
-from forgetting.lr_curve import read_curves, read_suggestion
+from forgetting.lr_curve import finder_scale, read_curves, read_suggestion
 from forgetting.store import (
     StudyFolder,
     atomic_write_bytes,
@@ -146,6 +146,40 @@ def mixed_execution_warning(results: pd.DataFrame | None) -> str | None:
     return f"warning: the runs of {study} were trained at different {'; '.join(mixed)}: compare them with care"
 
 
+def _threads(value) -> str:
+    try:
+        return f"{float(value):g} threads"  # "2.0" where a column also holds blanks
+    except ValueError:
+        return f"{value} threads"
+
+
+def machine_line(results: pd.DataFrame | None) -> str | None:
+    """What a study's finished runs were trained on (processor, device, threads, precision), for its
+    figures' titles; None where the table does not record the processor (tables older than its column).
+    Several kinds of machine are each named with their share of the runs."""
+    if results is None or "processor" not in results.columns or "status" not in results.columns:
+        return None
+    finished = results[(results["status"] == "finished") & results["processor"].notna()]
+    finished = finished[finished["processor"].astype(str).str.strip() != ""]
+    if not len(finished):
+        return None
+    columns = [c for c in EXECUTION_COLUMNS if c in finished.columns]
+    kinds = finished[columns].astype(str).value_counts(sort=False).sort_index()
+    named = []
+    for values, n in kinds.items():
+        got = dict(zip(columns, values))
+        how = [got.get("device"), _threads(got["threads"]) if got.get("threads") else None, got.get("precision")]
+        how = ", ".join(h for h in how if h and h != "nan")
+        named.append(f"{got['processor']}" + (f" ({how})" if how else "") + (f": {n} runs" if len(kinds) > 1 else ""))
+    return "runs trained on " + "; ".join(named)
+
+
+def figure_caption(scale: str, results: pd.DataFrame | None) -> str:
+    """The scale line under every figure's title, and the machine its runs were trained on where known."""
+    machine = machine_line(results)
+    return f"{scale}\n{machine}" if machine else scale
+
+
 def _comparable_sweeps(study: dict, sweeps: list[dict]) -> list[dict]:
     """LR-sweep summaries trained like ``study`` (same net, width and batch size): the ones whose
     revisit interval N/B can be set against this probe study's forgetting timescale in steps."""
@@ -200,7 +234,7 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
         for name in StudyFolder.TABLES:
             if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
                 atomic_write_bytes(out / name, (folder / name).read_bytes())
-    scale, kind = study["scale"], kind_named(study["kind"])
+    caption, kind = figure_caption(study["scale"], results), kind_named(study["kind"])
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
         summary = summarise(
@@ -219,20 +253,21 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
     figures: list[Path] = []
     fig_dir = StudyFolder(out).figures
     if probe is not None and len(probe):
-        figures += plots.plot_forgetting(probe, t.probe_runs, fig_dir / "forgetting", scale)
+        figures += plots.plot_forgetting(probe, t.probe_runs, fig_dir / "forgetting", caption)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
-        figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
+        figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", caption)
     read = dict(results=results, finished=finished, probe=probe, probe_runs=t.probe_runs, histories=t.histories)
-    ctx = ReportContext(study, summary, read, fig_dir, dict(sweeps=sweeps or [], probes=probes))
+    ctx = ReportContext(study, summary, read, fig_dir, dict(sweeps=sweeps or [], probes=probes), caption=caption)
     figures += kind.figures(ctx)  # its own figures and verdicts (the LR sweep's, the clock's)
     amended = amendments.amended_verdicts(summary["verdicts"], study, probe, ctx.partners, sweeps or [])
     if amended:
         summary["verdicts"]["amended"] = amended
     if t.recency is not None and len(t.recency):
-        figures += plots.plot_recency(t.recency, fig_dir / "recency", scale, t.probe_runs)
+        figures += plots.plot_recency(t.recency, fig_dir / "recency", caption, t.probe_runs)
     if t.lr_find is not None:
-        title, found, curves = f"LR range test: {study['name']} ({scale})", t.lr_find, t.lr_find_curves
-        figures += plots.plot_lr_find(curves, found["suggestion"], found["method"], fig_dir / "lr_find", title)
+        found, stem = t.lr_find, fig_dir / "lr_find"  # the finder's own scale: one short ramp, not the study's
+        args = (found["suggestion"], found["method"], stem, finder_scale(found), study["name"])
+        figures += plots_lr_find.plot_lr_find(t.lr_find_curves, *args)
     atomic_write_json(StudyFolder(out).summary, summary)
     return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results))
 
@@ -254,3 +289,4 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
         reports.append(_report(read[folder], target, list(shared["sweeps"]), shared["probes"]))
         kinds[folder].after_report(reports[-1].summary, shared)
     return reports
+
