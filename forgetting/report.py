@@ -9,6 +9,7 @@ regenerate everything from tables alone.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class StudyReport:
     figures: list[Path]
 
     warning: str | None = None  # mixed thread counts / precisions / devices among the runs
+    source: Path | None = None  # the study folder whose tables it was made from (``folder`` when in place)
 
     def text(self) -> str:
         table = report_text.format_table(self.summary)
@@ -228,12 +230,6 @@ def study_report(
 
 def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes: list[StudyTables]) -> StudyReport:
     folder, study, results, probe = t.folder, t.study, t.results, t.probe
-    out = Path(out) if out is not None else folder
-    if out.resolve() != folder.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        for name in StudyFolder.TABLES:
-            if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
-                atomic_write_bytes(out / name, (folder / name).read_bytes())
     caption, kind = figure_caption(study["scale"], results), kind_named(study["kind"])
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
@@ -245,6 +241,12 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
         )
     except KeyError as e:
         raise UserError(f"{folder}: a table lacks the column {e}; not written by this version of the toolkit") from None
+    out = Path(out) if out is not None else folder
+    if out.resolve() != folder.resolve():  # only once the tables have read as a report: bad input writes nothing
+        out.mkdir(parents=True, exist_ok=True)
+        for name in StudyFolder.TABLES:
+            if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
+                atomic_write_bytes(out / name, (folder / name).read_bytes())
     summary = dict(study=study, **summary)
     _undecided_while_incomplete(summary, results)
     law = summary["verdicts"].get("tau_law")
@@ -269,7 +271,7 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
         args = (found["suggestion"], found["method"], stem, finder_scale(found), study["name"])
         figures += plots_lr_find.plot_lr_find(t.lr_find_curves, *args)
     atomic_write_json(StudyFolder(out).summary, summary)
-    return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results))
+    return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results), folder)
 
 
 def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
@@ -290,3 +292,22 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
         kinds[folder].after_report(reports[-1].summary, shared)
     return reports
 
+
+OUT_PARENT = Path("figures-out")  # in the working folder; `forgetting figures` writes a new folder in it
+
+
+def figures_target(store: Path, out: Path | None, in_place: bool, now: float | None = None) -> Path | None:
+    """Where `forgetting figures` writes: ``out``; None (the store's own folders) with ``in_place``; by
+    default a folder no earlier run wrote, OUT_PARENT/<store>-<date>-<time>, so that regenerating a
+    committed folder never writes over it unless asked."""
+    if in_place and out is not None:
+        raise UserError("--out and --in-place name two places to write: give one")
+    if in_place or out is not None:
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    name = f"{Path(store).resolve().name or 'store'}-{stamp}"
+    target, k = OUT_PARENT / name, 1
+    while target.exists():  # two runs in one second
+        k += 1
+        target = OUT_PARENT / f"{name}-{k}"
+    return target
