@@ -154,7 +154,9 @@ def summarise(folder: str | Path, out: str | Path | None = None) -> StudyReport:
 
 
 def figures(store: str | Path = "store", out: str | Path | None = None) -> list[StudyReport]:
-    """`summarise` for every study folder under ``store`` (or ``store`` itself if it is one)."""
+    """`summarise` for every study folder under ``store`` (or ``store`` itself if it is one). ``out=None``
+    writes into the store's own folders, over their summary.json and figures (the command line's
+    ``--in-place``); `forgetting figures` without options writes into a new folder instead."""
     from forgetting import report
 
     return report.regenerate(Path(store), Path(out) if out is not None else None)

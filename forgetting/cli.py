@@ -328,17 +328,32 @@ def merge(
 @command()
 def figures(
     store: Path = option(Path("store"), "--store", help="a run store, or a folder of study tables such as results/"),
-    out: Optional[Path] = option(None, "--out", help="where to write", shown="beside the tables"),
+    out: Optional[Path] = option(None, "--out", help="where to write", shown="a new folder figures-out/STORE-DATE-TIME here"),
+    in_place: bool = switch("--in-place", "write into the store's own folders, over their summary.json and figures"),
+    check: bool = switch(
+        "--check",
+        "regenerate into a temporary folder and compare with the store's summary.json files: exit 0 when they "
+        "agree, 1 (one line per difference) when not; writes nothing",
+    ),
 ):
     """Regenerate every figure and summary.json from stored tables alone (no training, no weights)."""
-    from forgetting import report
+    from forgetting import report, summary_check
     from forgetting.console import console
 
-    for rep in report.regenerate(store, out):
+    if check:
+        if out is not None or in_place:
+            raise UserError("--check writes nothing: not with --out or --in-place")
+        compared = summary_check.check_store(store)
+        for line in compared.lines():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(0 if compared.ok else 1)
+    target = report.figures_target(store, out, in_place)
+    for rep in report.regenerate(store, target):
         console.print(f"[bold]{rep.name}[/bold] -> {rep.folder}")
         console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)  # tables: no wrapping, no markup
         for p in rep.figures:
             console.print(f"  {p}")
+    console.print(f"wrote into {store if target is None else target}")
 
 
 _TERMINATED: list[int] = []  # the signal that ended the command, if one did

@@ -133,6 +133,7 @@ class LRFindResult:
     settings: dict = field(default_factory=dict)  # start_lr, end_lr, num_steps, beta, diverge_factor
     device: str = ""
     seconds: float = 0.0
+    processor: str = ""  # the chip it ran on (device.processor_name): another one gives other digits
 
     def all_methods(self) -> dict[str, dict]:
         """Every method's per-seed suggestions, median and spread (not only ``method``'s)."""
@@ -178,6 +179,7 @@ class LRFindResult:
             settings=self.settings,
             config=self.config,
             device=self.device,
+            processor=self.processor,
             seconds=self.seconds,
         )
 
@@ -198,3 +200,20 @@ def read_suggestion(path: Path) -> dict:
 def read_curves(path: Path) -> pd.DataFrame:
     """lr_find.csv: the curves, in long form."""
     return pd.read_csv(io.StringIO(read_table_text(path, CURVE_COLUMNS)))
+
+
+def finder_scale(found: dict) -> str:
+    """The scale of a range test, from its record (lr_find.json or `LRFindResult.to_dict`): its own
+    network, subset, batch, steps and seeds, and what it ran on. Not the study's: a finder is one short
+    ramp, whatever the training it picks a base LR for."""
+    c, ramp = found.get("config") or {}, found.get("settings") or {}
+    aug = "crop+flip" if c.get("augment") else "no augmentation"
+    shape = f"{c.get('net')} width {c.get('width'):g}, batch {c.get('batch_size')}"
+    images = f"{c['subset']:,} images with {aug}" if c.get("subset") else aug
+    seeds = found.get("seeds") or []
+    ran = ", ".join(str(x) for x in seeds)
+    steps = f"{ramp.get('num_steps')} steps from LR {ramp.get('start_lr'):g} to {ramp.get('end_lr'):g}"
+    machine = ", ".join(str(x) for x in (found.get("device"), found.get("processor")) if x)
+    return f"finder: {shape}, {images}; {steps}, seed{'s' if len(seeds) > 1 else ''} {ran}" + (
+        f"; on {machine}" if machine else ""
+    )

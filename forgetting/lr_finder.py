@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from forgetting import augment, train as train_mod
 from forgetting.config import TrainConfig, bind_data
 from forgetting.datasets import Dataset
-from forgetting.device import amp_dtype, resolve_device, use_compile
+from forgetting.device import amp_dtype, processor_name, resolve_device, use_compile
 from forgetting.errors import UserError
-from forgetting.lr_curve import LRFindCurve, LRFindResult, median_log, read_curves, read_suggestion
+from forgetting.lr_curve import LRFindCurve, LRFindResult, finder_scale, median_log, read_curves, read_suggestion
 from forgetting.lr_settings import BETA, DEFAULT_METHOD, DIVERGE_FACTOR, END_LR, METHODS, NUM_STEPS, START_LR
 from forgetting.store import StudyFolder, ensure_folder, json_bytes, read_back
 
@@ -260,6 +260,7 @@ def _result(cfg, method: str, curves: dict[int, LRFindCurve], ramp: dict, device
         settings=ramp,
         device=str(device),
         seconds=round(seconds, 3),
+        processor=processor_name(device),
     )
 
 
@@ -306,13 +307,6 @@ def find_lr(
 # Its files: the curves, the suggestions and the plot
 
 
-def _title(found: LRFindResult) -> str:
-    c, steps = found.config, found.settings["num_steps"]
-    aug = "crop+flip" if c["augment"] else "no augmentation"
-    shape = f"{c['net']} x{c['width']:g}, {c['subset']:,} images, batch {c['batch_size']}"
-    return f"{shape}, {aug}, {steps} steps, {torch.device(found.device).type}"
-
-
 def write_files(found: LRFindResult, folder: Path, key: dict | None = None, figure: bool = False) -> None:
     """``found`` in ``folder``, each file written whole: lr_find.csv (the curves), lr_find.json (the
     suggestions; with ``key``, the setup a study's stored result must match to be reused) and, with
@@ -322,9 +316,10 @@ def write_files(found: LRFindResult, folder: Path, key: dict | None = None, figu
     record = found.to_dict() if key is None else dict(key=key, **found.to_dict())
     out.write({out.lr_find_csv.name: frame.to_csv(index=False).encode(), out.lr_find_json.name: json_bytes(record)})
     if figure:
-        from forgetting import plots  # the figures' module (matplotlib) loads only when a plot is asked for
+        from forgetting import plots_lr_find  # matplotlib loads only when a plot is asked for
 
-        plots.plot_lr_find(frame, found.suggestion, found.method, out.lr_find_figure, _title(found))
+        scale = finder_scale(found.to_dict())
+        plots_lr_find.plot_lr_find(frame, found.suggestion, found.method, out.lr_find_figure, scale)
 
 
 def read_files(folder: Path, notice: Callable[[str], None] | None = None) -> dict | None:

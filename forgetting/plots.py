@@ -28,8 +28,8 @@ from forgetting.plotkit import (
     condition_colours,
     leaves_axis,
     log2_axis,
-    mark_clipped_references,
     multiplier_label,
+    near_references,
     ordered_conditions,
     panel_grid,
     panel_title,
@@ -37,6 +37,7 @@ from forgetting.plotkit import (
     seeds_text,
     style,
     subset_colours,
+    write_clipped_references,
 )
 
 
@@ -44,11 +45,15 @@ from forgetting.plotkit import (
 
 
 def _sweep_lines(ax, agg, col, colours) -> None:
-    """A line per subset (seed means), its 95% band, and an 'x' along the top where runs blew up."""
+    """A line per subset (seed means), its 95% band, an 'x' along the top where runs blew up, and a
+    hollow diamond where one seed alone survived: that run's loss, not a mean."""
+    several = agg["n_runs"].max() > 1  # in a one-seed study every point is one run: nothing to tell apart
     for row, (subset, colour) in enumerate(colours.items()):
         d = agg[agg["subset"] == subset]
         ok = d[d[col].notna()]
         ax.plot(ok["multiplier"], ok[col], "o-", color=colour, ms=4, label=f"{subset:,} images")
+        one = ok[(ok["n_runs"] - ok["n_diverged"] == 1) & several]
+        ax.plot(one["multiplier"], one[col], "D", ms=7, mfc="white", mew=1.6, color=colour, label="_one_seed")
         if ok[f"{col}_lo"].notna().any():
             ax.fill_between(ok["multiplier"], ok[f"{col}_lo"], ok[f"{col}_hi"], color=colour, alpha=0.14, lw=0)
         blown = d[d["n_diverged"] > 0]
@@ -95,6 +100,9 @@ def _sweep_legend(fig, axes, agg, levels, marks) -> None:
     if (agg["n_diverged"] > 0).any():
         handles.append(Line2D([], [], ls="", marker="x", color="0.3", mew=2))
         labels.append("runs diverged (top)")
+    if any(ln.get_label() == "_one_seed" and len(ln.get_xdata()) for ln in axes[0].get_lines()):
+        handles.append(Line2D([], [], ls="", marker="D", ms=7, mfc="white", mew=1.6, color="0.3"))
+        labels.append("one seed survived (hollow diamond): its loss, not a mean")
     if len(levels):
         handles.append(Line2D([], [], ls="--", marker="o", mfc="none", color="0.3", ms=9))
         past = "; '>' past the grid" if levels["past_grid"].any() else ""
@@ -107,10 +115,12 @@ def _sweep_legend(fig, axes, agg, levels, marks) -> None:
 
 
 def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.DataFrame | None = None) -> SavedFigure:
-    """Figure 1: test loss (left) and clean train loss (right) against LR multiplier, a line per subset.
+    """Figure 1: the final epoch's test loss (left) and clean train loss (right) against LR multiplier
+    (log2 axis), a line per subset.
 
     Lines are means over seeds of the runs that did not blow up, shaded with a 95% t interval when
-    there are several seeds. An 'x' along the top marks multipliers where runs blew up. The test-loss
+    there are several seeds; a hollow diamond where one seed alone survived. An 'x' along the top marks
+    multipliers where runs blew up. The test-loss
     panel draws the pre-registered turn-up rule (verdicts.turn_up_levels) and, with ``optimum``
     (sweep_fits.optimum_by_subset), each fitted optimum and its interval on its own curve.
     """
@@ -120,16 +130,18 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
     levels = verdicts.turn_up_levels(results)
     colours = subset_colours(agg["subset"])
     base = agg["base_lr"].dropna().unique()
-    xlabel = f"LR multiplier (× base LR {base[0]:g})" if len(base) == 1 else "LR multiplier (× base LR)"
+    times = f"× base LR {base[0]:.4g}" if len(base) == 1 else "× base LR"
+    xlabel = f"LR multiplier ({times}), log2 scale"
     marks = optimum is not None and len(optimum)
     with style():
         # Fixed margins: constrained layout collapsed these axes when a panel had marks outside it.
         fig = Figure(figsize=(11, 5.8))
-        fig.subplots_adjust(left=0.07, right=0.98, top=0.85, bottom=0.3, wspace=0.2)
+        top = 0.93 - 0.04 * (scale.count("\n") + 2)  # below the title's lines: two, three with the machine
+        fig.subplots_adjust(left=0.07, right=0.98, top=top, bottom=0.3, wspace=0.2)
         axes = fig.subplots(1, 2)
-        panels = (
-            ("test_loss", "test loss", "test loss (test set)"),
-            ("clean_train_loss", "clean train loss", "clean train loss (training subset, no augmentation)"),
+        panels = (  # the final epoch's (the last-5 mean, where a study has one, is in summary.json)
+            ("test_loss", "test loss", "test loss at the final epoch (test set)"),
+            ("clean_train_loss", "clean train loss", "clean train loss at the final epoch (training subset, no aug.)"),
         )
         for ax, (col, name, title) in zip(axes, panels):
             _sweep_lines(ax, agg, col, colours)
@@ -144,7 +156,7 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
         if marks:
             _optimum_marks(axes[0], optimum, levels, colours)
         _sweep_legend(fig, axes, agg, levels, marks)
-        fig.suptitle(f"Loss against learning rate, one line per training-set size\n{scale}")
+        fig.suptitle(f"Final-epoch loss against LR multiplier (log2 axis), one line per training-set size\n{scale}")
     return save(fig, path_stem)
 
 
@@ -178,27 +190,30 @@ def _condition_lines(ax, panel, x: str, conditions, colours, with_seen=False) ->
 def _probe_figure(agg, x: str, probe_runs, title: str, band: str, xlabel: str, set_x, with_seen=False) -> Figure:
     """The forgetting and recency figures: a panel per LR multiplier, a line per condition against ``x``
     with its band (``band`` says over what), each condition's test loss dashed; ``set_x(ax, panel)``
-    sets the x axis. The y range follows the frozen-model losses and test losses (capped near chance):
-    a test loss above it is written at the panel's top, and the legend says what left the axis."""
+    sets the x axis. The y range follows the frozen-model losses (capped near chance) and the test
+    losses near them, so that an effect of a tenth of a nat is not flattened by a test loss far off: that
+    one is written as a number above or below the data instead (plotkit.NEAR_SHARE), and the legend
+    says what left the axis."""
     mults = sorted(agg["multiplier"].unique())
     conditions = ordered_conditions(agg["condition"])
     colours = condition_colours(conditions)
     fig, axes = panel_grid(len(mults))
     values = list(agg["loss_now_lo"].fillna(agg["loss_now"])) + list(agg["loss_now_hi"].fillna(agg["loss_now"]))
+    refs = []
     for ax, mult in zip(axes, mults):
         panel = agg[agg["multiplier"] == mult]
         _condition_lines(ax, panel, x, conditions, colours, with_seen=with_seen)
-        values += _reference_lines(ax, probe_runs, mult, colours)
+        refs += _reference_lines(ax, probe_runs, mult, colours)
         set_x(ax, panel)
         ax.set_title(panel_title(mult, float(panel["lr"].mean())))
         ax.set_xlabel(xlabel)
     for ax in axes[::MAX_PANELS_PER_ROW]:
         ax.set_ylabel(f"loss of the final weights ({LOSS_UNIT})")
+    values += near_references(values, refs)
     capped_ylim(axes[0], values, values, [min(values)])
     extra = [(band, dict(marker="o", ms=4))]
     if probe_runs is not None and len(probe_runs):
-        clipped = [mark_clipped_references(ax) for ax in axes]  # every panel: no short-circuit
-        note = " (↑ above the axis: value written)" if any(clipped) else ""
+        note = " (far above ↑ or below ↓ the data: its value)" if write_clipped_references(axes) else ""
         extra.append(("test loss, same weights" + note, dict(ls="--")))
     if with_seen:
         off = leaves_axis(axes[0], agg["loss_when_seen"])
@@ -275,44 +290,6 @@ def plot_recency(
             "training steps since last presented (symlog)",
             set_x,
         )
-    return save(fig, path_stem)
-
-
-# ---------------------------------------------------------------- LR finder
-
-
-def plot_lr_find(curves: pd.DataFrame, suggestion: float | None, method: str, path_stem, title: str) -> SavedFigure:
-    """Range test: smoothed loss against LR (log), a line per seed, raw loss faint, and a vertical
-    line at the suggested LR. The y range runs from the lowest smoothed loss to a little above the
-    starting loss, so the blow-up at the end does not flatten the useful part."""
-    if curves.empty:
-        raise UserError("the LR-finder table has no rows to plot")
-    seeds = sorted(curves["seed"].unique())
-    palette = sns.color_palette("colorblind", len(seeds))
-    with style():
-        fig = Figure(figsize=(7, 4.6), layout="constrained")
-        ax = fig.subplots()
-        starts, floors = [], []
-        for seed, colour in zip(seeds, palette):
-            d = curves[curves["seed"] == seed].sort_values("lr")
-            ax.plot(d["lr"], d["loss"], "-", color=colour, alpha=0.25, lw=0.8, label="_raw")
-            ax.plot(d["lr"], d["smoothed_loss"], "-", color=colour, lw=1.8, label=f"seed {seed}")
-            s = d["smoothed_loss"].to_numpy(dtype=float)
-            s = s[np.isfinite(s)]
-            if len(s):
-                starts.append(s[0])
-                floors.append(s.min())
-        if starts:
-            lo, hi = min(floors), max(starts)
-            pad = 0.08 * (hi - lo or 1.0)
-            ax.set_ylim(lo - pad, hi + 4 * pad)
-        if suggestion is not None and np.isfinite(suggestion):
-            ax.axvline(suggestion, color="0.2", ls="--", lw=1.2, label=f"{method}: {suggestion:.3g}")
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate (mean-loss convention, log scale)")
-        ax.set_ylabel(f"training loss ({LOSS_UNIT})")
-        ax.legend(loc="lower left", frameon=True)  # range-test curves start top left and end top right
-        fig.suptitle(f"LR range test: smoothed loss (raw faint), one line per seed\n{title}")
     return save(fig, path_stem)
 
 

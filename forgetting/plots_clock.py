@@ -8,10 +8,12 @@ first), so that the two figures read together.
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from forgetting.errors import UserError
@@ -19,6 +21,8 @@ from forgetting.plotkit import LOSS_UNIT, SavedFigure, save, style
 
 UNITS = {"steps": "SGD steps", "images": "images seen"}
 AGE_COLUMNS = {"steps": "step_age", "images": "image_age"}  # clock.age_curves' columns
+# No text under 9 pt at the saved resolution (matplotlib's "small" is 8.3 pt at its 10-pt default).
+READABLE = {"font.size": 10, "axes.titlesize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9}
 
 
 def batch_colours(batches) -> dict:
@@ -88,31 +92,37 @@ def _fit_line(ax, row: dict, unit_scale: float, top: float, colour) -> None:
 
 def plot_clock_curves(curves: pd.DataFrame, clock: dict, path_stem, scale: str) -> SavedFigure:
     """The final weights' loss on earlier batches against their age, seed-mean per replayed step, at
-    each LR both batch sizes were probed at: age in SGD steps (top row) and in images seen (bottom),
-    the exponential fit dashed. As in the forgetting figure, the oldest batches are at the left."""
+    each LR both batch sizes were probed at: a row per LR, age in SGD steps (left) and in images seen
+    (right), the exponential fit dashed. As in the forgetting figure, the oldest batches are at the left.
+    Two columns keep the figure within page width however many LRs there are (a row of ten panels
+    came out at 2,942 px with its text too small to read)."""
     taus = {(int(r["batch"]), float(r["lr"])): r for r in _taus(clock).to_dict("records")}
     shared = sorted(set.intersection(*(set(g["lr"]) for _, g in curves.groupby("batch"))))
     if curves.empty or not shared:
         raise UserError("no LR was probed at both batch sizes")
     colours = batch_colours(curves["batch"])
-    with style():
-        fig = Figure(figsize=(1.5 + 3.6 * len(shared), 7.5), layout="constrained")
-        axes = fig.subplots(2, len(shared), sharey=True, squeeze=False)
-        for col, lr in enumerate(shared):
-            for row, unit in enumerate(UNITS):
+    with style(), matplotlib.rc_context(READABLE):
+        fig = Figure(figsize=(10, 1.6 + 2.3 * len(shared)), layout="constrained")
+        axes = fig.subplots(len(shared), 2, sharey=True, sharex="col", squeeze=False)
+        for row, lr in enumerate(shared):
+            for col, unit in enumerate(UNITS):
                 ax, x = axes[row, col], AGE_COLUMNS[unit]
                 for batch, g in curves[curves["lr"] == lr].groupby("batch"):
                     colour = colours[int(batch)]
-                    ax.plot(g[x], g["loss_now"], color=colour, lw=0.8, alpha=0.6, label=f"batch {batch:g}")
+                    ax.plot(g[x], g["loss_now"], color=colour, lw=0.8, alpha=0.6, label=f"_batch {batch:g}")
                     fit = taus.get((int(batch), float(lr)), {})
                     _fit_line(ax, fit, 1 if unit == "steps" else int(batch), float(g[x].max()), colour)
-                ax.invert_xaxis()
-                ax.set_xlabel(f"{UNITS[unit]} before the end (0 = right)")
-                ax.set_title(f"LR {lr:.3g}" if row == 0 else "")
-            axes[0, col].set_ylabel(f"loss of the final weights ({LOSS_UNIT})" if col == 0 else "")
-        axes[0, 0].legend(loc="best", fontsize="small", frameon=True)
-        fig.suptitle(
-            f"Forgetting at batch {clock['reference_batch']} and {clock['batch']}, equal LR: seed-mean loss on "
-            f"each replayed batch (dashed: exponential fit)\n{scale}"
-        )
+                ax.set_title(f"LR {lr:.3g}, age in {UNITS[unit]}")
+            if row == len(shared) - 1:
+                for col, unit in enumerate(UNITS):
+                    axes[row, col].set_xlabel(f"{UNITS[unit]} before the end (0 = right)")
+        for ax in axes[0]:
+            ax.invert_xaxis()  # once per column: its panels share the x axis
+        fig.supylabel(f"loss of the final weights ({LOSS_UNIT})")
+        handles = [Line2D([], [], color=c, lw=1.5) for c in colours.values()]
+        labels = [f"batch {b}: seed-mean loss per replayed batch" for b in colours]
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=1))
+        labels.append("exponential fit a - b exp(-age / tau)")
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+        fig.suptitle(f"Forgetting at batch {clock['reference_batch']} and {clock['batch']}, equal LR\n{scale}")
     return save(fig, path_stem)

@@ -9,18 +9,19 @@ regenerate everything from tables alone.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from forgetting import amendments, plots, report_text
+from forgetting import amendments, plots, plots_lr_find, report_text
 from forgetting.analysis import tables, verdicts
 from forgetting.analysis.summary import summarise
 from forgetting.errors import UserError
 from forgetting.experiments.base import ReportContext
 from forgetting.experiments.registry import kind_named
-from forgetting.lr_curve import read_curves, read_suggestion
+from forgetting.lr_curve import finder_scale, read_curves, read_suggestion
 from forgetting.store import (
     StudyFolder,
     atomic_write_bytes,
@@ -40,6 +41,7 @@ class StudyReport:
     figures: list[Path]
 
     warning: str | None = None  # mixed thread counts / precisions / devices among the runs
+    source: Path | None = None  # the study folder whose tables it was made from (``folder`` when in place)
 
     def text(self) -> str:
         table = report_text.format_table(self.summary)
@@ -146,6 +148,40 @@ def mixed_execution_warning(results: pd.DataFrame | None) -> str | None:
     return f"warning: the runs of {study} were trained at different {'; '.join(mixed)}: compare them with care"
 
 
+def _threads(value) -> str:
+    try:
+        return f"{float(value):g} threads"  # "2.0" where a column also holds blanks
+    except ValueError:
+        return f"{value} threads"
+
+
+def machine_line(results: pd.DataFrame | None) -> str | None:
+    """What a study's finished runs were trained on (processor, device, threads, precision), for its
+    figures' titles; None where the table does not record the processor (tables older than its column).
+    Several kinds of machine are each named with their share of the runs."""
+    if results is None or "processor" not in results.columns or "status" not in results.columns:
+        return None
+    finished = results[(results["status"] == "finished") & results["processor"].notna()]
+    finished = finished[finished["processor"].astype(str).str.strip() != ""]
+    if not len(finished):
+        return None
+    columns = [c for c in EXECUTION_COLUMNS if c in finished.columns]
+    kinds = finished[columns].astype(str).value_counts(sort=False).sort_index()
+    named = []
+    for values, n in kinds.items():
+        got = dict(zip(columns, values))
+        how = [got.get("device"), _threads(got["threads"]) if got.get("threads") else None, got.get("precision")]
+        how = ", ".join(h for h in how if h and h != "nan")
+        named.append(f"{got['processor']}" + (f" ({how})" if how else "") + (f": {n} runs" if len(kinds) > 1 else ""))
+    return "runs trained on " + "; ".join(named)
+
+
+def figure_caption(scale: str, results: pd.DataFrame | None) -> str:
+    """The scale line under every figure's title, and the machine its runs were trained on where known."""
+    machine = machine_line(results)
+    return f"{scale}\n{machine}" if machine else scale
+
+
 def _comparable_sweeps(study: dict, sweeps: list[dict]) -> list[dict]:
     """LR-sweep summaries trained like ``study`` (same net, width and batch size): the ones whose
     revisit interval N/B can be set against this probe study's forgetting timescale in steps."""
@@ -194,13 +230,7 @@ def study_report(
 
 def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes: list[StudyTables]) -> StudyReport:
     folder, study, results, probe = t.folder, t.study, t.results, t.probe
-    out = Path(out) if out is not None else folder
-    if out.resolve() != folder.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        for name in StudyFolder.TABLES:
-            if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
-                atomic_write_bytes(out / name, (folder / name).read_bytes())
-    scale, kind = study["scale"], kind_named(study["kind"])
+    caption, kind = figure_caption(study["scale"], results), kind_named(study["kind"])
     try:
         finished = results[results["status"] == "finished"] if results is not None else None
         summary = summarise(
@@ -211,6 +241,12 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
         )
     except KeyError as e:
         raise UserError(f"{folder}: a table lacks the column {e}; not written by this version of the toolkit") from None
+    out = Path(out) if out is not None else folder
+    if out.resolve() != folder.resolve():  # only once the tables have read as a report: bad input writes nothing
+        out.mkdir(parents=True, exist_ok=True)
+        for name in StudyFolder.TABLES:
+            if (folder / name).exists():  # through the store's writes: a full disk is one line, no half file
+                atomic_write_bytes(out / name, (folder / name).read_bytes())
     summary = dict(study=study, **summary)
     _undecided_while_incomplete(summary, results)
     law = summary["verdicts"].get("tau_law")
@@ -219,22 +255,23 @@ def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes:
     figures: list[Path] = []
     fig_dir = StudyFolder(out).figures
     if probe is not None and len(probe):
-        figures += plots.plot_forgetting(probe, t.probe_runs, fig_dir / "forgetting", scale)
+        figures += plots.plot_forgetting(probe, t.probe_runs, fig_dir / "forgetting", caption)
     if law and law.get("alpha") is not None and len(law["taus"]) >= 3:  # two points make no law worth a figure
-        figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", scale)
+        figures += plots.plot_tau_lr(law, fig_dir / "tau_lr", caption)
     read = dict(results=results, finished=finished, probe=probe, probe_runs=t.probe_runs, histories=t.histories)
-    ctx = ReportContext(study, summary, read, fig_dir, dict(sweeps=sweeps or [], probes=probes))
+    ctx = ReportContext(study, summary, read, fig_dir, dict(sweeps=sweeps or [], probes=probes), caption=caption)
     figures += kind.figures(ctx)  # its own figures and verdicts (the LR sweep's, the clock's)
     amended = amendments.amended_verdicts(summary["verdicts"], study, probe, ctx.partners, sweeps or [])
     if amended:
         summary["verdicts"]["amended"] = amended
     if t.recency is not None and len(t.recency):
-        figures += plots.plot_recency(t.recency, fig_dir / "recency", scale, t.probe_runs)
+        figures += plots.plot_recency(t.recency, fig_dir / "recency", caption, t.probe_runs)
     if t.lr_find is not None:
-        title, found, curves = f"LR range test: {study['name']} ({scale})", t.lr_find, t.lr_find_curves
-        figures += plots.plot_lr_find(curves, found["suggestion"], found["method"], fig_dir / "lr_find", title)
+        found, stem = t.lr_find, fig_dir / "lr_find"  # the finder's own scale: one short ramp, not the study's
+        args = (found["suggestion"], found["method"], stem, finder_scale(found), study["name"])
+        figures += plots_lr_find.plot_lr_find(t.lr_find_curves, *args)
     atomic_write_json(StudyFolder(out).summary, summary)
-    return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results))
+    return StudyReport(study["name"], out, summary, figures, mixed_execution_warning(results), folder)
 
 
 def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
@@ -254,3 +291,23 @@ def regenerate(store: Path, out: Path | None = None) -> list[StudyReport]:
         reports.append(_report(read[folder], target, list(shared["sweeps"]), shared["probes"]))
         kinds[folder].after_report(reports[-1].summary, shared)
     return reports
+
+
+OUT_PARENT = Path("figures-out")  # in the working folder; `forgetting figures` writes a new folder in it
+
+
+def figures_target(store: Path, out: Path | None, in_place: bool, now: float | None = None) -> Path | None:
+    """Where `forgetting figures` writes: ``out``; None (the store's own folders) with ``in_place``; by
+    default a folder no earlier run wrote, OUT_PARENT/<store>-<date>-<time>, so that regenerating a
+    committed folder never writes over it unless asked."""
+    if in_place and out is not None:
+        raise UserError("--out and --in-place name two places to write: give one")
+    if in_place or out is not None:
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    name = f"{Path(store).resolve().name or 'store'}-{stamp}"
+    target, k = OUT_PARENT / name, 1
+    while target.exists():  # two runs in one second
+        k += 1
+        target = OUT_PARENT / f"{name}-{k}"
+    return target

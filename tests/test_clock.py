@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
 from forgetting import clock, forms, plots_clock, predictions, report
 
@@ -198,9 +200,22 @@ def test_clock_figures_are_log_log_in_steps_and_images(regenerated, tmp_path):
     assert "SGD steps" in left.get_ylabel() and "images" in right.get_ylabel()
     curves = pd.concat([clock.age_curves(ref_table(), REF_BATCH), clock.age_curves(new_table(0.25), NEW_BATCH)])
     saved = plots_clock.plot_clock_curves(curves, v, tmp_path / "curves", "test scale")
-    assert saved[0].exists() and len(saved.figure.axes) == 2 * len(REF_MULTS)  # shared LRs x (steps, images)
-    assert "images" in saved.figure.axes[len(REF_MULTS)].get_xlabel()
-    assert len(saved.figure.axes[0].get_lines()) == 4  # two batch sizes, each its curve and its fit
+    axes = saved.figure.axes
+    assert saved[0].exists() and len(axes) == 2 * len(REF_MULTS)  # a row per shared LR: (steps, images)
+    assert "steps" in axes[-2].get_xlabel() and "images" in axes[-1].get_xlabel()
+    assert len(axes[0].get_lines()) == 4  # two batch sizes, each its curve and its fit
+
+
+def test_the_clock_curves_are_readable_at_page_width(regenerated, tmp_path):
+    """Ten panels in a row came out 2,942 px wide with 8-pt text: two columns, no text under 9 pt."""
+    v = regenerated["b128"].summary["verdicts"]["clock"]
+    curves = pd.concat([clock.age_curves(ref_table(), REF_BATCH), clock.age_curves(new_table(0.25), NEW_BATCH)])
+    saved = plots_clock.plot_clock_curves(curves, v, tmp_path / "curves", "test scale")
+    width = struct.unpack(">I", saved[0].read_bytes()[16:20])[0]  # the PNG header's width
+    assert width <= 1800
+    texts = [t for t in saved.figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert texts and min(t.get_fontsize() for t in texts) >= 9
+    assert saved.figure.get_supylabel().startswith("loss of the final weights")  # one y label for all rows
 
 
 def test_readings_pick_the_reference_and_are_json_or_absent_without_one():

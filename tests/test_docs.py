@@ -89,7 +89,7 @@ def test_readme_opens_with_the_install_and_test_commands_ci_runs():
         for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
         if line and not line.startswith(("#", "set ", "cd ", "export "))
     ]
-    assert len(commands) == 2 and len(ci) == 2
+    assert len(commands) == 2 and len(ci) == 3 and ci[2].endswith("forgetting figures --check --store results")
     assert commands[0].startswith("git clone ") and commands[0].endswith("forgetting sweep-lr quick")
     for step in ci[0].split(" && "):  # CI's install: command 1's steps, in its order
         assert f" {step} " in f" {commands[0]} ", step

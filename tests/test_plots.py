@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgetting import plots
+from forgetting import plots, plots_lr_find
 from forgetting.analysis import probe_fits, sweep_fits, verdicts
 from forgetting.errors import UserError
+from forgetting.lr_curve import finder_scale
 
 SCALE = "test scale: dawn18 width 0.25, batch 128, 8 epochs"
 MULTIPLIERS = [0.125, 0.5, 2.0, 8.0]
@@ -121,6 +122,23 @@ def test_lr_sweep_figure(tmp_path, results):
     assert SCALE in fig._suptitle.get_text()
 
 
+def test_lr_sweep_figure_says_what_it_plots_and_marks_a_lone_surviving_seed(tmp_path, results):
+    fig = plots.plot_lr_sweep(results, tmp_path / "f", SCALE).figure
+    left = fig.axes[0]
+    assert "final epoch" in left.get_title() and "log2" in left.get_xlabel()
+    assert "Final-epoch" in fig._suptitle.get_text()
+    # x8 at 1,250 images: seed 0 alone survived (seed 1 blew up); at 10,000 images both blew up
+    (lone,) = [ln for ln in left.get_lines() if ln.get_label() == "_one_seed" and len(ln.get_xdata())]
+    assert list(lone.get_xdata()) == [8.0] and lone.get_markerfacecolor() == "white"
+    survivor = results.query("subset == 1250 and multiplier == 8 and seed == 0")["test_loss"].iloc[0]
+    assert lone.get_ydata()[0] == pytest.approx(survivor)  # that run's loss, drawn as it is
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("one seed survived") for t in labels)
+    one_seed = results[results["seed"] == 0]  # a one-seed study: every point one run, none told apart
+    fig = plots.plot_lr_sweep(one_seed, tmp_path / "g", SCALE).figure
+    assert not any(len(ln.get_xdata()) for ln in fig.axes[0].get_lines() if ln.get_label() == "_one_seed")
+
+
 def test_lr_sweep_figure_draws_the_turn_up_rule_and_puts_optima_on_their_curves(tmp_path, results):
     optimum = sweep_fits.optimum_by_subset(results, n_boot=50)
     fig = plots.plot_lr_sweep(results, tmp_path / "f", SCALE, optimum=optimum).figure
@@ -174,17 +192,29 @@ def test_five_panels_wrap_at_three_per_row(tmp_path):
     assert len(columns) == 3  # two rows: 3 + 2
 
 
-def test_a_test_loss_above_the_axis_is_written_and_the_legend_says_so(tmp_path, probe, probe_runs):
+def test_a_test_loss_far_above_the_axis_is_written_and_the_legend_says_so(tmp_path, probe, probe_runs):
     runs = probe_runs.assign(test_loss=np.where(probe_runs["condition"] == "half-noaug", 9.5, 1.72))
     fig = plots.plot_forgetting(probe, runs, tmp_path / "f", SCALE).figure
     top = fig.axes[0].get_ylim()[1]
-    assert top < 9.5
+    assert top < 2.0  # the range follows the losses (1.5-1.72), not the far test loss
     assert all([t.get_text() for t in ax.texts] == ["test loss 9.50 ↑"] for ax in fig.axes)
+    assert all(ax.texts[0].xy[1] < top for ax in fig.axes)  # written inside the panel, in a band of its own
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "test loss, same weights (↑ above the axis: value written)" in labels
+    assert "test loss, same weights (far above ↑ or below ↓ the data: its value)" in labels
     fig = plots.plot_forgetting(probe, probe_runs, tmp_path / "g", SCALE).figure  # nothing clipped: no note
     assert not any(ax.texts for ax in fig.axes)
     assert "test loss, same weights" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert fig.axes[0].get_ylim()[1] > 1.72  # a test loss near the data is drawn within the range
+
+
+def test_a_test_loss_far_below_is_written_at_the_bottom_and_a_small_effect_fills_the_axis(tmp_path, probe, probe_runs):
+    runs = probe_runs.assign(test_loss=0.2)
+    fig = plots.plot_forgetting(probe, runs, tmp_path / "f", SCALE).figure
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo > 1.0 and [t.get_text() for t in fig.axes[0].texts] == ["test loss 0.20 ↓", "test loss 0.20 ↓"]
+    agg = probe_fits.epoch_aggregates(probe)
+    effect = agg["loss_now"].max() - agg["loss_now"].min()  # ~0.2 nat across ages and LRs
+    assert effect / (hi - lo) > 0.5  # the losses fill most of the panel's height
 
 
 def test_with_several_seeds_the_band_is_over_seeds(tmp_path, probe):
@@ -239,11 +269,26 @@ def test_lr_find_figure(tmp_path):
             for s in (0, 1)
         ]
     )
-    saved = plots.plot_lr_find(curves, 0.4, "steepest", tmp_path / "lrfind", "lr-find: dawn18 width 0.25")
+    found = dict(
+        config=dict(net="dawn18", width=0.25, batch_size=128, subset=5120, augment=True),
+        settings=dict(num_steps=100, start_lr=1e-4, end_lr=10.0),
+        seeds=[0, 1],
+        device="cpu",
+        processor="AMD EPYC",
+    )
+    scale = finder_scale(found)
+    assert scale == (
+        "finder: dawn18 width 0.25, batch 128, 5,120 images with crop+flip; 100 steps from LR 0.0001 to 10, "
+        "seeds 0, 1; on cpu, AMD EPYC"
+    )
+    saved = plots_lr_find.plot_lr_find(curves, 0.4, "steepest", tmp_path / "lrfind", scale, "cpu-probe")
     _assert_written(saved, tmp_path / "lrfind")
     (ax,) = saved.figure.axes
     assert [ln.get_label() for ln in _data_lines(ax)] == ["seed 0", "seed 1", "steepest: 0.4"]
     assert ax.get_xscale() == "log"
+    title = saved.figure._suptitle.get_text()
+    assert title.count("LR range test") == 1 and "cpu-probe" in title and title.endswith(scale)
+    assert "epochs" not in title  # the finder's own scale, not the study's training
 
 
 def test_empty_tables_are_a_user_error(tmp_path, results):

@@ -76,3 +76,28 @@ def test_a_sweep_with_runs_still_missing_is_not_read(tmp_path):
             assert verdict["holds"] is None and "79 of 84 runs" in verdict["reason"]
     assert summary["incomplete"] == dict(runs=84, missing=5)
     assert summary["verdicts"]["a_final"]["holds"] is None
+
+
+def test_the_machine_line_names_what_the_runs_trained_on_where_recorded():
+    t = table(threads=["2.0", "2.0"], device=["cpu"] * 2, processor=["AMD EPYC"] * 2, precision=["float32"] * 2)
+    assert report.machine_line(t) == "runs trained on AMD EPYC (cpu, 2 threads, float32)"
+    assert report.figure_caption("S", t) == "S\nruns trained on AMD EPYC (cpu, 2 threads, float32)"
+    mixed = t.assign(processor=["AMD EPYC", "Intel(R) Xeon(R) Processor"])
+    line = report.machine_line(mixed)
+    assert "AMD EPYC (cpu, 2 threads, float32): 1 runs; Intel(R) Xeon(R) Processor (cpu" in line
+    # tables older than the processor column, and runs not yet in (blank), name no machine
+    assert report.machine_line(t.drop(columns="processor")) is None
+    assert report.machine_line(t.assign(processor=["", ""])) is None
+    assert report.figure_caption("S", t.drop(columns="processor")) == "S"
+
+
+def test_every_figure_names_the_machine_in_its_title(tmp_path):
+    for name in ("study.json", "results.csv", "lr_find.json", "lr_find.csv"):
+        (tmp_path / name).write_bytes((RESULTS / "cpu-lr-sweep" / name).read_bytes())
+    results = pd.read_csv(tmp_path / "results.csv", dtype={"run": str})
+    results.assign(processor="AMD EPYC").to_csv(tmp_path / "results.csv", index=False)
+    (rep,) = report.regenerate(tmp_path)
+    svgs = {p.name: p.read_text() for p in rep.figures if p.suffix == ".svg"}
+    assert set(svgs) == {"lr_sweep.svg", "lr_find.svg"}
+    assert "runs trained on AMD EPYC (cpu, 2 threads)" in svgs["lr_sweep.svg"]
+    assert "finder: dawn18 width 0.25" in svgs["lr_find.svg"] and "6 epochs" not in svgs["lr_find.svg"]

@@ -31,6 +31,7 @@ class ReportContext:
     fig_dir: Path
     shared: dict = field(default_factory=dict)
     partners: list = field(default_factory=list)  # (study.json, probe table) of studies its clock is read against
+    caption: str = ""  # under every figure's title: the study's scale and, where known, its runs' machine
 
 
 class StudyKind(ABC):

@@ -39,7 +39,7 @@ class LrSweep(StudyKind):
             return []
         optimum = pd.DataFrame(ctx.summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
         best = optimum if len(optimum) else None
-        figures = plots.plot_lr_sweep(finished, ctx.fig_dir / "lr_sweep", ctx.study["scale"], best)
+        figures = plots.plot_lr_sweep(finished, ctx.fig_dir / "lr_sweep", ctx.caption, best)
         return figures + _regime(ctx, finished)
 
     def after_report(self, summary: dict, shared: dict) -> None:
@@ -73,4 +73,4 @@ def _regime(ctx: ReportContext, finished) -> list[Path]:
         a = summary["verdicts"].get(f"a_{reading}") or {}
         accounts[reading] = regime.ratio_reading(a, law.get("alpha"), law.get("alpha_hi"))
     summary["verdicts"]["a_accounts"] = tables.clean(accounts)
-    return plots_regime.plot_fit_check(fit, ctx.fig_dir / "fit_check", study["scale"]) if fit["curves"] else []
+    return plots_regime.plot_fit_check(fit, ctx.fig_dir / "fit_check", ctx.caption) if fit["curves"] else []

@@ -87,8 +87,8 @@ class ProbeStudy(StudyKind):
         c = found["clock"]
         ref_probe = next(p for o, p in partners if o["name"] == c["reference"])
         curves = pd.concat([clock.age_curves(ref_probe, c["reference_batch"]), clock.age_curves(probe, c["batch"])])
-        taus = plots_clock.plot_clock_taus(c, ctx.fig_dir / "clock_tau", study["scale"])
-        return taus + plots_clock.plot_clock_curves(curves, c, ctx.fig_dir / "clock_curves", study["scale"])
+        taus = plots_clock.plot_clock_taus(c, ctx.fig_dir / "clock_tau", ctx.caption)
+        return taus + plots_clock.plot_clock_curves(curves, c, ctx.fig_dir / "clock_curves", ctx.caption)
 
     def before_reports(self, tables, shared: dict) -> None:
         shared.setdefault("probes", []).append(tables)  # forgetting's clock compares probe studies
