@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import signal
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -356,53 +354,11 @@ def figures(
     console.print(f"wrote into {store if target is None else target}")
 
 
-_TERMINATED: list[int] = []  # the signal that ended the command, if one did
-
-
-def _terminate(signum, frame) -> None:
-    """SIGTERM (what SLURM sends at a time limit or preemption) stops the command as Ctrl-C does: the
-    run in flight keeps its last epoch checkpoint. A second SIGTERM kills at once."""
-    _TERMINATED.append(signum)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise KeyboardInterrupt
-
-
-def _interrupted() -> None:
-    if _TERMINATED:
-        print("terminated: run the same command again to resume", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)  # the status a shell reports for a process SIGTERM ended
-    print("interrupted: run the same command again to resume", file=sys.stderr)
-    sys.exit(130)
-
-
 def main() -> None:
-    """Entry point: a UserError is one line on stderr and exit code 2, never a traceback."""
-    from forgetting.errors import Stopped
-    from forgetting.store import DISK_FULL, disk_full_error
+    """Entry point (`forgetting.exits`: one line and exit code 2 for bad input, never a traceback)."""
+    from forgetting.exits import run
 
-    _TERMINATED.clear()
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        app()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Stopped as e:  # the time limit: what was done is kept, the same command again continues
-        print(e, file=sys.stderr)
-        sys.exit(0)
-    except OSError as e:  # a write that went around the store's own (a library's): still one line
-        if e.errno not in DISK_FULL:
-            raise
-        print(f"error: {disk_full_error(e.filename)}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:  # one that came before or after typer's own handling
-        _interrupted()
-    except SystemExit as e:
-        if e.code == 130:  # typer turns Ctrl-C into exit code 130 itself
-            _interrupted()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run(app)
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def test_read_back_redoes_with_a_notice_or_refuses_and_moves_nothing(tmp_path, d
     assert len(notices) == 1 and "set aside as lr_find.json.damaged; the LR finder is redone" in notices[0]
 
 
-def test_every_file_read_back_has_a_remedy_and_the_readme_a_row():
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_every_file_read_back_has_a_remedy_and_the_docs_a_row():
+    readme = (REPO_ROOT / "docs" / "clusters.md").read_text()
     table = readme.split("## Long jobs", 1)[1].split("\n## ", 1)[0]
     rows = [line.strip() for line in table.splitlines() if line.strip().startswith("| `")]
     named = {name for row in rows for name in re.findall(r"`([\w.]+)`", row.split("|")[1])}
