@@ -1,7 +1,8 @@
 """forgetting: reproduce and extend Page's "How to Train Your ResNet" Part 2 (catastrophic forgetting).
 
 The Python API (see `forgetting.api`): ``load_data``, ``load_study``, ``train_run``, ``run_study``
-(any study; ``run_sweep`` and ``probe_study`` for one kind), ``merge_stores``, ``summarise``, ``figures``, and ``ExecutorSettings`` (how a sweep's runs
+(any study; ``run_sweep`` and ``probe_study`` for one kind), ``merge_stores``, ``summarise``, ``figures``,
+``scores`` (per-example forgetting scores pooled over seeds), and ``ExecutorSettings`` (how a sweep's runs
 are executed). They load torch and pandas on first use, so importing the package (as the command line
 does) stays cheap.
 """
@@ -12,7 +13,7 @@ __version__ = "0.1.0"
 # package attribute of the same name.
 __all__ = [
     *("load_data", "load_study", "train_run", "run_study", "run_sweep", "probe_study", "merge_stores"),
-    *("summarise", "figures"),
+    *("summarise", "figures", "scores"),
     "ExecutorSettings",
 ]
 

@@ -304,6 +304,25 @@ def figures(
             console.print(f"  {p}")
 
 
+@app.command()
+def scores(
+    store: Path = typer.Argument(..., help="a store, or one study's folder such as results/cpu-probe-5seeds"),
+    study: Optional[str] = typer.Argument(None, help="the study in STORE (needed where STORE holds several)"),
+    condition: Optional[str] = typer.Option(None, help="the condition to pool, where the study has several"),
+    multiplier: Optional[float] = typer.Option(None, help="the LR multiplier to pool, where the study has several"),
+    subset: Optional[int] = typer.Option(None, help="the subset size to pool, where the study has several"),
+    data: Optional[str] = DataOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write (default: the study folder's scores/)"),
+):
+    """Per-example forgetting scores pooled over a study's seeds: a table (one row per example) and three figures."""
+    from forgetting import scoring
+    from forgetting.console import console
+
+    choices = dict(condition=condition, multiplier=multiplier, subset=subset, data=data)
+    for line in scoring.write_scores(store, study, out, **choices).lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 _TERMINATED: list[int] = []  # the signal that ended the command, if one did
 
 
