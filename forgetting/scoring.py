@@ -52,7 +52,8 @@ class Pool:
     def describe(self) -> str:
         c, m, s = (self.group[k] for k in GROUP)
         size = f", {int(s):,} images" if s is not None and np.isfinite(s) else ""
-        return f"{c + ' ' if c else ''}LR x{m:g}{size}, {len(self.runs)} seeds"
+        seeds = len(self.runs)
+        return f"{c + ' ' if c else ''}LR x{m:g}{size}, {seeds} seed{'s' if seeds != 1 else ''}"
 
 
 def _table(path: Path) -> pd.DataFrame:
@@ -226,13 +227,18 @@ class Written:
         a, t = self.table.attrs["agreement"], self.table
         seeds = t["n_seeds"]
         interval = f" [{a['rho_lo']:.2f}, {a['rho_hi']:.2f}]" if np.isfinite(a["rho_lo"]) else ""
+        agreement = (
+            f"Spearman rho {a['rho']:.3f}{interval} (mean of {a['n_pairs']} seed pairs, "
+            f"{a['examples_per_pair']:.0f} examples in common per pair)"
+            if a["n_pairs"]
+            else "none to compare (it needs two seeds that presented 3 examples or more in common)"
+        )
         return [
             f"{self.pool.study.get('name')}: {self.pool.describe()} ({self.pool.source})",
             f"{len(t):,} examples, presented in 1 to {seeds.max()} seeds (mean {seeds.mean():.2f}); "
             f"unforgettable in every seed that presented it: {(t['unforgettable'] == 1).mean():.1%}, "
             f"never learned in any: {(t['never_learned'] == 1).mean():.1%}",
-            f"agreement of the seeds' rankings: Spearman rho {a['rho']:.3f}{interval} (mean of {a['n_pairs']} "
-            f"seed pairs, {a['examples_per_pair']:.0f} examples in common per pair)",
+            f"agreement of the seeds' rankings: {agreement}",
             *(f"wrote {p}" for p in self.paths),
         ]
 
