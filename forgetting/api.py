@@ -160,3 +160,27 @@ def figures(store: str | Path = "store", out: str | Path | None = None) -> list[
     from forgetting import report
 
     return report.regenerate(Path(store), Path(out) if out is not None else None)
+
+
+def scores(
+    store: str | Path,
+    study: str | None = None,
+    condition: str | None = None,
+    multiplier: float | None = None,
+    subset: int | None = None,
+    data: Dataset | str | Path | None = None,
+    n_boot: int | None = None,
+):
+    """Per-example forgetting scores (Toneva et al. 2019) pooled over the seeds of one group of a study's runs,
+    as `forgetting scores` writes them: a pandas DataFrame with one row per example (``index``: its position in
+    the data set's training arrays as loaded, train_x/train_y, from 0; ``label``: its class; ``n_seeds``: the
+    runs that presented it) and per score (forgetting_events, first_learned_epoch, never_learned, unforgettable)
+    the mean over those seeds with its 95% bootstrap interval (``_lo``, ``_hi``). ``attrs["agreement"]``: the
+    seeds' rankings' mean Spearman rho and its interval. ``store`` is a store or a study folder (results/<study>);
+    ``condition``, ``multiplier``, ``subset`` choose the group where the study has several. Where the study
+    was not probed, each run's examples.npz is read with the labels of ``data`` (default: the study's data set).
+    ``n_boot``: bootstrap draws (default: the project's 1,000)."""
+    from forgetting import scoring
+
+    pool = scoring.pool(Path(store), study, condition, multiplier, subset, data)
+    return scoring.pooled_table(pool) if n_boot is None else scoring.pooled_table(pool, n_boot)

@@ -354,6 +354,25 @@ def figures(
     console.print(f"wrote into {store if target is None else target}")
 
 
+@command()
+def scores(
+    store: Path = typer.Argument(..., help="a store, or one study's folder such as results/cpu-probe-5seeds"),
+    study: Optional[str] = typer.Argument(None, help="the study in STORE (needed where STORE holds several)"),
+    condition: Optional[str] = option(None, help="the condition to pool", shown="the study's only one"),
+    multiplier: Optional[float] = option(None, help="the LR multiplier to pool", shown="the study's only one"),
+    subset: Optional[int] = option(None, help="the subset size to pool", shown="the study's only one"),
+    data: Optional[str] = data_option(shown="the data set the runs trained on, found as the commands find it"),
+    out: Optional[Path] = option(None, "--out", help="where to write", shown="the study folder's scores/"),
+):
+    """Per-example forgetting scores pooled over a study's seeds: a table (one row per example) and three figures."""
+    from forgetting import scoring
+    from forgetting.console import console
+
+    choices = dict(condition=condition, multiplier=multiplier, subset=subset, data=data)
+    for line in scoring.write_scores(store, study, out, **choices).lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point (`forgetting.exits`: one line and exit code 2 for bad input, never a traceback)."""
     from forgetting.exits import run

@@ -18,6 +18,7 @@ import torch
 
 from forgetting import augment
 from forgetting.analysis import probe_fits
+from forgetting.analysis.scores import count_forgetting
 from forgetting.config import BN_MODES, TrainConfig, bind_data
 from forgetting.datasets import Dataset
 from forgetting.errors import UserError
@@ -33,40 +34,6 @@ class ProbeError(UserError):
 def check_bn(bn: str) -> None:
     if bn not in BN_MODES:
         raise UserError(f"--bn must be {' or '.join(BN_MODES)}, not {bn!r}")
-
-
-def count_forgetting(order: np.ndarray, correct: np.ndarray, n_index: int) -> pd.DataFrame:
-    """Toneva et al.'s statistics from per-presentation correctness.
-
-    ``order[e]`` lists the dataset indices presented in epoch ``e`` and ``correct[e]`` whether each
-    was classified correctly at that presentation. A forgetting event is a presentation that is
-    wrong right after one that was right. Returns one row per presented index.
-    """
-    epochs = order.shape[0]
-    seen = np.zeros((n_index, epochs), dtype=bool)
-    state = np.zeros((n_index, epochs), dtype=np.int8)
-    rows = np.arange(epochs)[:, None].repeat(order.shape[1], 1)
-    seen[order, rows] = True
-    state[order, rows] = correct
-    events = np.zeros(n_index, dtype=np.int64)
-    prev = np.full(n_index, -1, dtype=np.int8)  # -1: not yet presented
-    for e in range(epochs):  # a loop over epochs (<= tens), vectorised over examples
-        cur = np.where(seen[:, e], state[:, e], prev)
-        events += (seen[:, e] & (prev == 1) & (cur == 0)).astype(np.int64)
-        prev = cur
-    correct_seen = seen & (state == 1)
-    learned = correct_seen.any(1)
-    present = seen.any(1)
-    index = np.flatnonzero(present)
-    return pd.DataFrame(
-        dict(
-            index=index,
-            presentations=seen.sum(1)[index],
-            forgetting_events=events[index],
-            first_learned_epoch=np.where(learned, correct_seen.argmax(1), -1)[index],
-            never_learned=~learned[index],
-        )
-    )
 
 
 @dataclass

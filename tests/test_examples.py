@@ -25,3 +25,22 @@ def test_example_runs_and_writes_its_summary(script, tmp_path, cifar_path):
     summaries = list((tmp_path / "store").glob("*/summary.json"))
     assert len(summaries) == 1 and summaries[0].stat().st_size > 100
     assert "(a)" in r.stdout or "(b)" in r.stdout  # the example prints the pre-registered verdicts
+
+
+@pytest.mark.integration
+def test_the_recorder_example_scores_and_replays_a_plain_loop(tmp_path, cifar_path):
+    import pandas as pd
+
+    env = {**__import__("os").environ, "FORGETTING_DATA": str(cifar_path)}
+    script = REPO_ROOT / "examples" / "recorder_loop.py"
+    r = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "unforgettable" in r.stdout
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert len(scores) == 2000 and (scores["index"] % 25 == 0).all()  # every 25th image, by its index
+    assert scores["forgetting_events"].max() >= 1 and scores["unforgettable"].between(0, 1).all()
+    replay = pd.read_csv(tmp_path / "replay.csv")
+    assert len(replay) == 4 * 20 and sorted(replay["epoch_age"].unique()) == [0, 1, 2, 3]  # 4 epochs of 20 steps
+    assert replay["loss_now"].notna().all() and (replay["n"] == 100).all()

@@ -61,9 +61,16 @@ def percentile_interval(values: np.ndarray, n_units: int | None = None) -> tuple
     values = values[np.isfinite(values)]
     if len(values) < 2:
         return math.nan, math.nan
+    tail = tail_level(n_units)
+    lo, hi = np.percentile(values, [100 * tail, 100 * (1 - tail)])
+    return float(lo), float(hi)
+
+
+def tail_level(n_units: int | None = None) -> float:
+    """The share of bootstrap draws cut from each end of a percentile interval: (1 - CONFIDENCE) / 2, and
+    with ``n_units`` >= 2 resampled units the expanded level of `percentile_interval`."""
     tail = (1 - CONFIDENCE) / 2
     if n_units is not None and n_units >= 2:
         z = math.sqrt(n_units / (n_units - 1)) * stats.t.ppf(1 - tail, n_units - 1)
         tail = float(stats.norm.sf(z))
-    lo, hi = np.percentile(values, [100 * tail, 100 * (1 - tail)])
-    return float(lo), float(hi)
+    return tail
