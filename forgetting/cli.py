@@ -357,7 +357,7 @@ def figures(
 @command()
 def scores(
     store: Path = typer.Argument(..., help="a store, or one study's folder such as results/cpu-probe-5seeds"),
-    study: Optional[str] = typer.Argument(None, help="the study in STORE (needed where STORE holds several)"),
+    study: Optional[str] = typer.Argument(None, help="the study in STORE (needed where STORE holds several)", show_default="the only study in STORE"),
     condition: Optional[str] = option(None, help="the condition to pool", shown="the study's only one"),
     multiplier: Optional[float] = option(None, help="the LR multiplier to pool", shown="the study's only one"),
     subset: Optional[int] = option(None, help="the subset size to pool", shown="the study's only one"),

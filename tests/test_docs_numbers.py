@@ -471,7 +471,7 @@ def test_the_numbers_without_x8_are_recomputed_from_the_committed_probe(tau_prob
     law = verdicts.tau_lr_law(tau_probe[tau_probe["multiplier"] < 8])
     assert law["multipliers"] == [0.5, 1.0, 2.0, 4.0]
     quoted = "{:.2f} [{:.2f}, {:.2f}]".format(law["alpha"], law["alpha_lo"], law["alpha_hi"])
-    assert f"without x8, alpha is {quoted}" in document("README.md")
+    assert f"without x8, alpha is {quoted}" in document("docs/findings.md")
     assert f"without x8, {quoted}" in document("results/README.md")
     assert f"without x8, alpha is {quoted}" in document("results/README.md")
     # dropping the last multiplier leaves every other tau and its interval as in summary.json
