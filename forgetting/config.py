@@ -28,7 +28,7 @@ REFERENCE_DATA: DataIdentity = datasets.reference("cifar10")
 IDENTITY_NEUTRAL: dict = {
     **{"eval_last": 0, "precision": "auto", "drop_last": True, "eval_train": False, "flip": True},
     **{"dataset": REFERENCE_DATA.name, "data_fingerprint": REFERENCE_DATA.fingerprint, "net_source": ""},
-    "optimizer": "sgd",
+    **{"optimizer": "sgd", "indices": ()},
 }
 # How a run is executed, not what it computes (compiled kernels round differently, as thread counts
 # do): recorded in result.json, left out of the run's id so a compiled run counts as the same run.
@@ -43,7 +43,10 @@ class TrainConfig:
     width: float = 1.0  # channel multiplier
     shortcut: str = "page"  # dawn18 only: "page" adds relu(bn(x)), "johnson" adds x
     bn_init: str = "default"  # one of BN_INITS
-    subset: int = 50_000  # class-balanced training images
+    subset: int = 50_000  # class-balanced training images (with indices: their number)
+    # The training images by index (torch.utils.data.Subset's indices), sorted: a run trains on exactly
+    # these. Empty: a class-balanced subset of `subset` images, drawn by the seed. Its id names them by hash.
+    indices: tuple[int, ...] = ()
     epochs: int = 30
     batch_size: int = 512
     lr_knots: tuple[tuple[float, float], ...] = ((0, 0), (8, 0.4), (30, 0))  # (epoch, LR)
@@ -94,6 +97,7 @@ class TrainConfig:
             (self.eval_last >= 0, "eval_last must not be negative"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"),
             (self.cutout >= 0, f"cutout must not be negative, not {self.cutout}"),
+            *_index_checks(self.indices, self.subset),
         ]
         for ok, msg in checks:
             if not ok:
@@ -119,6 +123,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["lr_knots"] = [list(k) for k in self.lr_knots]
         d["betas"] = list(self.betas)  # as config.json holds it
+        d["indices"] = list(self.indices)
         return d
 
     def identity(self) -> dict:
@@ -131,6 +136,7 @@ class TrainConfig:
             d["drop_last"] = IDENTITY_NEUTRAL["drop_last"]  # no partial batch: both settings are the same run
         if not self.augment:
             d["flip"] = IDENTITY_NEUTRAL["flip"]  # nothing is flipped without augmentation
+        d["indices"] = indices_hash(self.indices) if self.indices else ()  # the set, not thousands of numbers
         for key in set(optimizers.HYPERPARAMETERS) - set(optimizers.spec(self.optimizer).reads):
             d.pop(key)  # what the optimizer does not read does not name the run (sgd: betas, eps)
         for key, neutral in IDENTITY_NEUTRAL.items():
@@ -146,19 +152,45 @@ class TrainConfig:
         d["lr_knots"] = tuple(tuple(float(v) for v in k) for k in d["lr_knots"])
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
+        d["indices"] = tuple(int(i) for i in d.get("indices") or ())
         return cls(**d)
+
+
+def _index_checks(indices: tuple[int, ...], subset: int) -> list[tuple[bool, str]]:
+    if not indices:
+        return []
+    ordered = all(a < b for a, b in zip(indices, indices[1:]))
+    return [
+        (ordered and indices[0] >= 0, "indices must be distinct, sorted and not negative"),
+        (len(indices) == subset, f"subset {subset} is not the number of indices ({len(indices)})"),
+    ]
+
+
+def indices_hash(indices) -> str:
+    """A set of training images by name: the hash of its sorted indices, as a run's id names them."""
+    blob = ",".join(str(int(i)) for i in sorted(indices)).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
 
 
 def check_fits(cfg: TrainConfig, data: datasets.Dataset) -> None:
     """Refuse, before anything is trained or written, a run that asks more of ``data`` than it has."""
     if cfg.subset > data.train_size:
         raise UserError(f"subset size {cfg.subset} is outside 1..{data.train_size} (the images of {data.name})")
+    if cfg.indices and cfg.indices[-1] >= data.train_size:
+        raise UserError(f"index {cfg.indices[-1]} is outside 0..{data.train_size - 1} (the images of {data.name})")
     cfg.augment_for(data.image_size)  # a Cutout square no larger than the images
 
 
 def with_all_images(cfg: TrainConfig, data: datasets.Dataset) -> TrainConfig:
     """``cfg`` on every training image of ``data`` (a command's default subset)."""
     return dataclasses.replace(cfg, subset=data.train_size)
+
+
+def recorded_data(record: dict) -> DataIdentity:
+    """The data set a study.json's runs trained on (none named: the reference CIFAR-10, as before data
+    sets had identities)."""
+    data = record.get("data")
+    return DataIdentity(data["name"], data["fingerprint"]) if data else REFERENCE_DATA
 
 
 class DataMismatch(UserError):

@@ -47,7 +47,10 @@ def prepare(cfg: TrainConfig, data: Dataset, device: torch.device, cache: dict |
         ty = torch.as_tensor(data.test_y, device=device)
         if cache is not None:
             cache[key] = (padded, labels, tx, ty)
-    subset = datasets.balanced_subset(data.train_y, cfg.subset, cfg.seed, data.num_classes)
+    if cfg.indices:  # the images a study chose (a pruned pool), as they are
+        subset = np.asarray(cfg.indices, dtype=np.int64)
+    else:
+        subset = datasets.balanced_subset(data.train_y, cfg.subset, cfg.seed, data.num_classes)
     return Prepared(subset, padded, labels, tx, ty, spec, data.num_classes)
 
 
