@@ -178,7 +178,7 @@ def _from_examples(folder: Path, study: dict, runs: pd.DataFrame, data) -> pd.Da
 def _data(study: dict, data):
     """The runs' data set: ``data`` (a `Dataset`), or the study's by name, from ``data`` as a path if given."""
     from forgetting import datasets
-    from forgetting.study_record import recorded_data
+    from forgetting.config import recorded_data
 
     if not isinstance(data, datasets.Dataset):
         data = datasets.load_dataset(recorded_data(study).name, data)
@@ -187,7 +187,7 @@ def _data(study: dict, data):
 
 def _class_names(study: dict) -> list[str]:
     from forgetting import datasets
-    from forgetting.study_record import recorded_data
+    from forgetting.config import recorded_data
 
     classes = datasets.spec_for(recorded_data(study).name).classes
     return list(classes) if classes else []

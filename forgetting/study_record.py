@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forgetting.config import REFERENCE_DATA
-from forgetting.datasets import DataIdentity, Dataset
+from forgetting.config import REFERENCE_DATA, recorded_data
+from forgetting.datasets import Dataset
 from forgetting.studies import ADDED_TRAIN_KEYS, COMMON_SCHEMA, STUDIES_DIR, Condition, Study, kind_sections
 
 
@@ -36,12 +36,6 @@ def data_record(data: Dataset) -> dict | None:
         mean=list(data.mean),
         std=list(data.std),
     )
-
-
-def recorded_data(record: dict) -> DataIdentity:
-    """The data set a study.json's runs trained on."""
-    data = record.get("data")
-    return DataIdentity(data["name"], data["fingerprint"]) if data else REFERENCE_DATA
 
 
 def study_record(study: Study, base_lr: float, data: Dataset | None = None) -> dict:
