@@ -88,6 +88,7 @@ def expand(study, base_lr: float, data: DataIdentity | None = None) -> list[RunS
                     eval_every=t["eval_every"],
                     eval_last=t["eval_last"],
                     eval_train=t["eval_train"],
+                    **study.experiment.run_settings(study, condition, seed),
                 )
                 meta = dict(
                     study=study.name, condition=condition, multiplier=m, base_lr=base_lr, lr=lr, warmup=t["warmup"]

@@ -219,6 +219,7 @@ class Study:
             raise StudyError(f"{self.name}: subset {largest:,} is larger than {data.name}'s {data.train_size:,} images")
         if self.train["cutout"] > min(data.image_size):
             raise StudyError(f"{self.name}: cutout {self.train['cutout']} is larger than {data.name}'s images")
+        self.experiment.check_data(self, data)
 
 
 def _count(n: int, noun: str) -> str:

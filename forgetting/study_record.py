@@ -6,6 +6,7 @@ from pathlib import Path
 
 from forgetting.config import REFERENCE_DATA, recorded_data
 from forgetting.datasets import Dataset
+from forgetting.experiments.registry import KINDS
 from forgetting.studies import ADDED_TRAIN_KEYS, COMMON_SCHEMA, STUDIES_DIR, Condition, Study, kind_sections
 
 
@@ -38,6 +39,16 @@ def data_record(data: Dataset) -> dict | None:
     )
 
 
+def _recorded_keys(study: Study) -> dict:
+    """The study's grid and the kinds' sections, less another kind's that not every record carries
+    (`StudyKind.in_every_record`): a record written before that kind joined and one written since are
+    the same study (`forgetting merge` compares them)."""
+    others = [kind for name, kind in KINDS.items() if name != study.kind and not kind.in_every_record]
+    grid = {k: v for k, v in study.grid.items() if not any(k in kind.grid_schema for kind in others)}
+    sections = {k: v for k, v in study.sections.items() if not any(k in kind.sections for kind in others)}
+    return dict(grid=grid, **sections)  # the kinds' own sections ([probe])
+
+
 def study_record(study: Study, base_lr: float, data: Dataset | None = None) -> dict:
     """What figures need to know about a study without its TOML: name, kind, scale, resolved grid, data set."""
     defaults = {key: COMMON_SCHEMA["train"][key][1] for key in ADDED_TRAIN_KEYS}
@@ -49,8 +60,7 @@ def study_record(study: Study, base_lr: float, data: Dataset | None = None) -> d
         description=study.description,
         base_lr=base_lr,
         train=train,
-        grid=study.grid,
-        **study.sections,  # the kinds' own sections ([probe])
+        **_recorded_keys(study),
         conditions=[vars(c) for c in study.conditions],
         source=_portable_source(study.source),
     )

@@ -40,6 +40,9 @@ class StudyKind(ABC):
     sections: ClassVar[dict] = {}  # its own sections: name -> {key: (check, default)}
     report_rank: ClassVar[int] = 0  # the store's studies are reported lowest rank first (their summaries feed others)
     fits_results: ClassVar[bool] = False  # its results.csv feeds the summary's fits (test loss against LR)
+    # Its [grid] keys and sections are in every study's record (study.json), defaulted: true of the kinds
+    # that records were written with before a third kind joined; another kind's appear in its own studies'.
+    in_every_record: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ the study file and the grid
 
@@ -49,6 +52,14 @@ class StudyKind(ABC):
     @abstractmethod
     def cells(self, study) -> list[tuple[int, bool, str]]:
         """The cells of the grid: (training images, augmented, condition name); each gets every LR and seed."""
+
+    def run_settings(self, study, condition: str, seed: int) -> dict:
+        """The TrainConfig settings of the cell ``condition``'s run at ``seed`` beyond the grid's own (a
+        pruned study's images, `TrainConfig.indices`)."""
+        return {}
+
+    def check_data(self, study, data) -> None:
+        """Refuse, before training, what the study asks of ``data`` (a `Dataset`) that it lacks."""
 
     def largest_subset(self, study) -> int:
         """The subset the LR finder tests by default."""

@@ -12,6 +12,7 @@ class LrSweep(StudyKind):
     name = "lr-sweep"
     grid_schema = {"sizes": (list_of(SIZE), None)}  # the subset sizes
     fits_results = True
+    in_every_record = True
 
     def check(self, study, where: str) -> None:
         if not study.grid.get("sizes"):

@@ -24,6 +24,7 @@ class ProbeStudy(StudyKind):
         }
     }
     report_rank = 1  # after the LR sweeps: its tau law is set against theirs
+    in_every_record = True
 
     def check(self, study, where: str) -> None:
         if not study.grid.get("subset"):
