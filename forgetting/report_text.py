@@ -54,6 +54,11 @@ def format_table(summary: dict) -> str:
             "reference",
             ["condition", "multiplier", "lr", "test_loss", "test_loss_lo", "test_loss_hi", "train_loss", "n_runs"],
         ),
+        (
+            "Prune: final test accuracy and loss against the share of the pool removed",
+            "prune",
+            ["selection", "fraction", "test_acc", "test_acc_lo", "test_acc_hi", "test_loss", "test_loss_lo", "n"],
+        ),
     ]
     parts = []
     for title, key, cols in sections:
@@ -87,6 +92,7 @@ def verdict_lines(verdicts: dict) -> list[str]:
     if verdicts.get("tau_law") is not None:
         lines += _law_lines(verdicts["tau_law"])
     lines += _regime_lines(verdicts)
+    lines += prune_lines(verdicts.get("prune"))
     return lines + clock_lines(verdicts) + prediction_lines(verdicts.get("a_predictions") or {}) + _amended_lines(verdicts)
 
 
@@ -234,4 +240,21 @@ def prediction_lines(v: dict) -> list[str]:
             f"forgetting (tau = N/B) x{fmt(r['m_forgetting'])}, noise (1/N) x{fmt(r['m_noise'])}: nearer "
             f"{r['nearer']}{' (' + r['why'] + ')' if r['why'] else ''}"
         )
+    return lines
+
+
+def prune_lines(v: dict | None) -> list[str]:
+    """A prune study's reading (forgetting/analysis/prune.py: RULE, then COST_RULE per selection)."""
+    if not v:
+        return []
+    word = (v["verdict"] or "").upper() or f"not read ({v.get('reason')})"
+    lines = [f"prune: removal by forgetting score against random removal: {word}"]
+    for r in v.get("fractions") or []:
+        lines.append(
+            f"    {r['fraction']:.0%} removed: test accuracy forgetting - random {_ci(r, 'diff')} over "
+            f"{r['n']} seeds: {r['reading']}"
+        )
+    for selection, c in (v.get("cost") or {}).items():
+        cost = f"a cost below {fmt(v['margin'])} in accuracy"
+        lines.append(f"    {selection}: up to {c['removable']:.0%} removed at {cost}")
     return lines
