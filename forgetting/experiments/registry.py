@@ -5,6 +5,7 @@ from __future__ import annotations
 from forgetting.experiments.base import StudyKind, StudyError
 from forgetting.experiments.lr_sweep import LrSweep
 from forgetting.experiments.probe import ProbeStudy
+from forgetting.experiments.prune import PruneStudy
 
 KINDS: dict[str, StudyKind] = {}
 
@@ -21,5 +22,5 @@ def kind_named(name: str) -> StudyKind:
     return KINDS[name]
 
 
-for _builtin in (LrSweep(), ProbeStudy()):
+for _builtin in (LrSweep(), ProbeStudy(), PruneStudy()):
     register(_builtin)
