@@ -4,6 +4,10 @@ per selection, with 95% t intervals over seeds, and the rule, written before the
 The input is one row per finished run: ``selection`` ("forgetting", "random"), ``fraction`` removed, ``seed``,
 ``test_acc`` and ``test_loss`` (a diverged run's are NaN: it is left out of the means and of every pair). The
 runs of fraction 0 (the whole pool) belong to every selection's line. numpy, pandas and intervals only.
+
+RULE reads each fraction at 95%, uncorrected: with k fractions a study with no effect reads "better" or
+"worse" somewhere with a chance up to about k x 5% (less, as nested fractions' differences go together);
+"mixed" and the per-fraction readings in the summary show where.
 """
 
 from __future__ import annotations
