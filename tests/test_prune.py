@@ -231,3 +231,11 @@ def test_the_cpu_study_prunes_a_pool_of_the_committed_scores():
     order = pool.order("forgetting", 0)
     first = pool.scores.set_index("index").loc[order[:50]]
     assert (first["forgetting_events"] == 0).all() and (first["never_learned"] == 0).all()
+
+
+def test_the_reference_quotes_the_rule_word_for_word():
+    from helpers import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "reference.md").read_text()
+    quoted = " ".join(line[2:] for line in text.splitlines() if line.startswith("> "))
+    assert reading.RULE in quoted
