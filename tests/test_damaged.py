@@ -304,7 +304,7 @@ def test_a_sweep_whose_checkpoint_is_damaged_finishes_on_the_next_run_of_the_sam
         assert train.train(spec.config, slice_env, "cpu", checkpoint=path, callbacks=StopAtSecondEpoch()).stopped
         checkpoints[path] = damage(path, how)  # its first epoch's checkpoint, one truncated, one garbage
     args = "--multipliers 1 --sizes 100,200 --batch-size 50 --epochs 2 --warmup 0 --width 0.125 --base-lr 0.4 --seeds 0"
-    args = ["sweep-lr", *args.split(), "--store", str(store), "--device", "cpu"]
+    args = ["sweep-lr", "cpu-lr-sweep", *args.split(), "--store", str(store), "--device", "cpu"]
     proc = start_cli(*args, data=cifar_slice_path, env=process_env())
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err

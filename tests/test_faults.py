@@ -36,7 +36,7 @@ def one_thread_env() -> dict:
 
 
 def sweep_cli(store: Path, cifar_path: Path, sizes: str, epochs: int) -> subprocess.Popen:
-    args = ("sweep-lr", *TINY, "--sizes", sizes, "--epochs", str(epochs), "--store", str(store))
+    args = ("sweep-lr", "cpu-lr-sweep", *TINY, "--sizes", sizes, "--epochs", str(epochs), "--store", str(store))
     return start_cli(*args, data=cifar_path, env=one_thread_env())
 
 
@@ -48,7 +48,7 @@ def finish(proc: subprocess.Popen) -> tuple[str, str]:
 def sweep_here(store: Path, cifar_path: Path, sizes: str, epochs: int, monkeypatch, capsys) -> tuple[int, str, str]:
     """The same command again, in this process (a rerun meets no fault that needs a process of its own,
     and skips a start-up): exit code, stdout, stderr. Needs the one_thread fixture, as the processes run."""
-    args = ["forgetting", "sweep-lr", *TINY, "--sizes", sizes, "--epochs", str(epochs), "--store", str(store)]
+    args = ["forgetting", "sweep-lr", "cpu-lr-sweep", *TINY, "--sizes", sizes, "--epochs", str(epochs), "--store", str(store)]
     monkeypatch.setenv(data_mod.ENV_VAR, str(cifar_path.resolve()))
     monkeypatch.setattr(sys, "argv", args)
     capsys.readouterr()

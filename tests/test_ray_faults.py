@@ -101,7 +101,7 @@ def cli_sweep(store: Path, cifar_path: Path) -> subprocess.Popen:
     """`forgetting sweep-lr --executor ray` on 3 tiny runs; 2 CPUs per run on 2 cores: they finish one by one."""
     tiny = "--sizes 200,600,1200 --multipliers 1 --seeds 0 --epochs 1 --warmup 0 --width 0.125 --batch-size 100"
     ray_args = "--base-lr 0.4 --cpus-per-run 2 --executor ray --device cpu"
-    return start_cli("sweep-lr", *tiny.split(), *ray_args.split(), "--store", str(store), data=cifar_path)
+    return start_cli("sweep-lr", "cpu-lr-sweep", *tiny.split(), *ray_args.split(), "--store", str(store), data=cifar_path)
 
 
 def test_a_driver_killed_mid_sweep_loses_nothing_and_the_rerun_redoes_nothing(tmp_path, cifar_path):

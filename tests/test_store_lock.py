@@ -34,7 +34,7 @@ def test_lock_names_its_holder_and_is_empty_after_release(tmp_path):
 
 def sweep(store: Path, cifar_path: Path, sizes: str = "200") -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return start_cli("sweep-lr", *TINY, "--sizes", sizes, "--store", str(store), data=cifar_path, env=env)
+    return start_cli("sweep-lr", "cpu-lr-sweep", *TINY, "--sizes", sizes, "--store", str(store), data=cifar_path, env=env)
 
 
 def wait_until_locked(proc: subprocess.Popen, lock: Path) -> None:

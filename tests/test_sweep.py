@@ -52,7 +52,7 @@ def test_lock_refuses_a_second_writer(tmp_path):
 @pytest.mark.integration
 def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_path):
     store = tmp_path / "store"
-    proc = start_cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
+    proc = start_cli("sweep-lr", "cpu-lr-sweep", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
     runs = store / "cpu-lr-sweep" / "runs"
     deadline = time.time() + 300
     first = None
@@ -69,7 +69,7 @@ def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_
     assert len(finished_before) < 4, "the sweep finished before it could be killed"
     snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in finished_before}
 
-    proc = start_cli("sweep-lr", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
+    proc = start_cli("sweep-lr", "cpu-lr-sweep", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "already finished" in out
