@@ -16,6 +16,7 @@ from forgetting.cli_options import (
     DeviceOpt,
     Group,
     PROBE_OVERRIDES,
+    RUN_OVERRIDES,
     STUDY_FILE,
     SWEEP_OVERRIDES,
     StoreOpt,
@@ -201,27 +202,6 @@ def lr_find(
     console.print(f"other rules: {others}; {stops}")
 
 
-def _print_plan(study, store: Path, shard) -> None:
-    from forgetting import sweep
-    from forgetting.console import console, plan_table
-
-    console.print(plan_table(sweep.plan_sweep(study, store, shard, study.load_data().identity)))
-
-
-def _print_report(folder: Path, table, lines: list[str], written: Path) -> None:
-    """A study's table, its report (fits and verdicts), ``lines``, and the files written."""
-    from forgetting import report
-    from forgetting.console import console
-    from forgetting.store import StudyFolder
-
-    console.print(table)
-    rep = report.study_report(folder)
-    console.print(rep.text(), markup=False, soft_wrap=True, highlight=False)
-    for line in lines:
-        console.print(line)
-    console.print(f"wrote {written}, {StudyFolder.summary.name} and {', '.join(str(p) for p in rep.figures)}")
-
-
 @command("sweep-lr")
 @study_options
 def sweep_lr(
@@ -232,13 +212,14 @@ def sweep_lr(
     backend: dict,
 ):
     """Train the study's network across LR multipliers x subset sizes; resumable; writes results.csv and the figure."""
+    from forgetting.cli_print import show_plan, show_report
     from forgetting.console import SweepProgress, lr_sweep_table, progress_bar
     from forgetting.experiments.run import run_study
 
     s = opts.load(study, "lr-sweep", SWEEP_OVERRIDES, sizes=sizes)
     piece = opts.piece()
     if opts.dry_run:
-        return _print_plan(s, opts.store, piece)
+        return show_plan(s, opts.store, piece)
     executor = opts.executor_settings(backend)
     data = s.load_data()
     with progress_bar() as bar:
@@ -247,7 +228,7 @@ def sweep_lr(
     piece_text = f" (shard {piece}: {len(outcome.mine)} of them)" if piece else ""
     table = lr_sweep_table(outcome.table, f"{s.name}: test loss by LR multiplier x subset ({s.scale})")
     done = f"base LR {outcome.base_lr:.4g}; {len(outcome.specs)} runs{piece_text} in {outcome.seconds:.0f} s"
-    _print_report(outcome.store.dir, table, [done], outcome.store.results)
+    show_report(outcome.store.dir, table, [done], outcome.store.results)
     if events.failed:
         raise typer.Exit(1)
 
@@ -266,13 +247,14 @@ def probe_epochs(
     backend: dict,
 ):
     """Train the probe study's runs if missing, then re-evaluate the frozen final weights on every earlier epoch's batches."""
+    from forgetting.cli_print import show_plan, show_report
     from forgetting.console import ProbeProgress, SweepProgress, probe_table, progress_bar
     from forgetting.experiments.run import run_study
 
     s = opts.load(study, "probe", PROBE_OVERRIDES, subset=subset, last_epochs=last_epochs, bn=bn)
     piece = opts.piece()
     if opts.dry_run:
-        return _print_plan(s, opts.store, piece)
+        return show_plan(s, opts.store, piece)
     executor = opts.executor_settings(backend)
     data = s.load_data()
     with progress_bar() as bar:
@@ -284,7 +266,35 @@ def probe_epochs(
         f"run {run}: training {train_s:.1f} s, probe {probe_s:.1f} s ({probe_s / train_s:.2f}x)"
         for run, (train_s, probe_s) in outcome.seconds.items()
     ]
-    _print_report(outcome.sweep.store.dir, table, times, outcome.sweep.store.probe)
+    show_report(outcome.sweep.store.dir, table, times, outcome.sweep.store.probe)
+
+
+@command("run")
+@study_options
+def run_any(
+    study: str = typer.Argument(..., help="study name in studies/ or a .toml path, of any kind (lr-sweep, probe, prune, or one you registered)"),
+    *,
+    opts: StudyOptions,
+    backend: dict,
+):
+    """Run a study of any kind: train its unfinished runs, then its kind's stage after training; resumable; writes its tables, summary.json and figures."""
+    from forgetting.cli_print import show_plan, show_report
+    from forgetting.console import ProbeProgress, SweepProgress, progress_bar
+    from forgetting.experiments.run import run_study
+    from forgetting.sweep import StudyStore
+
+    s = opts.load(study, None, RUN_OVERRIDES)
+    piece = opts.piece()
+    if opts.dry_run:
+        return show_plan(s, opts.store, piece)
+    executor = opts.executor_settings(backend)
+    with progress_bar() as bar:
+        events = SweepProgress(bar, inner_bars=executor.in_process)
+        run_study(s, opts.store, s.load_data(), executor, events, piece, ProbeProgress(bar), tensorboard=opts.tensorboard)
+    store = StudyStore(opts.store, s.name)
+    show_report(store.dir, None, [], store.results)
+    if events.failed:
+        raise typer.Exit(1)
 
 
 @command()

@@ -168,6 +168,11 @@ SWEEP_OVERRIDES = (
     *("multipliers", "sizes", "epochs", "warmup", "batch_size", "seeds", "base_lr", "width"),
     *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
 )
+# What `run` overrides in a study of any kind: the options every kind's training reads.
+RUN_OVERRIDES = (
+    *("multipliers", "epochs", "warmup", "batch_size", "seeds", "base_lr", "width"),
+    *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),
+)
 PROBE_OVERRIDES = (
     *("epochs", "warmup", "width", "subset", "batch_size", "multipliers", "base_lr", "seeds", "last_epochs", "bn"),
     *("precision", "compile", "drop_last", "net", "optimizer", "dataset", "data"),

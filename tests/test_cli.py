@@ -25,6 +25,15 @@ from helpers import REPO_ROOT
 runner = CliRunner()
 
 
+@pytest.fixture
+def synthetic_npz(tmp_path, synthetic_cifar, any_size_data) -> Path:
+    """The synthetic CIFAR-10 as an .npz: commands that check their input against the data find it without
+    the real data set."""
+    path = tmp_path / "synthetic.npz"
+    np.savez(path, **{k: getattr(synthetic_cifar, k) for k in ("train_x", "train_y", "test_x", "test_y")})
+    return path
+
+
 def run_cli(*args: str, tmp_path, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m forgetting.cli ARGS` with no FORGETTING_DATA and an empty user cache, unless ``env`` says so."""
     full_env = {k: v for k, v in os.environ.items() if k != data_mod.ENV_VAR}
@@ -126,13 +135,13 @@ def test_train_bad_net_exits_2(tmp_path):
         (["--preset", "part9"], "part9"),
         (["--subset", "100", "--batch-size", "200"], "batch size"),
         (["--width", "0"], "width"),
-        (["--cutout", "40"], "cutout"),
+        (["--cutout", "40", "--batch-size", "100"], "cutout"),
         (["--device", "tpu"], "device"),
         (["--precision", "fp8"], "precision"),
     ],
 )
-def test_train_bad_values_are_user_errors(tmp_path, args, fragment):
-    result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run")])
+def test_train_bad_values_are_user_errors(tmp_path, synthetic_npz, args, fragment):
+    result = runner.invoke(app, ["train", *args, "--data", str(synthetic_npz), "--out", str(tmp_path / "run")])
     assert isinstance(result.exception, UserError), result.output
     assert fragment in str(result.exception)
     assert not (tmp_path / "run").exists(), "nothing may be written before the inputs are checked"
@@ -204,7 +213,7 @@ def test_train_in_bf16_with_the_partial_batch(cifar_slice_path, any_size_data, t
     assert [int(r.split(",")[-1]) for r in steps] == [100, 100, 50]
 
 
-def test_train_takes_its_eval_every_default_from_train_config(tmp_path, monkeypatch):
+def test_train_takes_its_eval_every_default_from_train_config(tmp_path, synthetic_npz, monkeypatch):
     from forgetting import config, train as train_mod
 
     configs = []
@@ -216,8 +225,9 @@ def test_train_takes_its_eval_every_default_from_train_config(tmp_path, monkeypa
         )
 
     monkeypatch.setattr(train_mod, "train_to_dir", fake_train_to_dir)
-    monkeypatch.setattr(data_mod, "load_cifar10", lambda source=None: None)
-    base = ["train", "--width", "0.125", "--subset", "1000", "--device", "cpu", "--out", str(tmp_path / "run")]
+    base = ["train", "--width", "0.125", "--subset", "100", "--batch-size", "50", "--device", "cpu"]
+    base += ["--data", str(synthetic_npz)]
+    base += ["--out", str(tmp_path / "run")]
     for args in (base, [*base, "--preset", "part2"], [*base, "--eval-every", "3"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
@@ -229,7 +239,7 @@ def test_sweep_lr_and_probe_epochs_offer_every_shared_option():
 
     from forgetting.cli_options import StudyOptions
 
-    for command in ("sweep-lr", "probe-epochs"):
+    for command in ("sweep-lr", "probe-epochs", "run"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         for f in fields(StudyOptions):
@@ -240,7 +250,7 @@ def test_every_executor_s_own_options_are_in_both_commands_and_the_reference():
     from forgetting.execution.settings import backend_options
 
     readme = (REPO_ROOT / "docs" / "reference.md").read_text()
-    for command in ("sweep-lr", "probe-epochs"):  # the probe runs on the sweep's executor, with its options
+    for command in ("sweep-lr", "probe-epochs", "run"):  # the probe runs on the sweep's executor, with its options
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         for name in (*backend_options(), "tensorboard"):

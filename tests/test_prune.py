@@ -239,3 +239,32 @@ def test_the_reference_quotes_the_rule_word_for_word():
     text = (REPO_ROOT / "docs" / "reference.md").read_text()
     quoted = " ".join(line[2:] for line in text.splitlines() if line.startswith("> "))
     assert reading.RULE in quoted
+
+
+def test_forgetting_run_trains_a_prune_study_and_prints_its_reading(tmp_path, scored, synthetic_cifar, any_size_data):
+    """`forgetting run` runs a study of any kind by its kind: here a prune study, with progress, the
+    pre-registered reading printed and summary.json written; again, it trains nothing new."""
+    from typer.testing import CliRunner
+
+    from forgetting.cli import app
+
+    data = tmp_path / "synthetic.npz"
+    np.savez(data, **{k: getattr(synthetic_cifar, k) for k in ("train_x", "train_y", "test_x", "test_y")})
+    (tmp_path / "tiny.toml").write_text(
+        '[study]\nname = "tiny-prune"\nkind = "prune"\nscale = "tiny"\n'
+        "[train]\nwidth = 0.125\nbatch_size = 50\nepochs = 1\nwarmup = 0\naugment = false\n"
+        "[grid]\nmultipliers = [1]\nbase_lr = 0.2\nseeds = [0]\nfractions = [0, 0.5]\n"
+        f'[prune]\nscores = "{scored[0]}"\n'
+    )
+    args = ["run", str(tmp_path / "tiny.toml"), "--store", str(tmp_path / "store"), "--data", str(data)]
+    first = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    assert "prune: removal by forgetting score against random removal" in first.output
+    summary = json.loads((tmp_path / "store" / "tiny-prune" / "summary.json").read_text())
+    assert len(summary["verdicts"]["prune"]["fractions"]) == 1 and len(summary["prune"]) == 4
+    results = sorted((tmp_path / "store" / "tiny-prune" / "runs").glob("*/result.json"))
+    assert len(results) == 3  # the whole pool, and half of it removed by each selection
+    written = [p.stat().st_mtime_ns for p in results]
+    again = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    assert [p.stat().st_mtime_ns for p in results] == written  # resumed: nothing trained again
