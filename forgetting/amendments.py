@@ -16,7 +16,7 @@ from forgetting.analysis import tables, verdicts
 from forgetting.analysis.probe_fits import AMENDED
 
 # The outcome fields of each reading that the amendments can change: what "changed" compares.
-_OUTCOMES = {"b": ("holds",), "tau_law": ("multipliers", "alpha"), "clock": ("reading",), "noise": ("reading",)}
+_OUTCOMES = {"b": ("holds",), "b_steps": ("holds",), "tau_law": ("multipliers", "alpha"), "clock": ("reading",), "noise": ("reading",)}
 
 
 def _word(value) -> str:
@@ -50,6 +50,33 @@ def changed(registered: dict, amended: dict) -> list[str]:
     return out
 
 
+def age_unit_word(v: dict) -> str:
+    """One (b) reading in words: holds, undecided (a fit failed its check), not resolved (the ratio's
+    interval holds 1), reversed (it lies above 1), or does not hold (a gap interval reaches 0)."""
+    if v.get("holds") is None:
+        return "undecided"
+    if v["holds"]:
+        return "holds"
+    if v["tau_ratio_lo"] > 1:
+        return "reversed"
+    return "not resolved" if v["tau_ratio_hi"] >= 1 else "does not hold"
+
+
+def both_age_units(b: dict, b_steps: dict) -> dict:
+    """(b) read on epoch and on step ages together (the rule registered for cpu-probe-10seeds on
+    2026-12-06): holds when both hold, undecided when either is (and not both hold), does not hold when
+    neither holds, decided by the age unit (not a finding) when one holds and the other does not."""
+    words = dict(epoch=age_unit_word(b), step=age_unit_word(b_steps))
+    holds = [w == "holds" for w in words.values()]
+    if all(holds):
+        reading = "holds"
+    elif "undecided" in words.values():
+        reading = "undecided"
+    else:
+        reading = "decided by the age unit" if any(holds) else "does not hold"
+    return dict(reading=reading, **words)
+
+
 def amended_verdicts(
     registered: dict, study: dict, probe: pd.DataFrame | None, partners: list, sweeps: list[dict]
 ) -> dict | None:
@@ -58,7 +85,8 @@ def amended_verdicts(
     if probe is None or not len(probe) or not (probe["condition"] == verdicts.FULL_AUG).any():
         return None
     law = verdicts.tau_lr_law(probe, rules=AMENDED)
-    amended = dict(b=verdicts.probe_verdict(probe, rules=AMENDED), tau_law=law)
+    b, b_steps = (verdicts.probe_verdict(probe, rules=AMENDED, age=age) for age in ("epoch", "step"))
+    amended = dict(b=b, b_steps=b_steps, b_both=both_age_units(b, b_steps), tau_law=law)
     amended.update(clock.readings(study, probe, law, partners, sweeps, rules=AMENDED))
     amended = tables.clean(amended)
     return dict(date=AMENDED, changed=changed(registered, amended), **amended)

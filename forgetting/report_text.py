@@ -128,9 +128,11 @@ def _amended_lines(verdicts: dict) -> list[str]:
     if not amended:
         return []
     head = f"amended readings ({amended['date']}: tau >= 1 step, degenerate power law, 'neither'): "
+    both = amended.get("b_both")
+    tail = [f"(b) on epoch and step ages, amended: {both['reading']} (epoch ages {both['epoch']}, step ages {both['step']})"] if both else []
     if not amended["changed"]:
-        return [head + "no reading changes"]
-    return [head + f"{len(amended['changed'])} change"] + [f"    {c}" for c in amended["changed"]]
+        return [head + "no reading changes", *tail]
+    return [head + f"{len(amended['changed'])} change"] + [f"    {c}" for c in amended["changed"]] + tail
 
 
 def _a_lines(v: dict, name: str) -> list[str]:

@@ -105,3 +105,24 @@ def test_amended_verdicts_skip_a_study_without_a_full_aug_probe():
     probe = pd.DataFrame(dict(condition=["half-noaug"]))
     assert amendments.amended_verdicts({}, {}, probe, [], []) is None
     assert amendments.amended_verdicts({}, {}, None, [], []) is None
+
+
+@pytest.mark.parametrize(
+    "epoch, step, reading",
+    [
+        (dict(holds=True), dict(holds=True), "holds"),
+        (dict(holds=False, tau_ratio_lo=0.5, tau_ratio_hi=1.1), dict(holds=True), "decided by the age unit"),
+        (dict(holds=None), dict(holds=True), "undecided"),
+        (dict(holds=False, tau_ratio_lo=0.2, tau_ratio_hi=0.9), dict(holds=False, tau_ratio_lo=1.2, tau_ratio_hi=2.0), "does not hold"),
+    ],
+)
+def test_b_on_both_age_units_holds_only_where_both_readings_hold(epoch, step, reading):
+    both = amendments.both_age_units(epoch, step)
+    assert both["reading"] == reading
+    words = {amendments.age_unit_word(v) for v in (epoch, step)}
+    assert words <= {"holds", "not resolved", "reversed", "undecided", "does not hold"}
+
+
+def test_an_age_unit_reading_names_a_reversal_and_a_gap_at_zero():
+    assert amendments.age_unit_word(dict(holds=False, tau_ratio_lo=1.2, tau_ratio_hi=2.0)) == "reversed"
+    assert amendments.age_unit_word(dict(holds=False, tau_ratio_lo=0.2, tau_ratio_hi=0.8)) == "does not hold"

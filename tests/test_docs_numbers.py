@@ -105,6 +105,11 @@ def amended(name: str) -> dict:
     return clock("amended")[name]
 
 
+def amended_b(study: str) -> dict:
+    """(b) on both age units under the amended fit check: the reading and each unit's word."""
+    return verdict(study, "amended")["b_both"]
+
+
 def amended_forms() -> list[str]:
     rows = amended("form")["readings"]
     return [str(sum(r["better"] == k for r in rows)) for k in ("power degenerate", "power", "exponential", "either")]
@@ -208,7 +213,7 @@ CLAIMS = [
     ("docs/findings.md", "falls roughly as LR^-{}", fmt("{:.1f}", [verdict("cpu-tau-lr", "tau_law")["alpha"]])),
     (
         "docs/findings.md",
-        "at 4x apart the ratio is {} [{}, {}] with {} seeds",
+        "at 4x apart the ratio is {} [{}, {}] on epoch ages with {} seeds",
         b_numbers("cpu-probe-5seeds") + [str(B5["n_seeds"])],
     ),
     ("docs/findings.md", "tau is flat from x0.5 to x4 ({}-{} steps)", tau_range(BELOW_X8)),
@@ -230,8 +235,26 @@ CLAIMS = [
         ("results/README.md", f"{{}}: {{}} [{{}}, {{}}] |\n", [word(verdict(s_, "b_steps"))] + interval(verdict(s_, "b_steps"), "tau_ratio"))
         for s_ in ("cpu-probe-5seeds", "cpu-tau-lr")
     ],
-    ("results/README.md", "holds on a fit below one step: {} [{}, {}] |", interval(verdict("cpu-tau-batch", "b_steps"), "tau_ratio")),
+    (
+        "results/README.md",
+        "holds on a fit below one step: {} [{}, {}]; {} under the amended fit check |",
+        [*interval(verdict("cpu-tau-batch", "b_steps"), "tau_ratio"), amended_b("cpu-tau-batch")["step"]],
+    ),
+    *[
+        ("results/README.md", text, [amended_b(s_)[unit] for unit in units])
+        for s_, text, units in [
+            ("cpu-tau-batch", "is **{}** under the amended check; with its epoch-age reading ({})", ("step", "epoch")),
+            ("cpu-tau-batch", "that study's (b) on both units reads **{}**.", ("reading",)),
+            ("cpu-probe-5seeds", "reads **{}** (epoch ages: {}, step ages: {}), and so", ("reading", "epoch", "step")),
+            ("cpu-tau-lr", "and so does `cpu-tau-lr` (epoch ages: {}, step ages: {}).", ("epoch", "step")),
+        ]
+    ],
     ("docs/findings.md", "The newest batches fit best in {} of the {}; in {} (`cpu-tau-batch`", newest_fits_best()),
+    (
+        "docs/findings.md",
+        "on epoch ages with 5 seeds, {} [{}, {}] on step ages: the age unit decides it",
+        interval(verdict("cpu-probe-5seeds", "b_steps"), "tau_ratio"),
+    ),
     ("docs/findings.md", "without it, {} [{}, {}], still undecided", interval(amended("noise"), "ratio")),
     ("results/README.md", "Without it (the amended fit check below): {} [{}, {}] over 3 pairs", interval(amended("noise"), "ratio")),
     ("results/README.md", "stays **undecided** ({} [{}, {}] over 3", interval(amended("noise"), "ratio")),
