@@ -470,6 +470,35 @@ CALIBRATION = [
 CLAIMS += [("docs/calibration.md", text, values) for text, values in CALIBRATION]
 
 
+def prune_row(fraction: float) -> list[str]:
+    """One row of results/README.md's cpu-prune table: each selection's mean accuracy with its interval, the
+    paired difference with its interval, and the reading."""
+    curves = {(r["selection"], r["fraction"]): r for r in summary("cpu-prune")["prune"]}
+    diff = next(r for r in verdict("cpu-prune", "prune")["fractions"] if r["fraction"] == fraction)
+    acc = [fmt("{:.3f}", [c["test_acc"], c["test_acc_lo"], c["test_acc_hi"]]) for c in (curves["forgetting", fraction], curves["random", fraction])]
+    return [f"{fraction:.0%}", *acc[0], *acc[1], *fmt("{:.3f}", [diff["diff"], diff["diff_lo"], diff["diff_hi"]]), diff["reading"]]
+
+
+def prune_cost(selection: str) -> list[str]:
+    r = verdict("cpu-prune", "prune")["cost"][selection]["fractions"][0]
+    return fmt("{:.3f}", [r["diff"], r["diff_lo"], r["diff_hi"]])
+
+
+CLAIMS += [
+    ("results/README.md", "| {} | {} [{}, {}] | {} [{}, {}] | {} [{}, {}] | {} |", prune_row(f)) for f in (0.1, 0.2, 0.3, 0.4)
+] + [
+    ("results/README.md", "**Primary reading: {}.**", [verdict("cpu-prune", "prune")["verdict"]]),
+    ("results/README.md", "(forgetting: {} [{}, {}]; random: {} [{}, {}])", prune_cost("forgetting") + prune_cost("random")),
+    (
+        "results/README.md",
+        "For both selections the removable share is {}:",
+        [str(int(verdict("cpu-prune", "prune")["cost"]["forgetting"]["removable"]))]
+        if verdict("cpu-prune", "prune")["cost"]["random"]["removable"] == verdict("cpu-prune", "prune")["cost"]["forgetting"]["removable"]
+        else ["(they differ)"],
+    ),
+]
+
+
 @pytest.mark.parametrize("doc, text, values", CLAIMS, ids=[f"{d}: {t[:40]}" for d, t, _ in CLAIMS])
 def test_quoted_numbers_are_the_committed_results(doc, text, values):
     expected = " ".join(text.format(*values).split())
