@@ -50,9 +50,11 @@ def test_lock_refuses_a_second_writer(tmp_path):
 
 
 @pytest.mark.integration
-def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_path):
+def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_slice_path):
     store = tmp_path / "store"
-    proc = start_cli("sweep-lr", "cpu-lr-sweep", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
+    env = dict(os.environ, FORGETTING_DATA_SIZES="any")  # a slice of the real images: less to load and test on
+    args = ("sweep-lr", "cpu-lr-sweep", *TINY, "--store", str(store), "--device", "cpu")
+    proc = start_cli(*args, data=cifar_slice_path, env=env)
     runs = store / "cpu-lr-sweep" / "runs"
     deadline = time.time() + 300
     first = None
@@ -69,7 +71,7 @@ def test_sweep_survives_sigkill_and_resumes_without_recomputing(tmp_path, cifar_
     assert len(finished_before) < 4, "the sweep finished before it could be killed"
     snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in finished_before}
 
-    proc = start_cli("sweep-lr", "cpu-lr-sweep", *TINY, "--store", str(store), "--device", "cpu", data=cifar_path)
+    proc = start_cli(*args, data=cifar_slice_path, env=env)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "already finished" in out
