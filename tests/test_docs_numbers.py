@@ -72,11 +72,11 @@ def tau_range(taus: list[dict]) -> list[str]:
     return fmt("{:.0f}", [min(t["tau"] for t in taus), max(t["tau"] for t in taus)])
 
 
-PROBE_STUDIES = ("cpu-probe-5seeds", "cpu-tau-lr", "cpu-tau-batch")
+PROBE_STUDIES = ("cpu-probe-5seeds", "cpu-tau-lr", "cpu-tau-batch", "cpu-probe-10seeds")
 
 
 def full_aug_cells() -> list[str]:
-    assert all(verdict(s, "b")["gaps_above_zero"] for s in PROBE_STUDIES)  # "all 13 gap intervals > 0"
+    assert all(verdict(s, "b")["gaps_above_zero"] for s in PROBE_STUDIES)  # "all 15 gap intervals > 0"
     cells = sum(len(verdict(s, "b")["multipliers"]) for s in PROBE_STUDIES)
     runs = sum(len(verdict(s, "b")["multipliers"]) * verdict(s, "b")["n_seeds"] for s in PROBE_STUDIES)
     return [str(cells), str(runs)]
@@ -213,10 +213,10 @@ CLAIMS = [
     ("docs/findings.md", "falls roughly as LR^-{}", fmt("{:.1f}", [verdict("cpu-tau-lr", "tau_law")["alpha"]])),
     (
         "docs/findings.md",
-        "at 4x apart the ratio is {} [{}, {}] on epoch ages with {} seeds",
-        b_numbers("cpu-probe-5seeds") + [str(B5["n_seeds"])],
+        "with {} seeds it was {} [{}, {}] on epoch ages, {} [{}, {}] on step ages:",
+        [str(B5["n_seeds"])] + b_numbers("cpu-probe-5seeds") + interval(verdict("cpu-probe-5seeds", "b_steps"), "tau_ratio"),
     ),
-    ("docs/findings.md", "tau is flat from x0.5 to x4 ({}-{} steps)", tau_range(BELOW_X8)),
+    ("docs/findings.md", "tau from x0.5 to x4 ({}-{} steps) resolves no fall", tau_range(BELOW_X8)),
     (
         "docs/findings.md",
         "(test loss {} against {} at x1)",
@@ -250,11 +250,6 @@ CLAIMS = [
         ]
     ],
     ("docs/findings.md", "The newest batches fit best in {} of the {}; in {} (`cpu-tau-batch`", newest_fits_best()),
-    (
-        "docs/findings.md",
-        "on epoch ages with 5 seeds, {} [{}, {}] on step ages: the age unit decides it",
-        interval(verdict("cpu-probe-5seeds", "b_steps"), "tau_ratio"),
-    ),
     ("docs/findings.md", "without it, {} [{}, {}], still undecided", interval(amended("noise"), "ratio")),
     ("results/README.md", "Without it (the amended fit check below): {} [{}, {}] over 3 pairs", interval(amended("noise"), "ratio")),
     ("results/README.md", "stays **undecided** ({} [{}, {}] over 3", interval(amended("noise"), "ratio")),
@@ -533,3 +528,127 @@ def test_the_numbers_without_x8_are_recomputed_from_the_committed_probe(tau_prob
     ratio = "{:.2f} [{:.2f}, {:.2f}]".format(v["tau_ratio"], v["tau_ratio_lo"], v["tau_ratio_hi"])
     assert f"tau(x4)/tau(x0.5) = {ratio}" in document("results/README.md")
     assert f"x0.5 against x4 gives a ratio of {ratio}" in document("results/README.md")
+
+
+# ---------------------------------------------------------------- cpu-probe-10seeds: (b) at 4x, 10 seeds
+P10 = "cpu-probe-10seeds"
+
+
+def p10_table(name: str) -> pd.DataFrame:
+    return pd.read_csv(RESULTS / P10 / name, dtype={"run": str})
+
+
+def ratio(v: dict) -> list[str]:
+    return interval(v, "tau_ratio")
+
+
+def p10_worse() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """x4 runs that end above a test loss of 1.8, and every other run (the README's split)."""
+    runs = p10_table("results.csv")
+    worse = (runs["multiplier"] == 4) & (runs["test_loss"] > 1.8)
+    return runs[worse], runs[~worse]
+
+
+def p10_step_taus() -> list[str]:
+    taus = verdict(P10, "amended")["tau_law"]["taus"]
+    assert [t["tau"] for t in taus] == [t["tau"] for t in verdict(P10, "tau_law")["taus"]]  # the amended check changes none
+    return [v for t in taus for v in fmt("{:.0f}", [t["tau"], t["tau_lo"], t["tau_hi"]])]
+
+
+def p10_gaps() -> list[str]:
+    b = verdict(P10, "amended")["b"]
+    return [v for i in (0, 1) for v in fmt("{:.3f}", [b["gaps"][i], b["gap_lo"][i], b["gap_hi"][i]])]
+
+
+def p10_reproduction() -> list[str]:
+    """Mean final test loss of seeds 0-4 here and of cpu-probe-5seeds' full-aug runs, at x1 then x4."""
+    here = p10_table("results.csv")
+    there = pd.read_csv(RESULTS / "cpu-probe-5seeds" / "results.csv", dtype={"run": str})
+    there = there[there["condition"] == "full-aug"]
+    means = [t[(t["seed"] < 5) & (t["multiplier"] == m)]["test_loss"].mean() for m in (1, 4) for t in (here, there)]
+    return fmt("{:.3f}", means)
+
+
+_WORSE, _OTHERS = p10_worse()
+A10 = verdict(P10, "amended")
+CLAIMS_P10 = [
+    (
+        "results/README.md",
+        "| **{}** on epoch and on step ages | gaps above 0 at both LRs; tau(x4)/tau(x1) = {} [{}, {}] on epoch ages, "
+        "{} [{}, {}] on step ages, both under the amended fit check",
+        [A10["b_both"]["reading"]] + ratio(A10["b"]) + ratio(A10["b_steps"]),
+    ),
+    (
+        "results/README.md",
+        "| `cpu-probe-10seeds` | x4 vs x1, {} seeds | {}: {} [{}, {}] | {}: {} [{}, {}] |",
+        [str(verdict(P10, "b")["n_seeds"]), word(verdict(P10, "b")), *ratio(verdict(P10, "b"))]
+        + [word(verdict(P10, "b_steps")), *ratio(verdict(P10, "b_steps"))],
+    ),
+    (
+        "results/README.md",
+        "| on epoch ages | {} [{}, {}] | {} [{}, {}] | {} [{}, {}] | {} |",
+        p10_gaps() + ratio(A10["b"]) + [A10["b_both"]["epoch"]],
+    ),
+    ("results/README.md", "| on step ages | (the same gaps) | | {} [{}, {}] | {} |", ratio(A10["b_steps"]) + [A10["b_both"]["step"]]),
+    ("results/README.md", "**(b) at the paper's 4x: {}** (`verdicts.amended.b_both`)", [A10["b_both"]["reading"]]),
+    ("results/README.md", "tau is {} [{}, {}] at x1 and {} [{}, {}] at x4.", p10_step_taus()),
+    (
+        "results/README.md",
+        "Test loss after the last epoch: {} [{}, {}] at x1, {} [{}, {}] at x4, where {} of the 10 runs end above 1.8 "
+        "(seeds {}, {} and {}; test accuracy {}-{}, against {}-{} for every other run)",
+        [
+            v
+            for m in (1, 4)
+            for v in fmt("{:.2f}", [r[k] for r in summary(P10)["reference"] if r["multiplier"] == m for k in ("test_loss", "test_loss_lo", "test_loss_hi")])
+        ]
+        + [str(len(_WORSE)), *map(str, _WORSE["seed"])]
+        + fmt("{:.2f}", [_WORSE["test_acc"].min(), _WORSE["test_acc"].max(), _OTHERS["test_acc"].min(), _OTHERS["test_acc"].max()]),
+    ),
+    ("results/README.md", "Mean final test loss at x1: {} here against {} there; at x4: {} against {}", p10_reproduction()),
+    (
+        "results/README.md",
+        "40 min in one piece ({}-{} s of training",
+        fmt("{:.0f}", [p10_table("results.csv")["seconds"].min(), p10_table("results.csv")["seconds"].max()]),
+    ),
+    (
+        "docs/findings.md",
+        "tau(x4)/tau(x1) is {} [{}, {}] on epoch ages and {} [{}, {}] on step ages",
+        ratio(A10["b"]) + ratio(A10["b_steps"]),
+    ),
+    ("docs/findings.md", "At x4, {} of the 10 runs trained visibly worse", [str(len(_WORSE))]),
+    ("docs/findings.md", "holds across the paper's 4x with {} seeds, on both age units", [str(verdict(P10, "b")["n_seeds"])]),
+]
+
+
+@pytest.mark.parametrize("doc, text, values", CLAIMS_P10, ids=[f"{d}: {t[:40]}" for d, t, _ in CLAIMS_P10])
+def test_the_ten_seed_numbers_are_the_committed_results(doc, text, values):
+    expected = " ".join(text.format(*values).split())
+    assert expected in document(doc), f"{doc} should say: {expected}"
+
+
+def test_the_ten_seed_post_hoc_readings_are_recomputed():
+    """The snippet in results/README.md: the registered text's window (epochs 2-11), the study without its 3
+    worse-trained x4 runs, and seeds 0-4 alone against cpu-probe-5seeds' 5 seeds, each on both age units."""
+    probe = p10_table("probe.csv")
+    subsets = dict(
+        window=probe[probe["epoch"] >= 2],
+        without=probe[~probe["run"].isin(_WORSE["run"])],
+        five=probe[probe["seed"] < 5],
+    )
+    read = {
+        (name, age): verdicts.probe_verdict(p, age=age, rules="2026-12-05")
+        for name, p in subsets.items()
+        for age in ("epoch", "step")
+    }
+    q = {k: "{} [{}, {}]".format(*ratio(v)) for k, v in read.items()}
+    readme = document("results/README.md")
+    assert read["window", "epoch"]["holds"] and read["window", "step"]["holds"]
+    assert f"holds on epoch ages, {q['window', 'epoch']}, and on step ages, {q['window', 'step']}." in readme
+    assert read["without", "epoch"]["holds"] and read["without", "step"]["holds"]
+    assert f"it still holds: {q['without', 'epoch']} on epoch ages, {q['without', 'step']} on step ages" in readme
+    there = {age: "{} [{}, {}]".format(*ratio(verdict("cpu-probe-5seeds", "amended")[key])) for age, key in (("epoch", "b"), ("step", "b_steps"))}
+    assert read["five", "epoch"]["holds"] is False and read["five", "step"]["holds"] is True
+    assert (
+        f"not resolved on epoch ages ({q['five', 'epoch']}; there {there['epoch']}), holds on step ages "
+        f"({q['five', 'step']}; there {there['step']}), decided by the age unit" in readme
+    )
