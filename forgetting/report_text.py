@@ -112,6 +112,10 @@ def _regime_lines(verdicts: dict) -> list[str]:
                 f"{'settled' if r['settled'] else 'not settled'}"
             )
     accounts = verdicts.get("a_accounts") or {}
+    if accounts.get("law_from"):
+        lines.append(f"forgetting's prediction from {accounts['law_from']}'s tau law")
+    if accounts.get("law_missing"):
+        lines.append(f"no forgetting prediction: {accounts['law_missing']} (its tau law) is not in this store")
     for reading in LOSS_READINGS:
         r = accounts.get(reading) or {}
         if r.get("reading"):

@@ -52,6 +52,9 @@ COMMON_SCHEMA: dict[str, dict[str, tuple]] = {
         "scale": (_string, ...),  # one line saying what scale this is, printed on every figure
         "description": (_string, ""),
         "tensorboard": (_string, None),  # a folder for TensorBoard's live curves (--tensorboard)
+        # an LR sweep's forgetting prediction: the probe study (in the same store) whose tau law it reads;
+        # left out, the one trained like it over the most learning rates (experiments/lr_sweep.py)
+        "tau_law_from": (_string, None),
     },
     "train": {
         "net": (_net, "dawn18"),  # a built-in network, or a user's "package.module:factory"
@@ -143,6 +146,7 @@ class Study:
     conditions: tuple[Condition, ...] = field(default_factory=tuple)
     source: str = ""
     tensorboard: str | None = None  # a folder for TensorBoard's live curves; not part of what the study is
+    tau_law_from: str | None = None  # the probe study an LR sweep's forgetting prediction reads (report only)
     data: dict = field(default_factory=lambda: {"name": "cifar10", "path": None})  # the [data] section
 
     @property

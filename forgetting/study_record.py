@@ -64,6 +64,8 @@ def study_record(study: Study, base_lr: float, data: Dataset | None = None) -> d
         conditions=[vars(c) for c in study.conditions],
         source=_portable_source(study.source),
     )
+    if study.tau_law_from is not None:  # only when named: every other record stays as it was written
+        record["tau_law_from"] = study.tau_law_from
     described = data_record(data) if data is not None else None
     return record if described is None else dict(record, data=described)
 
@@ -83,5 +85,6 @@ def study_from_record(record: dict) -> Study:
         sections={name: record.get(name) or {} for name in kind_sections()},
         conditions=tuple(Condition(**c) for c in record.get("conditions") or ()),
         source=record.get("source", ""),
+        tau_law_from=record.get("tau_law_from"),
         data={"name": identity.name, "path": None, "fingerprint": identity.fingerprint},
     )

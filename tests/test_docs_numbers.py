@@ -652,3 +652,18 @@ def test_the_ten_seed_post_hoc_readings_are_recomputed():
         f"not resolved on epoch ages ({q['five', 'epoch']}; there {there['epoch']}), holds on step ages "
         f"({q['five', 'step']}; there {there['step']}), decided by the age unit" in readme
     )
+
+
+def test_the_status_of_a_study_in_pieces_counts_its_committed_runs():
+    """results/README's status of cpu-lr-sweep-page (while it runs in pieces) says what results.csv holds."""
+    runs = pd.read_csv(RESULTS / "cpu-lr-sweep-page" / "results.csv")
+    done = runs[runs["status"] == "finished"]
+    missing = len(runs) - len(done)
+    if not missing:
+        return  # all in: the reading replaces the status, and its numbers are claims like the others
+    large = int(runs["subset"].max())
+    large_done = int((done["subset"] == large).sum())
+    text = document("results/README.md")
+    assert f"**Status:** {len(done)} of {len(runs)} runs in" in text
+    assert f"{missing} runs of {large:,} images are left" in text
+    assert f"({len(done)} in: every 2,560-image run, {large_done} of {large:,})" in text

@@ -94,3 +94,50 @@ def test_a_complete_eval_train_sweep_gets_its_fit_check_and_figure(tmp_path):
     assert any(p.name == "fit_check.png" for p in out.figures)
     assert "fit check: the study decides (a)" in out.text()
     assert np.isfinite(v["a_accounts"]["last5"]["turn_up_ratio"])
+
+
+def probe_tables(name: str, multipliers, width=0.25):
+    """What a probe study's report shares with the sweeps (`StudyTables`: its study.json and probe)."""
+    from types import SimpleNamespace
+
+    study = dict(name=name, kind="probe", train=dict(net="dawn18", width=width, batch_size=128),
+                 grid=dict(multipliers=list(multipliers)))
+    return SimpleNamespace(study=study, probe=None)
+
+
+def test_the_tau_law_comes_from_the_named_probe_study_else_the_one_over_most_learning_rates():
+    from forgetting.experiments.lr_sweep import law_source
+
+    probes = [probe_tables("a-probe", [4, 1]), probe_tables("b-tau-lr", [0.5, 1, 2, 4, 8]),
+              probe_tables("c-wide", [0.5, 1, 2, 4, 8, 16], width=1.0), probe_tables("d-tau", [1, 2, 4, 8, 16])]
+    sweep_study = dict(name="page", train=dict(net="dawn18", width=0.25, batch_size=128))
+    # the store's order put "a-probe" first; a law is a fit across learning rates; a tie goes by name
+    assert law_source(sweep_study, probes).study["name"] == "b-tau-lr"
+    assert law_source(dict(sweep_study, tau_law_from="d-tau"), probes).study["name"] == "d-tau"
+    assert law_source(dict(sweep_study, tau_law_from="gone"), probes) is None  # named and absent: none, no stand-in
+    assert law_source(sweep_study, []) is None
+
+
+def test_a_named_tau_law_is_recorded_and_reported_missing_when_absent(tmp_path):
+    from forgetting import studies
+    from forgetting.study_record import study_from_record, study_record
+
+    page = studies.load_study("cpu-lr-sweep-page")
+    assert page.tau_law_from == "cpu-tau-lr"  # as pre-registered (results/README.md, 2026-12-05)
+    record = study_record(page, 0.0343)
+    assert record["tau_law_from"] == "cpu-tau-lr" and study_from_record(record).tau_law_from == "cpu-tau-lr"
+    assert "tau_law_from" not in study_record(studies.load_study("cpu-lr-sweep"), 0.0343)  # records as written
+
+    folder = tmp_path / "page"
+    results, epochs = sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9})
+    folder.mkdir()
+    study = dict(name="page", kind="lr-sweep", scale="test scale", base_lr=0.03, tau_law_from="cpu-tau-lr",
+                 train=dict(net="dawn18", width=0.25, batch_size=128, eval_train=True))
+    (folder / "study.json").write_text(json.dumps(study))
+    results.to_csv(folder / "results.csv", index=False)
+    for run, g in epochs.groupby("run"):
+        (folder / "runs" / run).mkdir(parents=True)
+        g.drop(columns="run").to_csv(folder / "runs" / run / "history.csv", index=False)
+    out = report.study_report(folder, tmp_path / "out")
+    assert out.summary["verdicts"]["a_accounts"]["law_missing"] == "cpu-tau-lr"
+    assert "no forgetting prediction: cpu-tau-lr (its tau law) is not in this store" in out.text()

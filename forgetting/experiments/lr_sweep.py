@@ -60,13 +60,13 @@ def _regime(ctx: ReportContext, finished) -> list[Path]:
         return []
     fit = regime.fit_check(finished, ctx.tables.get("histories"))
     summary["verdicts"]["fit_check"] = fit
-    same = ("net", "width", "batch_size")
-    probes = ctx.shared.get("probes") or []
-    like = [p for p in probes if all(p.study["train"].get(k) == study["train"].get(k) for k in same)]
     law, accounts = {}, {}
-    if like:
-        probe_study = like[0].study
-        law = verdicts.tau_lr_law(like[0].probe)
+    source = law_source(study, ctx.shared.get("probes") or [])
+    if source is None and study.get("tau_law_from"):
+        accounts["law_missing"] = study["tau_law_from"]  # named, not in this store: no forgetting prediction
+    if source is not None:
+        probe_study = source.study
+        law = verdicts.tau_lr_law(source.probe)
         accounts["law_from"] = probe_study["name"]
         laws = {study["train"]["batch_size"]: law}
         accounts["rows"] = predictions.a_predictions(laws, [summary], probe_study, AMENDED)
@@ -75,3 +75,17 @@ def _regime(ctx: ReportContext, finished) -> list[Path]:
         accounts[reading] = regime.ratio_reading(a, law.get("alpha"), law.get("alpha_hi"))
     summary["verdicts"]["a_accounts"] = tables.clean(accounts)
     return plots_regime.plot_fit_check(fit, ctx.fig_dir / "fit_check", ctx.caption) if fit["curves"] else []
+
+
+def law_source(study: dict, probes: list):
+    """The probe study whose tau-against-LR law predicts this sweep's turn-ups: the one its study file
+    names (``[study] tau_law_from``, fixed with a pre-registration), else the one trained like it (same
+    net, width, batch size) over the most learning rates, since a law is a fit across them (by name on a
+    tie: never the store's order). None when there is none."""
+    named = study.get("tau_law_from")
+    if named:
+        return next((p for p in probes if p.study["name"] == named), None)
+    same = ("net", "width", "batch_size")
+    like = [p for p in probes if all(p.study["train"].get(k) == study["train"].get(k) for k in same)]
+    ranked = sorted(like, key=lambda p: (-len(set(p.study["grid"].get("multipliers") or ())), p.study["name"]))
+    return ranked[0] if ranked else None
