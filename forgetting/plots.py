@@ -114,9 +114,13 @@ def _sweep_legend(fig, axes, agg, levels, marks) -> None:
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
 
 
-def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.DataFrame | None = None) -> SavedFigure:
+def plot_lr_sweep(
+    results: pd.DataFrame, path_stem, scale: str, optimum: pd.DataFrame | None = None, tail_epochs: int = 0
+) -> SavedFigure:
     """Figure 1: the final epoch's test loss (left) and clean train loss (right) against LR multiplier
-    (log2 axis), a line per subset.
+    (log2 axis), a line per subset. With ``tail_epochs``, the left panel is instead the mean test loss
+    of the last that many epochs (``test_loss_tail``, a study's primary reading where it has one), its
+    turn-up drawn by the same rule; the fitted optimum (of the final epoch's) is then left out.
 
     Lines are means over seeds of the runs that did not blow up, shaded with a 95% t interval when
     there are several seeds; a hollow diamond where one seed alone survived. An 'x' along the top marks
@@ -124,6 +128,8 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
     panel draws the pre-registered turn-up rule (verdicts.turn_up_levels) and, with ``optimum``
     (sweep_fits.optimum_by_subset), each fitted optimum and its interval on its own curve.
     """
+    if tail_epochs:
+        results, optimum = results.assign(test_loss=results["test_loss_tail"]), None
     agg = sweep_fits.sweep_aggregates(results)
     if agg.empty:
         raise UserError("no finished runs to plot")
@@ -139,8 +145,9 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
         top = 0.93 - 0.04 * (scale.count("\n") + 2)  # below the title's lines: two, three with the machine
         fig.subplots_adjust(left=0.07, right=0.98, top=top, bottom=0.3, wspace=0.2)
         axes = fig.subplots(1, 2)
-        panels = (  # the final epoch's (the last-5 mean, where a study has one, is in summary.json)
-            ("test_loss", "test loss", "test loss at the final epoch (test set)"),
+        tail = f"mean test loss of the last {tail_epochs} epochs (test set)"
+        panels = (
+            ("test_loss", "test loss", tail if tail_epochs else "test loss at the final epoch (test set)"),
             ("clean_train_loss", "clean train loss", "clean train loss at the final epoch (training subset, no aug.)"),
         )
         for ax, (col, name, title) in zip(axes, panels):
@@ -156,7 +163,8 @@ def plot_lr_sweep(results: pd.DataFrame, path_stem, scale: str, optimum: pd.Data
         if marks:
             _optimum_marks(axes[0], optimum, levels, colours)
         _sweep_legend(fig, axes, agg, levels, marks)
-        fig.suptitle(f"Final-epoch loss against LR multiplier (log2 axis), one line per training-set size\n{scale}")
+        what = f"Test loss of the last {tail_epochs} epochs (mean)" if tail_epochs else "Final-epoch loss"
+        fig.suptitle(f"{what} against LR multiplier (log2 axis), one line per training-set size\n{scale}")
     return save(fig, path_stem)
 
 

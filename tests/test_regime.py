@@ -92,6 +92,7 @@ def test_a_complete_eval_train_sweep_gets_its_fit_check_and_figure(tmp_path):
     assert v["fit_check"]["decides"] is True
     assert v["a_accounts"]["last5"]["noise"] == 8
     assert any(p.name == "fit_check.png" for p in out.figures)
+    assert not any(p.name.startswith("lr_sweep_last") for p in out.figures)  # no eval_last: no last-epochs reading
     assert "fit check: the study decides (a)" in out.text()
     assert np.isfinite(v["a_accounts"]["last5"]["turn_up_ratio"])
 
@@ -141,3 +142,18 @@ def test_a_named_tau_law_is_recorded_and_reported_missing_when_absent(tmp_path):
     out = report.study_report(folder, tmp_path / "out")
     assert out.summary["verdicts"]["a_accounts"]["law_missing"] == "cpu-tau-lr"
     assert "no forgetting prediction: cpu-tau-lr (its tau law) is not in this store" in out.text()
+
+
+def test_a_sweep_with_a_last_epochs_reading_draws_it_beside_the_final_one(tmp_path):
+    folder = tmp_path / "tail"
+    results, _ = sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9}, final_offset=0.3)
+    folder.mkdir()
+    study = dict(name="tail", kind="lr-sweep", scale="test scale", base_lr=0.03,
+                 train=dict(net="dawn18", width=0.25, batch_size=128, eval_last=5))
+    (folder / "study.json").write_text(json.dumps(study))
+    results.to_csv(folder / "results.csv", index=False)
+    out = report.study_report(folder, tmp_path / "out")
+    names = {p.name for p in out.figures}
+    assert {"lr_sweep.png", "lr_sweep_last_epochs.png"} <= names
+    svg = (tmp_path / "out" / "figures" / "lr_sweep_last_epochs.svg").read_text()
+    assert "mean test loss of the last 5 epochs" in svg

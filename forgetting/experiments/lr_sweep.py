@@ -41,6 +41,10 @@ class LrSweep(StudyKind):
         optimum = pd.DataFrame(ctx.summary.get("optimum") or []).apply(pd.to_numeric)  # None (NaN in JSON) -> NaN
         best = optimum if len(optimum) else None
         figures = plots.plot_lr_sweep(finished, ctx.fig_dir / "lr_sweep", ctx.caption, best)
+        tail = int(ctx.study["train"].get("eval_last") or 0)
+        if tail and "test_loss_tail" in finished and finished["test_loss_tail"].notna().any():  # the primary reading
+            stem = ctx.fig_dir / "lr_sweep_last_epochs"
+            figures += plots.plot_lr_sweep(finished, stem, ctx.caption, tail_epochs=tail)
         return figures + _regime(ctx, finished)
 
     def after_report(self, summary: dict, shared: dict) -> None:
