@@ -142,7 +142,11 @@ def _amended_lines(verdicts: dict) -> list[str]:
 def _a_lines(v: dict, name: str) -> list[str]:
     reading = "final snapshot" if name == "final" else "mean of the last 5 epochs"
     if v.get("holds") is None:
-        return [f"(a) on the {reading}: undecided ({v.get('reason', '')})"]
+        seen = ""
+        if "turn_up_smallest" in v:  # read, but not decidable (one seed): what the curves show, no verdict
+            seen = (f"; turn-up x{fmt(v['turn_up_smallest'])} at {v['subset_smallest']:,} images vs "
+                    f"x{fmt(v['turn_up_largest'])} at {v['subset_largest']:,}")
+        return [f"(a) on the {reading}: undecided ({v.get('reason', '')}{seen})"]
     lines = [
         f"(a) on the {reading}: {holds_word(v['holds'])}  (turn-up x{fmt(v['turn_up_smallest'])} at "
         f"{v['subset_smallest']:,} images vs x{fmt(v['turn_up_largest'])} at {v['subset_largest']:,}: ratio "

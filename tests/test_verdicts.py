@@ -54,6 +54,18 @@ def test_a_holds_when_the_small_subset_turns_up_only_at_the_wall():
     json.dumps(tables.clean(v), allow_nan=False)
 
 
+def test_a_on_one_seed_is_undecided_with_its_numbers_shown():
+    # the quick study's case: every resample is the one seed, so "in 80% of resamples" reads nothing
+    table = sweep_table({1280: FLAT_TO_THE_WALL, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}, seeds=[0])
+    v = verdicts.sweep_verdict(table)
+    assert v["holds"] is None and "one seed" in v["reason"]
+    assert v["turn_up_smallest"] == 16 and v["turn_up_largest"] == 2
+    s = summary.summarise(table, n_boot=50)
+    text = report_text.format_table(s)
+    assert "(a) on the final snapshot: undecided (one seed" in text and "turn-up x16 at 1,280 images vs x2" in text
+    assert "HOLDS" not in text
+
+
 def test_a_fails_when_both_turn_up_together_or_curvature_differs():
     same = verdicts.sweep_verdict(sweep_table({1280: EARLY_TURN_UP, 10240: EARLY_TURN_UP}, {1280: 16, 10240: 16}))
     assert same["holds"] is False and same["turn_up_ratio"] == 1

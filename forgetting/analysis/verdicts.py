@@ -161,6 +161,9 @@ def sweep_readings(
     return pd.DataFrame(rows)
 
 
+ONE_SEED = "one seed: the rule reads resamples over seeds, so it needs two or more"
+
+
 def sweep_verdict(
     results: pd.DataFrame, col: str = "test_loss", n_boot: int = N_BOOT, rng_seed: int = RNG_SEED
 ) -> dict:
@@ -168,8 +171,9 @@ def sweep_verdict(
 
     (a) holds when turn-up(smallest) / turn-up(largest) >= 2 on the seed-mean curves and in >= 80% of
     bootstrap resamples over seeds (independently per subset), and the two divergence multipliers are
-    within a factor of 2. ``holds`` is None when there are not two subset sizes with data. ``n_boot``
-    and ``rng_seed`` set both bootstraps: of the turn-up ratio and of each subset's fitted optimum.
+    within a factor of 2. ``holds`` is None when there are not two subset sizes with data, or when a
+    subset has one seed (the numbers are still given). ``n_boot`` and ``rng_seed`` set both bootstraps:
+    of the turn-up ratio and of each subset's fitted optimum.
     """
     runs = tables.sweep_runs(results)
     if col not in runs or not np.isfinite(pd.to_numeric(runs[col], errors="coerce")).any():
@@ -193,6 +197,8 @@ def sweep_verdict(
     ratio_lo, ratio_hi = intervals.percentile_interval(ratios, n_units) if n_boot else (math.nan, math.nan)
     div_ratio = float(max(small["divergence"], large["divergence"]) / min(small["divergence"], large["divergence"]))
     holds = bool(ratio >= TURN_UP_RATIO and share >= BOOT_SHARE and div_ratio <= DIVERGENCE_FACTOR)
+    # One seed: every resample is that seed, so the 80%-of-resamples half of the rule is read on nothing.
+    one_seed = dict(holds=None, reason=ONE_SEED) if n_units < 2 else {}
     return dict(
         holds=holds,
         loss=col,
@@ -210,7 +216,7 @@ def sweep_verdict(
         n_boot=n_boot,
         truncated_subsets=[int(r) for r in readings.loc[readings["minimum_at_lower_edge"], "subset"]],
         readings=tables.records(readings),
-    )
+    ) | one_seed
 
 
 # ---------------------------------------------------------------- (b) forgetting probe
