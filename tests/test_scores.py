@@ -168,7 +168,8 @@ def test_scores_refuses_in_one_line_where_it_cannot_pool(tmp_path):
         fg.scores(store, "cpu-probe-5seeds", condition="full-aug")
     with pytest.raises(UserError, match="no finished run of condition 'none'; its groups: full-aug x1, full-aug x4"):
         fg.scores(store, "cpu-probe-5seeds", condition="none")
-    lacking = run_cli("scores", store, "cpu-lr-sweep-page", "--multiplier", "1", tmp_path=tmp_path)
+    # one group named in full: the committed study grows piece by piece, so --multiplier alone may not be
+    lacking = run_cli("scores", store, "cpu-lr-sweep-page", "--multiplier", "1", "--subset", "2560", tmp_path=tmp_path)
     assert_one_line_error(lacking, "examples.npz", "probe_examples.csv", "forgetting sweep-lr cpu-lr-sweep-page")
 
 
