@@ -76,17 +76,23 @@ def test_the_verdict_carries_the_resampled_ratio_interval():
     assert v["turn_up_ratio_lo"] <= v["turn_up_ratio"] <= v["turn_up_ratio_hi"]
 
 
-def test_a_complete_eval_train_sweep_gets_its_fit_check_and_figure(tmp_path):
-    folder = tmp_path / "page"
-    results, epochs = sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9})
+def sweep_store(folder, results, epochs=None, **study_keys):
+    """A study folder as sweep-lr writes it: study.json (an lr-sweep of width 0.25, batch 128, with
+    ``study_keys``; "train" keys merge into its [train]), results.csv and each run's history.csv."""
+    train = dict(net="dawn18", width=0.25, batch_size=128) | study_keys.pop("train", {})
+    study = dict(name=folder.name, kind="lr-sweep", scale="test scale", base_lr=0.03, train=train, **study_keys)
     folder.mkdir()
-    study = dict(name="page", kind="lr-sweep", scale="test scale", base_lr=0.03,
-                 train=dict(net="dawn18", width=0.25, batch_size=128, eval_train=True))
     (folder / "study.json").write_text(json.dumps(study))
     results.to_csv(folder / "results.csv", index=False)
-    for run, g in epochs.groupby("run"):
+    for run, g in ([] if epochs is None else epochs.groupby("run")):
         (folder / "runs" / run).mkdir(parents=True)
         g.drop(columns="run").to_csv(folder / "runs" / run / "history.csv", index=False)
+    return folder
+
+
+def test_a_complete_eval_train_sweep_gets_its_fit_check_and_figure(tmp_path):
+    results, epochs = sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9})
+    folder = sweep_store(tmp_path / "page", results, epochs, train=dict(eval_train=True))
     out = report.study_report(folder, tmp_path / "out")
     v = out.summary["verdicts"]
     assert v["fit_check"]["decides"] is True
@@ -129,29 +135,16 @@ def test_a_named_tau_law_is_recorded_and_reported_missing_when_absent(tmp_path):
     assert record["tau_law_from"] == "cpu-tau-lr" and study_from_record(record).tau_law_from == "cpu-tau-lr"
     assert "tau_law_from" not in study_record(studies.load_study("cpu-lr-sweep"), 0.0343)  # records as written
 
-    folder = tmp_path / "page"
     results, epochs = sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9})
-    folder.mkdir()
-    study = dict(name="page", kind="lr-sweep", scale="test scale", base_lr=0.03, tau_law_from="cpu-tau-lr",
-                 train=dict(net="dawn18", width=0.25, batch_size=128, eval_train=True))
-    (folder / "study.json").write_text(json.dumps(study))
-    results.to_csv(folder / "results.csv", index=False)
-    for run, g in epochs.groupby("run"):
-        (folder / "runs" / run).mkdir(parents=True)
-        g.drop(columns="run").to_csv(folder / "runs" / run / "history.csv", index=False)
+    folder = sweep_store(tmp_path / "page", results, epochs, tau_law_from="cpu-tau-lr", train=dict(eval_train=True))
     out = report.study_report(folder, tmp_path / "out")
     assert out.summary["verdicts"]["a_accounts"]["law_missing"] == "cpu-tau-lr"
     assert "no forgetting prediction: cpu-tau-lr (its tau law) is not in this store" in out.text()
 
 
 def test_a_sweep_with_a_last_epochs_reading_draws_it_beside_the_final_one(tmp_path):
-    folder = tmp_path / "tail"
     results, _ = sweep({2560: 0.3, 20480: 0.6}, {2560: 1.4, 20480: 0.9}, final_offset=0.3)
-    folder.mkdir()
-    study = dict(name="tail", kind="lr-sweep", scale="test scale", base_lr=0.03,
-                 train=dict(net="dawn18", width=0.25, batch_size=128, eval_last=5))
-    (folder / "study.json").write_text(json.dumps(study))
-    results.to_csv(folder / "results.csv", index=False)
+    folder = sweep_store(tmp_path / "tail", results, train=dict(eval_last=5))
     out = report.study_report(folder, tmp_path / "out")
     names = {p.name for p in out.figures}
     assert {"lr_sweep.png", "lr_sweep_last_epochs.png"} <= names
