@@ -49,8 +49,11 @@ def fmt(spec: str, values) -> list[str]:
     return [spec.format(v) for v in values]
 
 
+SWEEP6 = "cpu-lr-sweep"  # the 6-epoch sweep those sentences read; later sweeps in the store add their own rows
+
+
 def sweep_rows() -> list[dict]:
-    return verdict("cpu-tau-lr", "tau_law")["versus_sweep"]
+    return [r for r in verdict("cpu-tau-lr", "tau_law")["versus_sweep"] if r["sweep"] == SWEEP6]
 
 
 def misses() -> list[float]:
@@ -196,8 +199,12 @@ def clock(name: str) -> dict:
     return verdict("cpu-tau-batch", name)
 
 
+def prediction_rows() -> list[dict]:
+    return [r for r in clock("a_predictions")["rows"] if r["sweep"] == SWEEP6]
+
+
 def nearer_counts() -> list[str]:
-    rows = clock("a_predictions")["rows"]
+    rows = prediction_rows()
     return [str(sum(r["nearer"] == "forgetting" for r in rows)), str(len(rows))]
 
 
@@ -399,7 +406,7 @@ CLAIMS = [
             "N = {}: turn-up x{:g}, forgetting x{}, noise x{:g}: {}",
             [f"{r['subset']:,}", r["turn_up"], f"{r['m_forgetting']:.2g}", r["m_noise"], r["nearer"]],
         )
-        for r in clock("a_predictions")["rows"]
+        for r in prediction_rows()
     ],
 ]
 
