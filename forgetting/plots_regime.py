@@ -23,7 +23,7 @@ def plot_fit_check(fit: dict, path_stem, scale: str) -> SavedFigure:
     mults = sorted(curves["multiplier"].unique())
     colours = dict(zip(mults, sns.color_palette("viridis", len(mults))))
     with style():
-        fig = Figure(figsize=(2.5 + 5.0 * len(subsets), 4.8), layout="constrained")
+        fig = Figure(figsize=(1.5 + 5.0 * len(subsets), 5.6), layout="constrained")
         axes = fig.subplots(1, len(subsets), sharey=True, squeeze=False)[0]
         for ax, subset in zip(axes, subsets):
             best = minima.get(int(subset), {})
@@ -46,6 +46,6 @@ def plot_fit_check(fit: dict, path_stem, scale: str) -> SavedFigure:
                 labelled.setdefault(label, handle)
         lines = [f"x{multiplier_label(m)}" for m in mults]
         order = [k for k in lines if k in labelled] + [k for k in labelled if k not in lines]
-        fig.legend([labelled[k] for k in order], order, loc="outside right upper", fontsize="x-small")
+        fig.legend([labelled[k] for k in order], order, loc="outside lower center", ncol=6, fontsize="x-small")
         fig.suptitle(f"Does each subset fit its data? Clean training loss against epoch, per LR multiplier\n{scale}")
     return save(fig, path_stem)
