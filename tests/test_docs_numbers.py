@@ -673,6 +673,8 @@ def test_the_status_of_a_study_in_pieces_counts_its_committed_runs():
         assert f"**Status:** complete, {len(runs)} of {len(runs)} runs, all bf16" in text
         assert "The runs' `seconds` add up to {:.1f} h, {:.1f} h of them for the".format(*hours) in text
         assert "did not diverge took {:,.0f}-{:,.0f} s on the AMD EPYC".format(large.min(), large.max()) in text
+        assert f"{hours[0]:.1f} h of runs in all |" in text  # the folder table
+        assert f"its runs took {hours[0]:.1f} hours in six pieces" in document("README.md")
         return
     large = int(runs["subset"].max())
     large_done = int((done["subset"] == large).sum())
