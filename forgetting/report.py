@@ -223,9 +223,31 @@ def study_report(
 
     ``sweeps``: summaries of LR-sweep studies to set a probe study's tau law against (see
     _comparable_sweeps); ``probes``: probe studies (folders, or their `StudyTables`) to read forgetting's
-    clock against (the kinds' figures); ``regenerate`` passes every sweep and probe study it found."""
-    others = [p if isinstance(p, StudyTables) else StudyTables.read(p) for p in probes or []]
+    clock against (the kinds' figures); ``regenerate`` passes every sweep and probe study it found. Without
+    ``probes``, the probe studies beside ``folder`` in its store, as ``regenerate`` would share them."""
+    folder = Path(folder)
+    if probes is None:
+        probes = _neighbour_probes(folder)
+    others = [p if isinstance(p, StudyTables) else StudyTables.read(p) for p in probes]
     return _report(StudyTables.read(folder), out, sweeps, others)
+
+
+def _neighbour_probes(folder: Path) -> list[StudyTables]:
+    """What the probe studies in ``folder``'s store offer the others (the kinds' ``before_reports``), so
+    that a study's own report reads the tau law that `forgetting figures` would; a neighbour whose
+    tables do not read is left out (it is not this study's to refuse)."""
+    shared: dict = {"probes": []}
+    try:
+        neighbours = study_folders(folder.parent)
+    except UserError:
+        return []
+    for other in neighbours:
+        try:
+            tables_read = StudyTables.read(other)
+        except (UserError, OSError):
+            continue
+        kind_named(tables_read.study["kind"]).before_reports(tables_read, shared)
+    return shared["probes"]
 
 
 def _report(t: StudyTables, out: Path | None, sweeps: list[dict] | None, probes: list[StudyTables]) -> StudyReport:

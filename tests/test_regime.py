@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,8 @@ import pytest
 
 from forgetting import report
 from forgetting.analysis import regime, verdicts
+
+from helpers import REPO_ROOT
 
 MULTS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -140,6 +143,12 @@ def test_a_named_tau_law_is_recorded_and_reported_missing_when_absent(tmp_path):
     out = report.study_report(folder, tmp_path / "out")
     assert out.summary["verdicts"]["a_accounts"]["law_missing"] == "cpu-tau-lr"
     assert "no forgetting prediction: cpu-tau-lr (its tau law) is not in this store" in out.text()
+
+    # beside it in the store, the study's own report (as sweep-lr prints at its end) reads it, as figures does
+    shutil.copytree(REPO_ROOT / "results" / "cpu-tau-lr", tmp_path / "cpu-tau-lr")
+    own = report.study_report(folder, tmp_path / "out2")
+    assert own.summary["verdicts"]["a_accounts"]["law_from"] == "cpu-tau-lr"
+    assert "forgetting's prediction from cpu-tau-lr's tau law" in own.text()
 
 
 def test_a_sweep_with_a_last_epochs_reading_draws_it_beside_the_final_one(tmp_path):
