@@ -304,28 +304,30 @@ def plot_recency(
 # ---------------------------------------------------------------- forgetting timescale against LR
 
 
-def _revisit_marks(ax, rows: list[dict]) -> list[float]:
-    """Per LR-sweep subset: its revisit interval N/B dotted, labelled right of the axes (a legend inside
-    hid the low lines), and its turn-up LR as an open triangle on it, so that a fitted tau at the same
-    LR shows through. Returns the LRs drawn."""
+TURN_UP_MARKERS = ("v", "^", "D", "s", "o")  # one per (sweep, reading): two sweeps' turn-ups can coincide
+
+
+def _revisit_marks(ax, rows: list[dict]) -> list[tuple[str, str]]:
+    """Per LR-sweep subset size: its revisit interval N/B dotted, labelled right of the axes (a legend
+    inside hid the low lines); on it, each sweep's turn-up LR as an open marker, one shape per sweep and
+    reading, so that a fitted tau at the same LR shows through. Returns the (marker, label) of each shape."""
     palette = sns.color_palette("colorblind")
-    several = len({(r["sweep"], r["reading"]) for r in rows}) > len({r["subset"] for r in rows})
-    for i, r in enumerate(rows):
-        colour = palette[(i + 2) % len(palette)]
-        ax.axhline(r["revisit_steps"], ls=":", color=colour, lw=1.2, label="_revisit")
-        ax.plot([r["turn_up"] * r["base_lr"]], [r["revisit_steps"]], "v", ms=10, mfc="none", mew=1.8, color=colour)
-        which = f"{r['sweep']} ({r['reading']}) " if several else ""
-        past = ", turn-up past the grid" if r.get("turn_up_past_grid") else ""
-        ax.annotate(
-            f"{which}N = {r['subset']:,}: N/B = {r['revisit_steps']:g}{past}",
-            xy=(1.01, r["revisit_steps"]),
-            xycoords=ax.get_yaxis_transform(),
-            va="center",
-            color=colour,
-            fontsize="small",
-            annotation_clip=False,
-        )
-    return [r["turn_up"] * r["base_lr"] for r in rows]
+    sizes = sorted({r["subset"] for r in rows})
+    colours = {n: palette[(i + 2) % len(palette)] for i, n in enumerate(sizes)}
+    kinds = list(dict.fromkeys((r["sweep"], r["reading"]) for r in rows))
+    markers = {k: TURN_UP_MARKERS[i % len(TURN_UP_MARKERS)] for i, k in enumerate(kinds)}
+    for n in sizes:
+        on_it = [r for r in rows if r["subset"] == n]
+        steps = on_it[0]["revisit_steps"]
+        ax.axhline(steps, ls=":", color=colours[n], lw=1.2, label="_revisit")
+        past = ", turn-up past the grid" if any(r.get("turn_up_past_grid") for r in on_it) else ""
+        ax.annotate(f"N = {n:,}: N/B = {steps:g}{past}", xy=(1.01, steps), xycoords=ax.get_yaxis_transform(),
+                    va="center", color=colours[n], fontsize="small", annotation_clip=False)
+    for r in rows:
+        marker = markers[(r["sweep"], r["reading"])]
+        ax.plot([r["turn_up"] * r["base_lr"]], [r["revisit_steps"]], marker, ms=10, mfc="none", mew=1.8,
+                color=colours[r["subset"]])
+    return [(markers[k], f"turn-up LR of {k[0]} ({k[1]})") for k in kinds]
 
 
 def plot_tau_lr(law: dict, path_stem, scale: str) -> SavedFigure:
@@ -358,7 +360,8 @@ def plot_tau_lr(law: dict, path_stem, scale: str) -> SavedFigure:
                 f"[{law['alpha_lo']:.2f}, {law['alpha_hi']:.2f}]",
             )
         rows = law.get("versus_sweep") or []
-        xs = list(ok["lr"]) + _revisit_marks(ax, rows)
+        shapes = _revisit_marks(ax, rows)
+        xs = list(ok["lr"]) + [r["turn_up"] * r["base_lr"] for r in rows]
         ys = list(ok["tau_lo"].fillna(ok["tau"])) + list(ok["tau_hi"].fillna(ok["tau"]))
         ys += [r["revisit_steps"] for r in rows]
         ax.set_xscale("log")
@@ -373,9 +376,11 @@ def plot_tau_lr(law: dict, path_stem, scale: str) -> SavedFigure:
         ax.set_ylabel("forgetting timescale tau (SGD steps, log scale)")
         handles, labels = ax.get_legend_handles_labels()
         if rows:
-            sweeps = ", ".join(sorted({r["sweep"] for r in rows}))
-            handles.append(Line2D([], [], ls=":", marker="v", mfc="none", mew=1.8, ms=9, color="0.35"))
-            labels.append(f"revisit interval N/B of each {sweeps} subset (dotted), its turn-up LR (open triangle)")
+            handles.append(Line2D([], [], ls=":", color="0.35"))
+            labels.append("revisit interval N/B of each LR-sweep subset size (dotted)")
+            for marker, label in shapes:
+                handles.append(Line2D([], [], ls="", marker=marker, mfc="none", mew=1.8, ms=9, color="0.35"))
+                labels.append(label)
         fig.legend(handles, labels, loc="outside lower center", ncol=1, fontsize="small", frameon=False)
         fig.suptitle(f"Forgetting timescale against LR (full-aug; fit of a - b exp(-steps ago / tau))\n{scale}")
     return save(fig, path_stem)
