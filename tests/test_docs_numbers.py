@@ -6,6 +6,7 @@ document quotes them and the text must appear in the document (whitespace and li
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import cache
 
@@ -804,3 +805,15 @@ def test_the_page_regime_reading_is_as_the_section_words_it():
     (small,) = [r for r in verdict(PAGE, "fit_check")["readings"] if r["subset"] == 2560]
     assert small["settled"] and not small["fits"] and verdict(PAGE, "fit_check")["decides"]
     assert _ACC["last5"]["reading"] == _ACC["final"]["reading"] == "noise"
+    text = document("results/README.md")
+    steps = [int(round(np.log2(a["turn_up_ratio"]))) for a in (last5, final)]
+    assert "turns up later, by {} (last 5) and {} (final) grid steps".format(*steps) in text
+    spare = round(last5["boot_share_ratio_ge_2"] * last5["n_boot"]) - 800
+    assert f"passes the rule's resample test by {spare} resamples in 1,000" in text
+    assert f"4 seeds ({math.comb(4 + 4 - 1, 4)} distinct resamples per subset)" in text
+    runs = pd.read_csv(RESULTS / PAGE / "results.csv")
+    top = runs[runs["multiplier"] == runs["multiplier"].max()]
+    blown = top.groupby("subset")["diverged"].sum()
+    (ended,) = top[~top["diverged"]]["test_loss"]
+    assert f"At x32 all 4 seeds diverged at 2,560 images and {blown[20480]} of 4 at 20,480" in text
+    assert blown[2560] == 4 and f"(the fourth ended at chance, test loss {ended:.2f})" in text
