@@ -146,7 +146,8 @@ def merge_stores(sources: list[str | Path], into: str | Path, light: bool = Fals
 
 
 def summarise(folder: str | Path, out: str | Path | None = None) -> StudyReport:
-    """Fits and checks of one study folder (``store/<study>`` or ``results/<study>``) from its tables alone;
+    """Fits and checks of one study folder (``store/<study>`` or ``results/<study>``) from stored tables: its
+    own, and those of the probe studies beside it in its store (the tau law an LR sweep is read against);
     writes summary.json and the figures into ``out`` (default: the folder). ``.text()`` prints them."""
     from forgetting import report
 
