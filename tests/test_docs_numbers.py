@@ -675,6 +675,7 @@ def test_the_status_of_a_study_in_pieces_counts_its_committed_runs():
         assert "The runs' `seconds` add up to {:.1f} h, {:.1f} h of them for the".format(*hours) in text
         assert "did not diverge took {:,.0f}-{:,.0f} s on the AMD EPYC".format(large.min(), large.max()) in text
         assert f"{hours[0]:.1f} h of runs in all |" in text  # the folder table
+        assert f"and {hours[0] - hours[1]:.1f} h for the 2,560-image ones (estimated: 1 h)" in text
         assert f"its runs took {hours[0]:.1f} hours in six pieces" in document("README.md")
         return
     large = int(runs["subset"].max())
